@@ -1,0 +1,95 @@
+"""Model options as a frozen dataclass, with the official defaults and their checks."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence, Tuple
+
+MODEL_VARIANTS = ("xception_41", "xception_65", "xception_71", "mobilenet_v2")
+OUTPUT_STRIDES = (8, 16, 32)
+DECODER_OUTPUT_STRIDES = (4, 8)
+
+
+def _int_tuple(value) -> Optional[Tuple[int, ...]]:
+    if value is None:
+        return None
+    if isinstance(value, (int,)):
+        return (int(value),)
+    values = tuple(int(v) for v in value)
+    return values or None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """Everything that determines the DeepLab graph (names follow the official flags).
+
+    `crop_size` only sets the image-pooling window (the official `crop_size` /
+    `image_pooling_crop_size`); `None` means global average pooling, so any input size works.
+    """
+
+    model_variant: str = "xception_65"
+    num_classes: int = 21
+    output_stride: int = 16
+    atrous_rates: Optional[Tuple[int, ...]] = (6, 12, 18)
+    decoder_output_stride: Optional[int] = 4
+    crop_size: Optional[Tuple[int, int]] = None
+    add_image_level_feature: bool = True
+    aspp_with_batch_norm: bool = True
+    aspp_with_separable_conv: bool = True
+    decoder_use_separable_conv: bool = True
+    multi_grid: Optional[Tuple[int, ...]] = None
+    depth_multiplier: float = 1.0
+    divisible_by: Optional[int] = None
+    weight_decay: float = 4e-5
+    fine_tune_batch_norm: bool = True
+    upsample_logits: bool = True
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("atrous_rates", _int_tuple(self.atrous_rates))
+        set_("multi_grid", _int_tuple(self.multi_grid))
+        dos = self.decoder_output_stride
+        if isinstance(dos, Sequence) and not isinstance(dos, str):
+            # The official flag is a list; only a single decoder stage is used by every
+            # released recipe, so accept a one-element list.
+            if len(dos) > 1:
+                raise ValueError(
+                    f"--decoder_output_stride: only one decoder stage is supported, got {list(dos)}")
+            dos = dos[0] if dos else None
+        set_("decoder_output_stride", None if dos is None else int(dos))
+        if self.crop_size is not None:
+            set_("crop_size", tuple(int(c) for c in self.crop_size))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the offending option."""
+        if self.model_variant not in MODEL_VARIANTS:
+            raise ValueError(f"--model_variant={self.model_variant!r} is not one of {MODEL_VARIANTS}")
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"--output_stride={self.output_stride} must be one of {OUTPUT_STRIDES}")
+        if self.num_classes < 1:
+            raise ValueError(f"--num_classes={self.num_classes} must be >= 1")
+        dos = self.decoder_output_stride
+        if dos is not None:
+            if dos not in DECODER_OUTPUT_STRIDES:
+                raise ValueError(
+                    f"--decoder_output_stride={dos} must be one of {DECODER_OUTPUT_STRIDES} or unset")
+            if dos >= self.output_stride:
+                raise ValueError(
+                    f"--decoder_output_stride={dos} must be smaller than --output_stride={self.output_stride}")
+        if self.atrous_rates is not None and any(r < 1 for r in self.atrous_rates):
+            raise ValueError(f"--atrous_rates={list(self.atrous_rates)} must be positive")
+        if self.multi_grid is not None:
+            if len(self.multi_grid) != 3 or any(r < 1 for r in self.multi_grid):
+                raise ValueError(f"--multi_grid={list(self.multi_grid)} must be three positive rates")
+            if self.model_variant == "mobilenet_v2":
+                raise ValueError("--multi_grid applies to the Xception variants only")
+        if self.crop_size is not None and (len(self.crop_size) != 2 or min(self.crop_size) < 1):
+            raise ValueError(f"--crop_size={self.crop_size} must be two positive integers")
+        if self.depth_multiplier <= 0:
+            raise ValueError(f"--depth_multiplier={self.depth_multiplier} must be > 0")
+        if self.weight_decay < 0:
+            raise ValueError(f"--weight_decay={self.weight_decay} must be >= 0")
+
+    def replace(self, **changes) -> "ModelOptions":
+        """A copy with some options changed (re-validated)."""
+        return dataclasses.replace(self, **changes)
