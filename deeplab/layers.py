@@ -1,0 +1,213 @@
+"""Building blocks shared by the backbones and heads, in the official slim layout.
+
+Every block names its Keras layers after the official TF1 variable scope with '/' replaced by
+'.', so `checkpoints.py` maps weights by a rule: a Conv2D `a.b` holds `a/b/weights` (and
+`a/b/biases`), a DepthwiseConv2D holds `a/b/depthwise_weights`, and the BatchNormalization
+`a.b.BatchNorm` holds `a/b/BatchNorm/{gamma,beta,moving_mean,moving_variance}`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+SCOPE_SEPARATOR = "."
+
+
+def layer_name(scope: str) -> str:
+    """Keras layer name for an official variable scope (Keras forbids '/')."""
+    return scope.replace("/", SCOPE_SEPARATOR)
+
+
+def scope_of(name: str) -> str:
+    """Official variable scope of a Keras layer name (inverse of `layer_name`)."""
+    return name.replace(SCOPE_SEPARATOR, "/")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvStyle:
+    """How the convs of one part of the network are built (the official arg_scope).
+
+    `weight_decay` follows slim's `l2_regularizer(wd)` = wd * sum(w^2) / 2, which is Keras's
+    `L2(wd / 2)`. Depthwise kernels are never regularised (official `regularize_depthwise=False`).
+    """
+
+    weight_decay: float = 4e-5
+    bn_epsilon: float = 1e-3
+    bn_momentum: float = 0.9997
+    activation: str = "relu"
+    init_stddev: Optional[float] = 0.09   # truncated normal; None: glorot uniform (slim default)
+    fine_tune_batch_norm: bool = True
+
+    def regularizer(self):
+        return keras.regularizers.L2(self.weight_decay / 2.0) if self.weight_decay > 0 else None
+
+    def initializer(self, stddev: Optional[float] = None):
+        stddev = self.init_stddev if stddev is None else stddev
+        if stddev is None:
+            return keras.initializers.GlorotUniform()
+        return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+def activation_layer(kind: str, name: str) -> keras.layers.Layer:
+    """ReLU or ReLU6 as a named Keras layer."""
+    if kind == "relu":
+        return keras.layers.ReLU(name=name)
+    if kind == "relu6":
+        return keras.layers.ReLU(max_value=6.0, name=name)
+    raise ValueError(f"unknown activation {kind!r}")
+
+
+def batch_norm(x, scope: str, style: ConvStyle):
+    """slim.batch_norm(scale=True) under `scope/BatchNorm`.
+
+    With `fine_tune_batch_norm=False` the layer is always called in inference mode: it uses and
+    keeps its moving statistics while gamma and beta still receive gradients (the official
+    `is_training=False` batch norm inside a training graph).
+    """
+    bn = keras.layers.BatchNormalization(
+        momentum=style.bn_momentum, epsilon=style.bn_epsilon, name=layer_name(scope + "/BatchNorm"))
+    if style.fine_tune_batch_norm:
+        return bn(x)
+    return bn(x, training=False)
+
+
+def fixed_padding(x, kernel_size: int, rate: int, scope: str):
+    """Pads like the official `fixed_padding`: independent of the input size, for VALID convs."""
+    effective = kernel_size + (kernel_size - 1) * (rate - 1)
+    total = effective - 1
+    begin = total // 2
+    return keras.layers.ZeroPadding2D(((begin, total - begin), (begin, total - begin)),
+                                      name=layer_name(scope + "/pad"))(x)
+
+
+def conv_bn(x, filters: int, kernel_size: int, scope: str, style: ConvStyle, *, stride: int = 1,
+            rate: int = 1, activation: Optional[str] = "default", explicit_padding: bool = False,
+            init_stddev: Optional[float] = None):
+    """slim.conv2d + batch norm (+ activation), no bias.
+
+    `explicit_padding=True` with stride > 1 is the official `conv2d_same`: fixed padding then
+    VALID; otherwise SAME padding.
+    """
+    padding = "same"
+    if explicit_padding and stride > 1:
+        x = fixed_padding(x, kernel_size, rate, scope)
+        padding = "valid"
+    x = keras.layers.Conv2D(
+        filters, kernel_size, strides=stride, dilation_rate=rate, padding=padding, use_bias=False,
+        kernel_initializer=style.initializer(init_stddev), kernel_regularizer=style.regularizer(),
+        name=layer_name(scope))(x)
+    x = batch_norm(x, scope, style)
+    act = style.activation if activation == "default" else activation
+    if act:
+        x = activation_layer(act, layer_name(scope + "/" + act.capitalize()))(x)
+    return x
+
+
+def depthwise_bn(x, scope: str, style: ConvStyle, *, kernel_size: int = 3, stride: int = 1,
+                 rate: int = 1, activation: Optional[str] = "default", padding: str = "same",
+                 init_stddev: Optional[float] = None):
+    """slim.separable_conv2d(num_outputs=None): depthwise conv + batch norm (+ activation)."""
+    x = keras.layers.DepthwiseConv2D(
+        kernel_size, strides=stride, dilation_rate=rate, padding=padding, use_bias=False,
+        depthwise_initializer=style.initializer(init_stddev), name=layer_name(scope))(x)
+    x = batch_norm(x, scope, style)
+    act = style.activation if activation == "default" else activation
+    if act:
+        x = activation_layer(act, layer_name(scope + "/" + act.capitalize()))(x)
+    return x
+
+
+def split_separable_conv(x, filters: int, scope: str, style: ConvStyle, *, rate: int = 1,
+                         kernel_size: int = 3):
+    """The official `split_separable_conv2d` of ASPP and the decoder.
+
+    `scope_depthwise`: depthwise + BN + activation; `scope_pointwise`: 1x1 conv + BN + activation.
+    Initialisers are the official truncated normals (stddev 0.33 and 0.06).
+    """
+    x = depthwise_bn(x, scope + "_depthwise", style, kernel_size=kernel_size, rate=rate,
+                     init_stddev=0.33)
+    return conv_bn(x, filters, 1, scope + "_pointwise", style, init_stddev=0.06)
+
+
+class ResizeBilinear(keras.layers.Layer):
+    """Bilinear resize with align_corners=True semantics to the spatial size of a reference.
+
+    TF2's `tf.image.resize` has no align_corners, and the official graph uses it everywhere
+    (ASPP image pooling, decoder, logits). Called as `layer([x, reference])`; with `scale` set
+    the output size is the official `scale_dimension(reference_size, scale)`.
+    """
+
+    def __init__(self, scale: Optional[float] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, inputs):
+        x, reference = inputs
+        size = tf.shape(reference)[1:3]
+        if self.scale is not None:
+            size = tf.cast((tf.cast(size, tf.float32) - 1.0) * self.scale + 1.0, tf.int32)
+        resized = tf.compat.v1.image.resize_bilinear(x, size, align_corners=True)
+        return tf.cast(resized, x.dtype)
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, ref_shape = input_shapes
+        height, width = ref_shape[1], ref_shape[2]
+        if self.scale is not None:
+            height = None if height is None else int((height - 1) * self.scale + 1)
+            width = None if width is None else int((width - 1) * self.scale + 1)
+        return (x_shape[0], height, width, x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+class ScaleToUnitRange(keras.layers.Layer):
+    """The official `_preprocess_zero_mean_unit_range`: [0, 255] -> [-1, 1]."""
+
+    def call(self, images):
+        return tf.cast((2.0 / 255.0) * tf.cast(images, tf.float32) - 1.0, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class ImagePooling(keras.layers.Layer):
+    """Image-level feature pooling of ASPP.
+
+    `pool_size=None`: global average (any input size). Otherwise the official average pool over
+    a window set by the crop size, VALID, stride 1 (equal to the global mean at the crop size).
+    """
+
+    def __init__(self, pool_size=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = None if pool_size is None else tuple(int(p) for p in pool_size)
+
+    def call(self, x):
+        if self.pool_size is None:
+            return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        return tf.nn.avg_pool2d(x, ksize=self.pool_size, strides=1, padding="VALID")
+
+    def compute_output_shape(self, input_shape):
+        if self.pool_size is None:
+            return (input_shape[0], 1, 1, input_shape[3])
+        h, w = input_shape[1], input_shape[2]
+        return (input_shape[0], None if h is None else h - self.pool_size[0] + 1,
+                None if w is None else w - self.pool_size[1] + 1, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size}
+
+
+def scale_dimension(dim: int, scale: float) -> int:
+    """The official `scale_dimension`: ((dim - 1) * scale + 1) truncated."""
+    return int((float(dim) - 1.0) * scale + 1.0)
+
+
+CUSTOM_OBJECTS = {
+    "ResizeBilinear": ResizeBilinear,
+    "ScaleToUnitRange": ScaleToUnitRange,
+    "ImagePooling": ImagePooling,
+}

@@ -1,0 +1,107 @@
+"""`build_deeplab`: the DeepLabV3+ Keras functional model, identical to the official graph.
+
+images (0..255) -> x*2/255-1 -> backbone (atrous to the output stride) -> ASPP -> [decoder]
+-> logits/semantic -> bilinear upsampling (align_corners) to the input size.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import keras
+
+from deeplab.backbones import mobilenet_v2, xception
+from deeplab.config import ModelOptions
+from deeplab.heads import aspp, decoder, head_style, image_pooling_window, logits_layer
+from deeplab.layers import ConvStyle, ResizeBilinear, ScaleToUnitRange, layer_name
+
+# Official scopes of the "last layers" (train.py: initialize_last_layer,
+# last_layers_contain_logits_only, last_layer_gradient_multiplier).
+LOGITS_SCOPE = "logits"
+LAST_LAYER_SCOPES = ("logits", "image_pooling", "aspp", "concat_projection", "decoder")
+
+
+def backbone_scope(model_variant: str) -> str:
+    """Name scope of the backbone in official (and ImageNet-pretrained) checkpoints."""
+    return "MobilenetV2" if model_variant == "mobilenet_v2" else model_variant
+
+
+def _backbone(images, options: ModelOptions):
+    if options.model_variant == "mobilenet_v2":
+        style = ConvStyle(weight_decay=options.weight_decay, bn_epsilon=1e-3, bn_momentum=0.997,
+                          activation="relu6", init_stddev=0.09,
+                          fine_tune_batch_norm=options.fine_tune_batch_norm)
+        features, end_points = mobilenet_v2.build_mobilenet_v2(
+            images, options.output_stride, style, options.depth_multiplier, options.divisible_by)
+        decoder_points = mobilenet_v2.DECODER_END_POINTS
+    else:
+        style = ConvStyle(weight_decay=options.weight_decay, bn_epsilon=1e-3, bn_momentum=0.9997,
+                          activation="relu", init_stddev=0.09,
+                          fine_tune_batch_norm=options.fine_tune_batch_norm)
+        features, end_points = xception.build_xception(
+            images, options.model_variant, options.output_stride, style, options.multi_grid)
+        decoder_points = xception.DECODER_END_POINTS[options.model_variant]
+    low_level = None
+    if options.decoder_output_stride is not None:
+        low_level = end_points[decoder_points[options.decoder_output_stride]]
+    return features, low_level
+
+
+def build_deeplab_from_options(options: ModelOptions, name: str = "deeplab") -> keras.Model:
+    """Builds the DeepLab model described by `options` (see `build_deeplab`)."""
+    images = keras.Input(shape=(None, None, 3), name="image")
+    x = ScaleToUnitRange(name="preprocess")(images)
+    features, low_level = _backbone(x, options)
+    style = head_style(options.weight_decay, options.fine_tune_batch_norm)
+    if options.aspp_with_batch_norm:
+        features = aspp(features, style, atrous_rates=options.atrous_rates,
+                        add_image_level_feature=options.add_image_level_feature,
+                        separable=options.aspp_with_separable_conv,
+                        pool_size=image_pooling_window(options.crop_size, options.output_stride))
+    if low_level is not None:
+        features = decoder(features, low_level, style, separable=options.decoder_use_separable_conv)
+    logits = logits_layer(features, options.num_classes, options.weight_decay)
+    if options.upsample_logits:
+        logits = ResizeBilinear(name="upsample_logits", dtype="float32")([logits, images])
+    return keras.Model(images, logits, name=name)
+
+
+def build_deeplab(model_variant: str = "xception_65", num_classes: int = 21,
+                  output_stride: int = 16, atrous_rates=(6, 12, 18), decoder_output_stride=4,
+                  crop_size=None, add_image_level_feature: bool = True,
+                  aspp_with_separable_conv: bool = True, decoder_use_separable_conv: bool = True,
+                  multi_grid=None, depth_multiplier: float = 1.0, divisible_by=None,
+                  weight_decay: float = 4e-5, fine_tune_batch_norm: bool = True,
+                  upsample_logits: bool = True, name: str = "deeplab") -> keras.Model:
+    """DeepLabV3+ as a Keras functional model; keyword arguments are the official flags.
+
+    Input: float32 images [N, H, W, 3] with values 0..255, any H and W. Output: float32 logits
+    [N, H, W, num_classes] resized bilinearly (align_corners=True) to the input size, or the
+    pre-upsampling logits (layer `logits.semantic`) when `upsample_logits=False`.
+
+    `crop_size` only sets the image-pooling window as the official code does; None pools
+    globally, which equals the official graph at the crop size and works for any size.
+    `fine_tune_batch_norm=False` keeps every BatchNorm on its moving statistics (gamma and
+    beta still train). Layer names are the official variable scopes with '/' -> '.'.
+    """
+    options = ModelOptions(
+        model_variant=model_variant, num_classes=num_classes, output_stride=output_stride,
+        atrous_rates=atrous_rates, decoder_output_stride=decoder_output_stride,
+        crop_size=crop_size, add_image_level_feature=add_image_level_feature,
+        aspp_with_separable_conv=aspp_with_separable_conv,
+        decoder_use_separable_conv=decoder_use_separable_conv, multi_grid=multi_grid,
+        depth_multiplier=depth_multiplier, divisible_by=divisible_by, weight_decay=weight_decay,
+        fine_tune_batch_norm=fine_tune_batch_norm, upsample_logits=upsample_logits)
+    return build_deeplab_from_options(options, name=name)
+
+
+def weight_layers(model: keras.Model) -> List[keras.layers.Layer]:
+    """Layers of `model` that own weights, in graph order."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+def last_layers(model: keras.Model, logits_only: bool = False) -> List[keras.layers.Layer]:
+    """The official "last layers": logits, or logits + image pooling + ASPP + decoder."""
+    scopes = (LOGITS_SCOPE,) if logits_only else LAST_LAYER_SCOPES
+    prefixes = tuple(layer_name(s) for s in scopes)
+    # As the official exclude list: every variable whose scope starts with one of them.
+    return [layer for layer in weight_layers(model) if layer.name.startswith(prefixes)]
