@@ -159,13 +159,13 @@ def build_synthetic_dataset(output_dir, *, seed=0,
   """
   paths = []
   for split, count in (('train', num_train), ('val', num_val)):
-    examples = []
-    for index in range(count):
+    def make_example(index, split=split):
       image, label = generate_example(seed, split, index, **generate_kwargs)
-      examples.append(encode_example(image, label,
-                                     '%s_%06d' % (split, index)))
+      return encode_example(image, label, '%s_%06d' % (split, index))
+
     shards = max(1, min(num_shards, count))
-    paths += tfrecord.write_shards(examples, output_dir, split, shards)
+    paths += tfrecord.write_shards(range(count), output_dir, split, shards,
+                                   make_example)
   return paths
 
 

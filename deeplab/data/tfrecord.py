@@ -59,26 +59,30 @@ def shard_path(output_dir, split, shard_id, num_shards):
                       (split, shard_id, num_shards))
 
 
-def write_shards(examples, output_dir, split, num_shards):
-  """Writes serialisable examples into ``num_shards`` official shards.
+def write_shards(items, output_dir, split, num_shards, make_example=None):
+  """Writes examples into ``num_shards`` official shards, one at a time.
 
   Args:
-    examples: a sequence (len() known) of tf.train.Example.
+    items: a sequence (len() known) of tf.train.Example, or of anything
+      ``make_example`` turns into one (so a large split is never held in
+      memory as examples).
     output_dir: folder, created when absent.
     split: split name used as file prefix.
-    num_shards: number of shards; images are split into contiguous runs of
+    num_shards: number of shards; items are split into contiguous runs of
       ceil(n / num_shards) as the official builders do.
+    make_example: optional callable item -> tf.train.Example.
 
   Returns:
     The list of shard paths written.
   """
   tf.io.gfile.makedirs(output_dir)
-  per_shard = max(1, int(math.ceil(len(examples) / float(num_shards))))
+  per_shard = max(1, int(math.ceil(len(items) / float(num_shards))))
   paths = []
   for shard_id in range(num_shards):
     path = shard_path(output_dir, split, shard_id, num_shards)
     with tf.io.TFRecordWriter(path) as writer:
-      for example in examples[shard_id * per_shard:(shard_id + 1) * per_shard]:
+      for item in items[shard_id * per_shard:(shard_id + 1) * per_shard]:
+        example = make_example(item) if make_example else item
         writer.write(example.SerializeToString())
     paths.append(path)
   return paths

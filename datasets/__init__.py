@@ -1,0 +1,1 @@
+"""Command-line builders that write official-format DeepLab TFRecords."""
