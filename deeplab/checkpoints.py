@@ -162,15 +162,19 @@ def load_official_checkpoint(model: keras.Model, path: str, *, skip_logits: bool
             continue
         assignments.append((variable, reader.get_tensor(name)))
         report.loaded.append(name)
-    if mismatched:
-        hint = (" (pass skip_logits=True / --initialize_last_layer=false to train a new class "
-                "count)" if any(m.startswith(LOGITS_SCOPE + "/") for m in mismatched) else "")
-        raise CheckpointError(f"{prefix}: {len(mismatched)} variables have the wrong shape: "
-                              + "; ".join(mismatched[:5]) + hint)
+    problems = []
     if missing:
-        raise CheckpointError(f"{prefix}: {len(missing)} model variables are missing from the "
-                              f"checkpoint, e.g. {missing[0]}" + (
-                                  f" ({', '.join(missing[1:4])}, ...)" if len(missing) > 1 else ""))
+        problems.append(f"{len(missing)} model variables are missing from the checkpoint, e.g. "
+                        f"{missing[0]}" + (f" ({', '.join(missing[1:4])}, ...)"
+                                           if len(missing) > 1 else ""))
+    if mismatched:
+        problems.append(f"{len(mismatched)} variables have the wrong shape: "
+                        + "; ".join(mismatched[:5]))
+        if any(m.startswith(LOGITS_SCOPE + "/") for m in mismatched):
+            problems.append("pass skip_logits=True (--initialize_last_layer=false) to start "
+                            "new logits for another class count")
+    if problems:
+        raise CheckpointError(f"{prefix}: " + "; ".join(problems))
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
     used = set(report.loaded)

@@ -46,9 +46,15 @@ def _backbone(images, options: ModelOptions):
     return features, low_level
 
 
-def build_deeplab_from_options(options: ModelOptions, name: str = "deeplab") -> keras.Model:
-    """Builds the DeepLab model described by `options` (see `build_deeplab`)."""
-    images = keras.Input(shape=(None, None, 3), name="image")
+def build_deeplab_from_options(options: ModelOptions, name: str = "deeplab",
+                               input_size=None) -> keras.Model:
+    """Builds the DeepLab model described by `options` (see `build_deeplab`).
+
+    `input_size=(H, W)` fixes the input shape (static shapes for summaries and TFLite);
+    None accepts any size.
+    """
+    height, width = input_size if input_size is not None else (None, None)
+    images = keras.Input(shape=(height, width, 3), name="image")
     x = ScaleToUnitRange(name="preprocess")(images)
     features, low_level = _backbone(x, options)
     style = head_style(options.weight_decay, options.fine_tune_batch_norm)

@@ -1,0 +1,171 @@
+"""`python -m deeplab.summary`: per-block table of stride, atrous rate, feature size, channels,
+parameters and Mult-Adds of a DeepLab configuration, then totals (`--json` for one object).
+
+Mult-Adds count every multiply-accumulate of the convolutions (standard, atrous, depthwise,
+pointwise, logits) plus the logits bias adds: BatchNorm folds into the convs at inference. The
+official figures (profiler float ops / 2) also count BatchNorm, resizes, pooling, ReLUs and
+sums, and the official graph runs atrous depthwise convs through space_to_batch, which adds
+padded positions; `madds_tf1_conv_only` reproduces the official conv-only count exactly.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Dict, List
+
+import keras
+import numpy as np
+from absl import app, flags
+
+from deeplab.cli_flags import define_model_flags, model_options_from_flags, parse_int_list
+from deeplab.config import ModelOptions
+from deeplab.layers import scope_of
+from deeplab.model import backbone_scope, build_deeplab_from_options
+
+_CONV_TYPES = ("Conv2D", "DepthwiseConv2D")
+
+
+def layer_madds(layer: keras.layers.Layer) -> int:
+    """Multiply-adds of one layer at its (static) output shape."""
+    kind = type(layer).__name__
+    shape = layer.output.shape
+    elements = int(np.prod(shape[1:]))
+    if kind == "Conv2D":
+        kh, kw, cin, _ = layer.kernel.shape
+        return elements * kh * kw * cin + (elements if layer.use_bias else 0)
+    if kind == "DepthwiseConv2D":
+        kh, kw, _, _ = layer.kernel.shape
+        return elements * kh * kw
+    return 0
+
+
+def tf1_atrous_depthwise_outputs(size: int, rate: int, kernel: int) -> int:
+    """Output positions (per dimension) the official graph computes for an atrous depthwise conv.
+
+    TF1's `depthwise_conv2d` runs rate > 1 through space_to_batch: the SAME-padded input is
+    padded further to a multiple of the rate and every batch runs a VALID conv, so it computes
+    `rate * (padded / rate - kernel + 1)` positions, a few more than `size`. The profiler counts
+    them; this reproduces the official figures exactly.
+    """
+    padded = size + rate * (kernel - 1)
+    padded += (-padded) % rate
+    return rate * (padded // rate - kernel + 1)
+
+
+def official_layer_madds(layer: keras.layers.Layer) -> int:
+    """Conv multiply-adds as the official TF1 graph's profiler counts them (no bias adds)."""
+    kind = type(layer).__name__
+    if kind == "DepthwiseConv2D" and layer.dilation_rate[0] > 1:
+        h, w, c = layer.output.shape[1:]
+        kh, kw = layer.kernel.shape[:2]
+        rate = int(layer.dilation_rate[0])
+        return (tf1_atrous_depthwise_outputs(h, rate, kh) * tf1_atrous_depthwise_outputs(w, rate, kw)
+                * c * kh * kw)
+    madds = layer_madds(layer)
+    if kind == "Conv2D" and layer.use_bias:
+        madds -= int(np.prod(layer.output.shape[1:]))
+    return madds
+
+
+def block_of(layer_name: str, model_variant: str) -> str:
+    """The table row a layer belongs to: an Xception unit, a MobileNet unit, an ASPP branch…"""
+    scope = scope_of(layer_name)
+    backbone = backbone_scope(model_variant) + "/"
+    if scope.startswith(backbone):
+        parts = scope[len(backbone):].split("/")
+        if parts[0] in ("entry_flow", "middle_flow", "exit_flow"):
+            depth = 2 if parts[1].startswith("conv") else 3
+            return backbone + "/".join(parts[:depth])
+        return backbone + parts[0]
+    parts = scope.split("/")
+    depth = 2 if parts[0] == "decoder" else 1
+    head = "/".join(parts[:depth])
+    for suffix in ("_depthwise", "_pointwise"):
+        head = head.replace(suffix, "")
+    return head.split(".")[0]
+
+
+def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
+    """Per-block rows and totals for `options` at `crop_size` (H, W)."""
+    model = build_deeplab_from_options(options, input_size=tuple(crop_size))
+    rows: Dict[str, Dict[str, object]] = {}
+    for layer in model.layers:
+        if type(layer).__name__ not in _CONV_TYPES + ("BatchNormalization",):
+            continue
+        key = block_of(layer.name, options.model_variant)
+        row = rows.setdefault(key, {"block": key, "stride": 0, "rate": 1, "size": None,
+                                    "channels": 0, "params": 0, "madds": 0})
+        row["params"] += int(sum(np.prod(w.shape) for w in layer.trainable_weights))
+        row["madds"] += layer_madds(layer)
+        if type(layer).__name__ in _CONV_TYPES:
+            h, w, c = layer.output.shape[1:]
+            row["size"], row["channels"] = (h, w), c
+            row["rate"] = max(row["rate"], int(layer.dilation_rate[0]))
+            row["stride"] = _stride(crop_size[0], h)
+    table: List[Dict[str, object]] = list(rows.values())
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    total = int(sum(np.prod(w.shape) for w in model.weights))
+    return {
+        "model_variant": options.model_variant,
+        "crop_size": list(crop_size),
+        "output_stride": options.output_stride,
+        "atrous_rates": list(options.atrous_rates or []),
+        "decoder_output_stride": options.decoder_output_stride,
+        "num_classes": options.num_classes,
+        "trainable_params": trainable,
+        "total_params": total,
+        "madds": int(sum(r["madds"] for r in table)),
+        "madds_tf1_conv_only": int(sum(official_layer_madds(layer) for layer in model.layers
+                                       if type(layer).__name__ in _CONV_TYPES)),
+        "blocks": table,
+    }
+
+
+def _stride(input_size: int, output_size: int) -> int:
+    if output_size <= 1:
+        return input_size
+    return int(round((input_size - 1) / (output_size - 1)))
+
+
+def format_table(summary: Dict[str, object]) -> str:
+    """The human-readable table of `summarize`."""
+    header = f"{'block':<58} {'stride':>6} {'rate':>4} {'features':>11} {'ch':>5} " \
+             f"{'params':>11} {'Mult-Adds':>15}"
+    lines = [header, "-" * len(header)]
+    for row in summary["blocks"]:
+        size = "x".join(str(s) for s in row["size"])
+        lines.append(f"{row['block']:<58} {row['stride']:>6} {row['rate']:>4} {size:>11} "
+                     f"{row['channels']:>5} {row['params']:>11,} {row['madds']:>15,}")
+    lines.append("-" * len(header))
+    lines.append(f"trainable parameters {summary['trainable_params']:,}; all variables "
+                 f"{summary['total_params']:,}; Mult-Adds {summary['madds'] / 1e9:.2f}B at "
+                 f"{summary['crop_size'][0]}x{summary['crop_size'][1]}, output stride "
+                 f"{summary['output_stride']}, atrous rates {summary['atrous_rates'] or 'none'}, "
+                 f"decoder stride {summary['decoder_output_stride'] or 'none'}")
+    return "\n".join(lines)
+
+
+def _define_flags() -> None:
+    define_model_flags()
+    flags.DEFINE_list("crop_size", ["513", "513"], "Input size (height,width) to summarise at.")
+    flags.DEFINE_boolean("json", False, "Print one JSON object instead of the table.")
+
+
+def main(argv) -> None:
+    del argv
+    values = flags.FLAGS
+    crop = parse_int_list(values.crop_size, "crop_size")
+    if not crop or len(crop) != 2:
+        raise app.UsageError("--crop_size must be height,width")
+    options = model_options_from_flags(values, num_classes=21)
+    summary = summarize(options, crop)
+    if values.json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "blocks"}
+                         | {"blocks": summary["blocks"]}, default=list))
+    else:
+        print(format_table(summary))
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,36 @@
+"""Paths to the official reference facts and fixtures used by the model tests.
+
+The small official-format fixture (checkpoint, input, pre-upsampling logits) and the variable
+lists are copied into tests/fixtures so a user's clone can run them; the large upsampled-logits
+array is read from ../shared/reference when that checkout exists.
+"""
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "fixtures")
+REFERENCE = os.path.join(FIXTURES, "reference")
+MOBILENET_FIXTURE = os.path.join(FIXTURES, "mobilenet_v2_os8")
+SHARED_REFERENCE = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "reference"))
+
+
+def facts():
+    """The official parameter counts and Mult-Adds (facts.json)."""
+    with open(os.path.join(REFERENCE, "facts.json")) as f:
+        return json.load(f)
+
+
+def official_variables(filename):
+    """{name: shape} of an official checkpoint's variable list."""
+    shapes = {}
+    with open(os.path.join(REFERENCE, filename)) as f:
+        for line in f:
+            name, shape = line.rstrip("\n").split("\t")
+            shapes[name] = json.loads(shape)
+    return shapes
+
+
+def fixture_flags():
+    """build_deeplab kwargs of the mobilenet_v2 OS 8 fixture."""
+    with open(os.path.join(MOBILENET_FIXTURE, "flags.json")) as f:
+        return json.load(f)["build_deeplab"]
