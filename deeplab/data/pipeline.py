@@ -99,7 +99,8 @@ def build_dataset(dataset_name, dataset_dir, split, *, crop_size, batch_size,
     min_scale_factor, max_scale_factor, scale_factor_step_size: random scale.
     min_resize_value, max_resize_value, resize_factor: resize to range.
     seed: shuffle / augmentation seed; deterministic=True uses 0 when None.
-    deterministic: fixed element order and augmentation (slower).
+    deterministic: fixed element order and augmentation (slower). Always on
+      in evaluation, which reads shards one after the other.
     cache: False, True (memory) or a file path prefix; caches decoded,
       validated examples before augmentation.
     num_readers: TFRecord shards read in parallel.
@@ -127,6 +128,9 @@ def build_dataset(dataset_name, dataset_dir, split, *, crop_size, batch_size,
   info = _resolve_info(dataset_name)
   ignore_label = info.ignore_label if info else 255
   num_classes = info.num_classes if info else None
+  if not is_training:
+    # Evaluation: every image once, in file order (shard by shard).
+    deterministic, num_readers = True, 1
   if deterministic and seed is None:
     seed = 0
   if repeat is None:
