@@ -141,7 +141,9 @@ def folder_dataset(pairs: FolderPairs):
   """Raw-element dataset of folder pairs (paths; decoding reads the files)."""
   return tf.data.Dataset.from_tensor_slices({
       'image_path': pairs.images, 'label_path': pairs.labels,
-      'image_name': pairs.names, 'source': pairs.images})
+      'image_name': pairs.names,
+      'source': ['%s (label %s)' % pair
+                 for pair in zip(pairs.images, pairs.labels)]})
 
 
 def list_tfrecord_split(dataset_dir, split):
