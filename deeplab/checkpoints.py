@@ -19,12 +19,18 @@ import tensorflow as tf
 from deeplab.layers import scope_of
 from deeplab.model import LAST_LAYER_SCOPES, LOGITS_SCOPE
 
-_LEAF_NAMES = {
-    "Conv2D": {"kernel": "weights", "bias": "biases"},
-    "DepthwiseConv2D": {"kernel": "depthwise_weights"},
-    "BatchNormalization": {"gamma": "gamma", "beta": "beta", "moving_mean": "moving_mean",
-                           "moving_variance": "moving_variance"},
-}
+# Checked in this order: DepthwiseConv2D is not a Conv2D subclass in Keras 3, but be explicit.
+_LEAF_NAMES = (
+    (keras.layers.DepthwiseConv2D, {"kernel": "depthwise_weights"}),
+    (keras.layers.Conv2D, {"kernel": "weights", "bias": "biases"}),
+    (keras.layers.BatchNormalization, {"gamma": "gamma", "beta": "beta",
+                                       "moving_mean": "moving_mean",
+                                       "moving_variance": "moving_variance"}),
+)
+
+
+def _leaf_names(layer: keras.layers.Layer) -> Optional[Dict[str, str]]:
+    return next((leaves for kind, leaves in _LEAF_NAMES if isinstance(layer, kind)), None)
 # Variables of a training run that a weights loader has no use for.
 _IGNORED_SUFFIXES = ("/Momentum", "/Adam", "/Adam_1", "/ExponentialMovingAverage", "/RMSProp",
                      "/RMSProp_1")
@@ -62,7 +68,7 @@ def official_variables(model: keras.Model) -> Dict[str, keras.Variable]:
     """Maps every official variable name of the model to its Keras variable."""
     names: Dict[str, keras.Variable] = {}
     for layer in model.layers:
-        leaves = _LEAF_NAMES.get(type(layer).__name__)
+        leaves = _leaf_names(layer)
         if not layer.weights:
             continue
         if leaves is None:

@@ -60,18 +60,30 @@ def activation_layer(kind: str, name: str) -> keras.layers.Layer:
     raise ValueError(f"unknown activation {kind!r}")
 
 
-def batch_norm(x, scope: str, style: ConvStyle):
-    """slim.batch_norm(scale=True) under `scope/BatchNorm`.
+class BatchNorm(keras.layers.BatchNormalization):
+    """Keras BatchNormalization that can be frozen to its moving statistics.
 
-    With `fine_tune_batch_norm=False` the layer is always called in inference mode: it uses and
-    keeps its moving statistics while gamma and beta still receive gradients (the official
-    `is_training=False` batch norm inside a training graph).
+    `frozen=True` is the official `fine_tune_batch_norm=False`: the layer always normalises with
+    (and never updates) its moving statistics, even in a training step, while gamma and beta
+    stay trainable. Keras's `trainable=False` would freeze gamma and beta as well, and a
+    `training=False` call argument is overridden by the model's training flag.
     """
-    bn = keras.layers.BatchNormalization(
-        momentum=style.bn_momentum, epsilon=style.bn_epsilon, name=layer_name(scope + "/BatchNorm"))
-    if style.fine_tune_batch_norm:
-        return bn(x)
-    return bn(x, training=False)
+
+    def __init__(self, frozen: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.frozen = frozen
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=False if self.frozen else training, mask=mask)
+
+    def get_config(self):
+        return {**super().get_config(), "frozen": self.frozen}
+
+
+def batch_norm(x, scope: str, style: ConvStyle):
+    """slim.batch_norm(scale=True) under `scope/BatchNorm` (frozen unless fine-tuned)."""
+    return BatchNorm(frozen=not style.fine_tune_batch_norm, momentum=style.bn_momentum,
+                     epsilon=style.bn_epsilon, name=layer_name(scope + "/BatchNorm"))(x)
 
 
 def fixed_padding(x, kernel_size: int, rate: int, scope: str):
@@ -207,6 +219,7 @@ def scale_dimension(dim: int, scale: float) -> int:
 
 
 CUSTOM_OBJECTS = {
+    "BatchNorm": BatchNorm,
     "ResizeBilinear": ResizeBilinear,
     "ScaleToUnitRange": ScaleToUnitRange,
     "ImagePooling": ImagePooling,

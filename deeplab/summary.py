@@ -90,7 +90,8 @@ def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
     model = build_deeplab_from_options(options, input_size=tuple(crop_size))
     rows: Dict[str, Dict[str, object]] = {}
     for layer in model.layers:
-        if type(layer).__name__ not in _CONV_TYPES + ("BatchNormalization",):
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+                                  keras.layers.BatchNormalization)):
             continue
         key = block_of(layer.name, options.model_variant)
         row = rows.setdefault(key, {"block": key, "stride": 0, "rate": 1, "size": None,

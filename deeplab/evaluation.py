@@ -1,0 +1,323 @@
+"""Evaluation loop, result files (table, JSON, confusion-matrix CSV / PNG), TensorBoard
+summaries and continuous evaluation of new checkpoints.
+
+`evaluate` runs a model over an eval dataset (dicts with 'image' float32 [B, H, W, 3] and
+'label' int [B, H, W, 1], as `deeplab.data.pipeline.build_dataset(is_training=False)` yields)
+and accumulates a confusion matrix; metrics follow `deeplab.metrics` (the official
+`tf.metrics.mean_iou` with the ignore label weighted out).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from deeplab import inference
+from deeplab import metrics as metrics_lib
+
+
+def parse_float_list(values, flag_name: str = "eval_scales") -> List[float]:
+    """Floats from `a,b,c` strings and / or repeated values (both flag forms)."""
+    if values is None:
+        return []
+    if isinstance(values, (str, float, int)):
+        values = [values]
+    out = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if part:
+                try:
+                    out.append(float(part))
+                except ValueError:
+                    raise ValueError(f"--{flag_name}: {part!r} is not a number") from None
+    return out
+
+
+def metric_tag(eval_scales: Sequence[float], add_flipped_images: bool) -> str:
+    """The official summary tag, e.g. `miou_1.0` or `miou_0.5_1.0_1.5_flipped`."""
+    tag = "miou" + "".join(f"_{float(s)}" for s in eval_scales)
+    return tag + ("_flipped" if add_flipped_images else "")
+
+
+def make_eval_step(model, num_classes: int, ignore_label: int,
+                   eval_scales: Sequence[float] = (1.0,), add_flipped_images: bool = False,
+                   logits_output_stride: Optional[int] = None) -> Callable:
+    """A compiled function (images, labels) -> (predictions int32 [B, H, W], confusion int64)."""
+    scales = tuple(float(s) for s in eval_scales) or (1.0,)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                                  tf.TensorSpec(None, tf.int32)])
+    def step(images, labels):
+        predictions = inference.predict_labels(model, images, scales, add_flipped_images,
+                                               logits_output_stride)
+        labels = tf.reshape(labels, tf.shape(predictions))
+        cm = metrics_lib.batch_confusion_matrix(labels, predictions, num_classes, ignore_label)
+        return predictions, cm
+
+    return step
+
+
+def evaluate(model, dataset, num_classes: int, ignore_label: int,
+             eval_scales: Sequence[float] = (1.0,), add_flipped_images: bool = False, *,
+             logits_output_stride: Optional[int] = None, class_names: Optional[Sequence[str]] = None,
+             max_batches: Optional[int] = None, verbose: int = 1, step_fn: Optional[Callable] = None,
+             on_batch: Optional[Callable] = None) -> Dict[str, object]:
+    """Evaluates `model` on `dataset` (each element seen once).
+
+    Returns a dict: `miou`, `pixel_accuracy`, `per_class_iou` (list in class order, NaN for
+    classes absent from labels and predictions), `per_class_accuracy`, `mean_class_accuracy`,
+    `confusion_matrix` (numpy int64 [C, C], rows = ground truth), `num_images`, `num_pixels`,
+    `class_names`, `eval_scales`, `add_flipped_images`, `seconds`.
+
+    `step_fn` reuses a function from `make_eval_step` (so continuous evaluation compiles once);
+    `on_batch(batch, predictions)` is called with every batch and its numpy predictions (e.g. to
+    save visualisations).
+    """
+    scales = tuple(float(s) for s in eval_scales) or (1.0,)
+    if step_fn is None:
+        step_fn = make_eval_step(model, num_classes, ignore_label, scales, add_flipped_images,
+                                 logits_output_stride)
+    total = np.zeros((num_classes, num_classes), np.int64)
+    num_images = 0
+    target = None
+    try:
+        cardinality = int(dataset.cardinality())
+        if cardinality > 0:
+            target = cardinality if max_batches is None else min(cardinality, max_batches)
+    except (TypeError, ValueError, AttributeError):
+        pass
+    progress = None
+    if verbose:
+        import keras
+        progress = keras.utils.Progbar(target, unit_name="batch")
+    start = time.time()
+    seen = 0
+    for index, batch in enumerate(dataset):
+        if max_batches is not None and index >= max_batches:
+            break
+        images = tf.cast(batch["image"], tf.float32)
+        labels = tf.cast(batch["label"], tf.int32)
+        predictions, cm = step_fn(images, labels)
+        total += cm.numpy()
+        num_images += int(images.shape[0])
+        seen = index + 1
+        if on_batch is not None:
+            on_batch(batch, predictions.numpy())
+        if progress is not None:
+            running = metrics_lib.iou_from_confusion_matrix(total)
+            progress.update(index + 1, values=[("miou", running["miou"])], finalize=False)
+    if progress is not None:
+        progress.update(seen, finalize=True)
+    results = metrics_lib.iou_from_confusion_matrix(total)
+    results.update(
+        confusion_matrix=total,
+        num_images=num_images,
+        class_names=list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)],
+        eval_scales=list(scales),
+        add_flipped_images=bool(add_flipped_images),
+        seconds=time.time() - start,
+    )
+    return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Result files.
+
+
+def _json_value(value):
+    if isinstance(value, np.ndarray):
+        return _json_value(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def results_to_json(results: Dict[str, object], **extra) -> Dict[str, object]:
+    """JSON-ready results: NaN -> null, numpy -> lists; adds `per_class_iou_by_name`."""
+    out = _json_value({k: v for k, v in results.items()})
+    names = results.get("class_names") or []
+    if names and len(names) == len(results["per_class_iou"]):
+        out["per_class_iou_by_name"] = {
+            n: _json_value(v) for n, v in zip(names, results["per_class_iou"])}
+    out.update(_json_value(extra))
+    return out
+
+
+def write_json(results: Dict[str, object], path: str, **extra) -> None:
+    """Writes `results_to_json(results, **extra)` to `path` (valid JSON, NaN as null)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results_to_json(results, **extra), f, indent=1, allow_nan=False)
+        f.write("\n")
+
+
+def save_confusion_matrix_csv(confusion_matrix, path: str,
+                              class_names: Optional[Sequence[str]] = None) -> None:
+    """CSV with a header row of predicted class names and one row per ground-truth class."""
+    cm = np.asarray(confusion_matrix)
+    names = list(class_names) if class_names else [str(i) for i in range(cm.shape[0])]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ground_truth \\ prediction"] + names)
+        for name, row in zip(names, cm):
+            writer.writerow([name] + [int(v) for v in row])
+
+
+def read_confusion_matrix_csv(path: str):
+    """(matrix int64, class names) from `save_confusion_matrix_csv`'s file."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    names = rows[0][1:]
+    return np.array([[int(v) for v in row[1:]] for row in rows[1:]], np.int64), names
+
+
+def plot_confusion_matrix(confusion_matrix, path: str,
+                          class_names: Optional[Sequence[str]] = None,
+                          title: str = "Confusion matrix (rows normalised)") -> None:
+    """PNG of the row-normalised confusion matrix (matplotlib, no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion_matrix, np.float64)
+    n = cm.shape[0]
+    names = list(class_names) if class_names else [str(i) for i in range(n)]
+    rows = cm.sum(axis=1, keepdims=True)
+    normalised = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    size = min(4 + 0.35 * n, 40)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ticks = np.arange(n)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    fontsize = 8 if n <= 40 else 5
+    ax.set_xticklabels(names, rotation=90, fontsize=fontsize)
+    ax.set_yticklabels(names, fontsize=fontsize)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title)
+    if n <= 25:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j] > 0:
+                    ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if normalised[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_result_files(results: Dict[str, object], output_dir: str, *,
+                       output_json: Optional[str] = None, prefix: str = "",
+                       **extra) -> Dict[str, str]:
+    """Writes the table (`<prefix>results.txt`), JSON, confusion-matrix CSV and PNG.
+
+    Returns {kind: path}. `output_json` overrides the JSON path (default
+    `<output_dir>/<prefix>results.json`).
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    names = results.get("class_names")
+    paths = {
+        "table": os.path.join(output_dir, prefix + "results.txt"),
+        "json": output_json or os.path.join(output_dir, prefix + "results.json"),
+        "confusion_csv": os.path.join(output_dir, prefix + "confusion_matrix.csv"),
+        "confusion_png": os.path.join(output_dir, prefix + "confusion_matrix.png"),
+    }
+    with open(paths["table"], "w") as f:
+        f.write(metrics_lib.format_iou_table(results, names) + "\n")
+    write_json(results, paths["json"], **extra)
+    save_confusion_matrix_csv(results["confusion_matrix"], paths["confusion_csv"], names)
+    plot_confusion_matrix(results["confusion_matrix"], paths["confusion_png"], names)
+    return paths
+
+
+def write_summaries(writer, results: Dict[str, object], step: int) -> None:
+    """TensorBoard scalars under the official tags: `eval/<tag>_overall` (mIoU),
+    `eval/<tag>_class_<i>` (IoU of class i; absent classes are not written), plus
+    `eval/pixel_accuracy` and `eval/mean_class_accuracy`."""
+    tag = metric_tag(results.get("eval_scales", (1.0,)), results.get("add_flipped_images", False))
+    with writer.as_default(step=int(step)):
+        if not math.isnan(results["miou"]):
+            tf.summary.scalar(f"eval/{tag}_overall", results["miou"])
+        for i, value in enumerate(results["per_class_iou"]):
+            if not math.isnan(value):
+                tf.summary.scalar(f"eval/{tag}_class_{i}", value)
+        for key in ("pixel_accuracy", "mean_class_accuracy"):
+            if not math.isnan(results[key]):
+                tf.summary.scalar(f"eval/{key}", results[key])
+        names = results.get("class_names") or []
+        table = [["class", "IoU"]] + [[str(n), "n/a" if math.isnan(v) else f"{100 * v:.2f}"]
+                                      for n, v in zip(names, results["per_class_iou"])]
+        tf.summary.text("eval/per_class_iou", tf.constant(table))
+    writer.flush()
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def checkpoint_step(path: str) -> int:
+    """Training step of a checkpoint: its `step` / `global_step` variable, else the `-N` suffix."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        shapes = reader.get_variable_to_shape_map()
+        for key in ("step/.ATTRIBUTES/VARIABLE_VALUE", "global_step",
+                    "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE",
+                    "save_counter/.ATTRIBUTES/VARIABLE_VALUE"):
+            if key in shapes:
+                return int(reader.get_tensor(key))
+    except (tf.errors.OpError, ValueError):
+        pass
+    match = re.search(r"-(\d+)$", os.fspath(path))
+    return int(match.group(1)) if match else 0
+
+
+def is_static_checkpoint(path: str) -> bool:
+    """True when `path` names one fixed checkpoint (a prefix, an archive, or a directory without
+    a `checkpoint` state file, e.g. an unpacked model-zoo tarball) rather than a training dir."""
+    path = os.fspath(path)
+    if path.endswith((".tar.gz", ".tgz", ".tar")) or os.path.isfile(path + ".index"):
+        return True
+    if path.endswith(".index") and os.path.isfile(path):
+        return True
+    if os.path.isdir(path):
+        return tf.train.latest_checkpoint(path) is None and any(
+            f.endswith(".index") for _, _, files in os.walk(path) for f in files)
+    return False
+
+
+def checkpoints_to_evaluate(checkpoint_dir: str, *, eval_interval_secs: float = 300,
+                            max_number_of_evaluations: int = 0,
+                            timeout_secs: Optional[float] = None) -> Iterator[str]:
+    """Checkpoint paths to evaluate: one for a static checkpoint, else each new checkpoint of
+    `checkpoint_dir` as training writes it (`tf.train.checkpoints_iterator`), until
+    `max_number_of_evaluations` (0: no limit) or `timeout_secs` without a new one."""
+    if is_static_checkpoint(checkpoint_dir):
+        yield checkpoint_dir
+        return
+    count = 0
+    for path in tf.train.checkpoints_iterator(checkpoint_dir, min_interval_secs=eval_interval_secs,
+                                              timeout=timeout_secs):
+        yield path
+        count += 1
+        if max_number_of_evaluations and count >= max_number_of_evaluations:
+            return

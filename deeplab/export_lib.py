@@ -1,0 +1,220 @@
+"""SavedModel and TFLite export of a DeepLab model for serving.
+
+The SavedModel has two signatures:
+- `serving_default`: `images` uint8 [N, H, W, 3] (any N, H, W) ->
+  `semantic_predictions` int32 [N, H, W] and `semantic_probabilities` float32 [N, H, W, C];
+- `serve_encoded`: `encoded_images` string [N] (JPEG / PNG / BMP / GIF bytes; the images of a
+  batch may differ in size) -> the same outputs, each image's results in the top-left corner of
+  a batch padded to the largest image (predictions -1 and probabilities 0 in the padding), plus
+  `image_sizes` int32 [N, 2] (height, width of every image).
+
+Outputs are at the input size. Inference is `deeplab.inference.predict_probabilities`
+(optionally multi-scale and flipped, fixed at export time). The model inside uses global image
+pooling (no fixed crop), which equals the official graph for inputs of the crop size it was
+trained / evaluated at and also works for every other size (the official export failed on
+images larger than its crop size, FAQ Q8). Loading the SavedModel needs TensorFlow only.
+
+TFLite (`export_tflite`): the TFLite model has a fixed input size (TFLite works best with
+static shapes): uint8 [1, H, W, 3] -> the same two outputs at [1, H, W]. Resize the input to
+that size (or export one per size).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Optional, Sequence
+
+import tensorflow as tf
+
+from deeplab import inference
+
+SERVING_DEFAULT = "serving_default"
+SERVE_ENCODED = "serve_encoded"
+METADATA_FILENAME = "deeplab_export.json"
+
+
+class DeepLabServingModule(tf.Module):
+    """A `tf.Module` wrapping a DeepLab Keras model with serving functions.
+
+    `predict(images)` and `predict_encoded(encoded_images)` are `tf.function`s with dynamic input
+    signatures; `predict_fixed_size(height, width)` gives a static-shape concrete function (TFLite).
+    """
+
+    def __init__(self, model, num_classes: int, *, eval_scales: Sequence[float] = (1.0,),
+                 add_flipped_images: bool = False, logits_output_stride: Optional[int] = None,
+                 name: str = "deeplab_serving"):
+        super().__init__(name=name)
+        self.model = model
+        self.num_classes = int(num_classes)
+        self.eval_scales = tuple(float(s) for s in eval_scales) or (1.0,)
+        self.add_flipped_images = bool(add_flipped_images)
+        self.logits_output_stride = logits_output_stride
+        self.predict = tf.function(
+            self._predict, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
+                                                          name="images")])
+        self.predict_encoded = tf.function(
+            self._predict_encoded, input_signature=[tf.TensorSpec([None], tf.string,
+                                                                  name="encoded_images")])
+
+    def _outputs(self, images):
+        probabilities = inference.predict_probabilities(
+            self.model, tf.cast(images, tf.float32), self.eval_scales, self.add_flipped_images,
+            self.logits_output_stride)
+        probabilities = tf.ensure_shape(probabilities, [None, None, None, self.num_classes])
+        return {
+            "semantic_predictions": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+            "semantic_probabilities": probabilities,
+        }
+
+    def _predict(self, images):
+        return self._outputs(images)
+
+    def _predict_encoded(self, encoded_images):
+        count = tf.shape(encoded_images)[0]
+        predictions = tf.TensorArray(tf.int32, size=count, infer_shape=False,
+                                     element_shape=tf.TensorShape([None, None]))
+        probabilities = tf.TensorArray(tf.float32, size=count, infer_shape=False,
+                                       element_shape=tf.TensorShape([None, None,
+                                                                     self.num_classes]))
+        sizes = tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([2]))
+        for i in tf.range(count):
+            image = tf.io.decode_image(encoded_images[i], channels=3, dtype=tf.uint8,
+                                       expand_animations=False)
+            image.set_shape([None, None, 3])
+            out = self._outputs(image[tf.newaxis])
+            predictions = predictions.write(i, out["semantic_predictions"][0])
+            probabilities = probabilities.write(i, out["semantic_probabilities"][0])
+            sizes = sizes.write(i, tf.shape(image)[:2])
+        sizes = sizes.stack()
+        max_size = tf.reduce_max(tf.concat([sizes, tf.zeros([1, 2], tf.int32)], axis=0), axis=0)
+        padded_predictions = tf.TensorArray(tf.int32, size=count,
+                                            element_shape=tf.TensorShape([None, None]))
+        padded_probabilities = tf.TensorArray(
+            tf.float32, size=count, element_shape=tf.TensorShape([None, None, self.num_classes]))
+        for i in tf.range(count):
+            pad = [[0, max_size[0] - sizes[i][0]], [0, max_size[1] - sizes[i][1]]]
+            padded_predictions = padded_predictions.write(
+                i, tf.pad(predictions.read(i), pad, constant_values=-1))
+            padded_probabilities = padded_probabilities.write(
+                i, tf.pad(probabilities.read(i), pad + [[0, 0]]))
+        empty = tf.equal(count, 0)
+        out_predictions = tf.cond(
+            empty, lambda: tf.zeros([0, 0, 0], tf.int32), padded_predictions.stack)
+        out_probabilities = tf.cond(
+            empty, lambda: tf.zeros([0, 0, 0, self.num_classes], tf.float32),
+            padded_probabilities.stack)
+        return {
+            "semantic_predictions": out_predictions,
+            "semantic_probabilities": out_probabilities,
+            "image_sizes": tf.reshape(sizes, [-1, 2]),
+        }
+
+    def predict_fixed_size(self, height: int, width: int, batch_size: int = 1):
+        """A concrete function for a static input shape uint8 [batch_size, height, width, 3]."""
+        function = tf.function(self._predict)
+        return function.get_concrete_function(
+            tf.TensorSpec([batch_size, int(height), int(width), 3], tf.uint8, name="images"))
+
+
+def export_saved_model(model, export_path: str, num_classes: int, *,
+                       eval_scales: Sequence[float] = (1.0,), add_flipped_images: bool = False,
+                       logits_output_stride: Optional[int] = None,
+                       metadata: Optional[Dict[str, object]] = None) -> DeepLabServingModule:
+    """Writes a SavedModel with the `serving_default` and `serve_encoded` signatures.
+
+    `metadata` (e.g. model options, class names) is stored as
+    `<export_path>/assets.extra/deeplab_export.json` next to the export settings.
+    Returns the serving module (its `predict` is what the SavedModel serves).
+    """
+    module = DeepLabServingModule(model, num_classes, eval_scales=eval_scales,
+                                  add_flipped_images=add_flipped_images,
+                                  logits_output_stride=logits_output_stride)
+    signatures = {
+        SERVING_DEFAULT: module.predict.get_concrete_function(),
+        SERVE_ENCODED: module.predict_encoded.get_concrete_function(),
+    }
+    tf.saved_model.save(module, export_path, signatures=signatures)
+    info = {
+        "signatures": {
+            SERVING_DEFAULT: {"inputs": {"images": "uint8 [N, H, W, 3]"},
+                              "outputs": {"semantic_predictions": "int32 [N, H, W]",
+                                          "semantic_probabilities": "float32 [N, H, W, C]"}},
+            SERVE_ENCODED: {"inputs": {"encoded_images": "string [N]"},
+                            "outputs": {"semantic_predictions": "int32 [N, Hmax, Wmax]",
+                                        "semantic_probabilities": "float32 [N, Hmax, Wmax, C]",
+                                        "image_sizes": "int32 [N, 2]"}},
+        },
+        "num_classes": int(num_classes),
+        "inference_scales": list(module.eval_scales),
+        "add_flipped_images": module.add_flipped_images,
+    }
+    info.update(metadata or {})
+    extra = os.path.join(export_path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, METADATA_FILENAME), "w") as f:
+        json.dump(info, f, indent=1, default=str)
+        f.write("\n")
+    return module
+
+
+def export_tflite(module: DeepLabServingModule, tflite_path: str, input_size: Sequence[int], *,
+                  allow_select_tf_ops: bool = True) -> bytes:
+    """Converts the serving function at a fixed input size [1, H, W, 3] uint8 to TFLite.
+
+    Uses TFLite builtin ops; if the conversion needs an op TFLite lacks and
+    `allow_select_tf_ops`, converts again with SELECT_TF_OPS (the interpreter then needs the
+    Flex delegate, which the `tensorflow` pip package's interpreter includes). Returns the bytes
+    written to `tflite_path`.
+    """
+    height, width = (int(s) for s in input_size)
+    concrete = module.predict_fixed_size(height, width)
+
+    def convert(select_ops: bool) -> bytes:
+        # Without a trackable object the converter freezes the variables into constants
+        # (with one it keeps resource variables, which the interpreter leaves uninitialised).
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if select_ops:
+            ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+        converter.target_spec.supported_ops = ops
+        return converter.convert()
+
+    try:
+        content = convert(False)
+    except Exception:  # noqa: BLE001 (the converter raises several error types)
+        if not allow_select_tf_ops:
+            raise
+        content = convert(True)
+    os.makedirs(os.path.dirname(os.path.abspath(tflite_path)), exist_ok=True)
+    with open(tflite_path, "wb") as f:
+        f.write(content)
+    return content
+
+
+def run_tflite(tflite_path_or_content, image) -> Dict[str, object]:
+    """Runs a TFLite model from `export_tflite` on one uint8 image [H, W, 3] or [1, H, W, 3];
+    returns {output name: numpy array}."""
+    import numpy as np
+
+    if isinstance(tflite_path_or_content, (bytes, bytearray)):
+        interpreter = tf.lite.Interpreter(model_content=bytes(tflite_path_or_content))
+    else:
+        interpreter = tf.lite.Interpreter(model_path=os.fspath(tflite_path_or_content))
+    image = np.asarray(image, np.uint8)
+    if image.ndim == 3:
+        image = image[np.newaxis]
+    interpreter.allocate_tensors()
+    (input_detail,) = interpreter.get_input_details()
+    if tuple(input_detail["shape"]) != image.shape:
+        raise ValueError(f"the TFLite model takes images of shape {tuple(input_detail['shape'])}, "
+                         f"got {image.shape}; resize the image or export for that size")
+    interpreter.set_tensor(input_detail["index"], image)
+    interpreter.invoke()
+    outputs = {}
+    for detail in interpreter.get_output_details():
+        value = interpreter.get_tensor(detail["index"])
+        # The frozen graph's outputs are named Identity*, so they are told apart by type.
+        key = ("semantic_predictions" if np.issubdtype(value.dtype, np.integer)
+               else "semantic_probabilities")
+        outputs[key] = value
+    return outputs

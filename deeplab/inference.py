@@ -1,0 +1,208 @@
+"""Single-scale, multi-scale and flipped prediction, and rebuilding a model for inference.
+
+Multi-scale inference follows the official `predict_labels_multi_scale`:
+for every scale s the image batch [N, H, W, 3] is resized (bilinear, align_corners=True) to
+`scale_dimension(H, s) x scale_dimension(W, s)` (`int((H - 1) * s + 1)`), the model is run, the
+logits are resized back to H x W (bilinear, align_corners=True), softmaxed, and the
+probabilities are averaged over the scales and, with `add_flipped_images`, over the
+left-right flipped inputs (whose logits are flipped back). The label is the argmax.
+
+With a model built with `upsample_logits=False` and `logits_output_stride` given, the
+resizing is bit-for-bit the official one: for scales below 1 the official graph first
+resizes the logits to the scale-1 logits grid (`scale_dimension(H, 1 / stride)`) and then to
+the image size; we do the same. With a model whose output is already at its input size
+(`upsample_logits=True`, the default of `build_deeplab`), the output (at the scaled size) is
+resized straight to H x W: identical at scale 1, and for other scales different from the
+official graph by interpolation round-off only (two resizes instead of one).
+
+Images of any size work: models rebuilt here use global image pooling (`crop_size=None`),
+which equals the official model whenever the input has the crop size the model was
+configured with (eval pads every image to `eval_crop_size`, so image pooling covers the
+padded crop in both) and generalises to every other size, where the official graph's fixed
+pooling window fails (official FAQ Q8).
+
+Difference from the official eval: with `eval_scales=(1.0,)` the official `eval.py` silently
+ignores `add_flipped_images`; here the flipped image is always used when asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Iterable, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from deeplab.config import ModelOptions
+
+OPTIONS_FILENAME = "model_options.json"
+
+
+def scale_dimension(dim, scale: float):
+    """The official `scale_dimension`: int((dim - 1) * scale + 1), for ints or int tensors."""
+    if isinstance(dim, (tf.Tensor, tf.Variable)):
+        return tf.cast((tf.cast(dim, tf.float32) - 1.0) * scale + 1.0, tf.int32)
+    return int((float(dim) - 1.0) * scale + 1.0)
+
+
+def resize_bilinear(images, size):
+    """Bilinear resize with align_corners=True (the official `_resize_bilinear`); float32 out."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype != tf.float32:
+        images = tf.cast(images, tf.float32)
+    return tf.compat.v1.image.resize_bilinear(images, size, align_corners=True)
+
+
+def logits_output_stride(options: ModelOptions) -> int:
+    """Stride of the logits grid: the decoder's output stride, else the backbone's."""
+    return int(options.decoder_output_stride or options.output_stride)
+
+
+def _normalise_scales(eval_scales: Optional[Iterable[float]]) -> Tuple[float, ...]:
+    scales = tuple(float(s) for s in (eval_scales or (1.0,)))
+    if any(s <= 0 for s in scales):
+        raise ValueError(f"eval_scales must be positive, got {list(scales)}")
+    return scales
+
+
+def _logits_at_size(model, images, size, scale: float, stride: Optional[int], flip: bool):
+    """Runs the model on `images` (already scaled) and returns float32 logits at `size`."""
+    if flip:
+        images = tf.reverse(images, axis=[2])
+    logits = model(images, training=False)
+    if isinstance(logits, dict):  # tolerate models with named outputs
+        logits = logits.get("semantic", next(iter(logits.values())))
+    logits = tf.cast(logits, tf.float32)
+    if stride and scale < 1.0:
+        # Official multi_scale_logits: logits of a down-scaled image are first brought to the
+        # scale-1 logits grid, then (predict_labels_multi_scale) to the image size.
+        logits = resize_bilinear(logits, scale_dimension(size, 1.0 / stride))
+    if flip:
+        logits = tf.reverse(logits, axis=[2])
+    return resize_bilinear(logits, size)
+
+
+def _per_scale_logits(model, images, eval_scales, add_flipped_images, stride):
+    images = tf.convert_to_tensor(images)
+    if images.dtype != tf.float32:
+        images = tf.cast(images, tf.float32)
+    size = tf.shape(images)[1:3]
+    outputs = []
+    for scale in _normalise_scales(eval_scales):
+        scaled = images if scale == 1.0 else resize_bilinear(images, scale_dimension(size, scale))
+        outputs.append(_logits_at_size(model, scaled, size, scale, stride, flip=False))
+        if add_flipped_images:
+            outputs.append(_logits_at_size(model, scaled, size, scale, stride, flip=True))
+    return outputs
+
+
+def predict_probabilities(model, images, eval_scales: Sequence[float] = (1.0,),
+                          add_flipped_images: bool = False,
+                          logits_output_stride: Optional[int] = None):
+    """Class probabilities float32 [N, H, W, C] at the input size (mean over scales / flips).
+
+    `images`: float32 (or uint8) [N, H, W, 3], values 0..255. `model`: a DeepLab Keras model.
+    """
+    logits = _per_scale_logits(model, images, eval_scales, add_flipped_images,
+                               logits_output_stride)
+    probabilities = [tf.nn.softmax(x, axis=-1) for x in logits]
+    if len(probabilities) == 1:
+        return probabilities[0]
+    return tf.add_n(probabilities) / float(len(probabilities))
+
+
+def predict_logits(model, images, eval_scales: Sequence[float] = (1.0,),
+                   add_flipped_images: bool = False,
+                   logits_output_stride: Optional[int] = None):
+    """Logits float32 [N, H, W, C] at the input size.
+
+    One scale, no flip: the model's logits resized to the input size. Otherwise the log of the
+    averaged probabilities, so that softmax of the result is exactly the official averaged
+    probability and its argmax the official multi-scale prediction.
+    """
+    logits = _per_scale_logits(model, images, eval_scales, add_flipped_images,
+                               logits_output_stride)
+    if len(logits) == 1:
+        return logits[0]
+    probabilities = tf.add_n([tf.nn.softmax(x, axis=-1) for x in logits]) / float(len(logits))
+    return tf.math.log(tf.maximum(probabilities, 1e-30))
+
+
+def predict_labels(model, images, eval_scales: Sequence[float] = (1.0,),
+                   add_flipped_images: bool = False,
+                   logits_output_stride: Optional[int] = None):
+    """Predicted labels int32 [N, H, W] at the input size (argmax of the averaged probabilities)."""
+    probabilities = predict_probabilities(model, images, eval_scales, add_flipped_images,
+                                          logits_output_stride)
+    return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rebuilding a model for inference from a checkpoint.
+
+
+def find_model_options_file(checkpoint_path: Optional[str]) -> Optional[str]:
+    """`model_options.json` written by train.py next to the checkpoint (or one level up)."""
+    if not checkpoint_path:
+        return None
+    path = os.fspath(checkpoint_path)
+    start = path if os.path.isdir(path) else os.path.dirname(path)
+    for folder in (start, os.path.dirname(os.path.abspath(start))):
+        candidate = os.path.join(folder, OPTIONS_FILENAME)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def read_model_options_file(path: str) -> Tuple[dict, Optional[str]]:
+    """(ModelOptions fields, dataset name or None) from a `model_options.json`."""
+    with open(path) as f:
+        data = json.load(f)
+    if isinstance(data.get("model_options"), dict):
+        dataset = data.get("dataset") or data.get("dataset_name")
+        data = dict(data["model_options"])
+    else:
+        dataset = data.get("dataset") or data.get("dataset_name")
+    fields = {f.name for f in dataclasses.fields(ModelOptions)}
+    return {k: v for k, v in data.items() if k in fields}, dataset
+
+
+def merge_model_options(flag_options: ModelOptions, explicit_fields: Iterable[str],
+                        saved: Optional[dict]) -> ModelOptions:
+    """Options saved by training, overridden by the fields given explicitly on the command line.
+
+    `flag_options` are the options built from flags (defaults included); `explicit_fields`
+    names the ModelOptions fields whose flags were present on the command line. Without saved
+    options the flag options are used as they are.
+    """
+    if not saved:
+        return flag_options
+    explicit = set(explicit_fields)
+    merged = dict(saved)
+    for field in dataclasses.fields(ModelOptions):
+        if field.name in explicit or field.name not in merged:
+            merged[field.name] = getattr(flag_options, field.name)
+    return ModelOptions(**merged)
+
+
+def inference_options(options: ModelOptions, image_pooling_crop_size=None) -> ModelOptions:
+    """Options of the model used for inference: no fixed crop (global image pooling) unless an
+    image-pooling crop size is given, logits not upsampled inside the model (the inference
+    functions resize them exactly as the official graph does), no weight decay."""
+    crop = tuple(image_pooling_crop_size) if image_pooling_crop_size else None
+    return options.replace(crop_size=crop, upsample_logits=False, weight_decay=0.0)
+
+
+def build_inference_model(options: ModelOptions, checkpoint_path: Optional[str] = None,
+                          **load_kwargs):
+    """Builds the model for `options` and loads `checkpoint_path` (ours or an official TF1
+    checkpoint) with `deeplab.checkpoints.load_checkpoint`. Returns (model, load report or
+    None)."""
+    from deeplab import build_deeplab_from_options  # the model lands in the lead's package
+
+    model = build_deeplab_from_options(options)
+    report = None
+    if checkpoint_path:
+        from deeplab.checkpoints import load_checkpoint
+        report = load_checkpoint(model, checkpoint_path, **load_kwargs)
+    return model, report

@@ -1,0 +1,414 @@
+"""The training loop: one code path for every tf.distribute strategy.
+
+`train(TrainConfig(...))` builds the strategy, the input pipeline
+(`strategy.distribute_datasets_from_function`, the global batch split over the replicas),
+the model and optimizer under the strategy scope, restores the latest checkpoint of
+`train_logdir` (or initialises from `tf_initial_checkpoint`), and runs a custom `tf.function`
+train step until `training_number_of_steps`.
+
+Loss and gradient (matching single-device official training): every replica computes
+the sum of its weighted pixel losses and how many pixels it counts; the cross-entropy is that
+sum divided by the count over the *whole global batch* (all-reduced), and the regularisation
+loss (`model.losses`, the official L2 terms) is divided by the number of replicas. The
+optimizer all-reduces (sums) the replica gradients, so the update is the gradient of
+`CE(global batch) + L2`, whatever the number of replicas. (With top-k mining each replica
+picks the top k of its own pixels.) To keep gradient magnitudes float16-friendly and the step
+XLA-compilable, each replica differentiates its locally normalised loss and the L2 term
+separately, then rescales by `local_count / global_count` outside the compiled part.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Dict, Optional, Sequence, Tuple
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab import losses as losses_lib
+from deeplab.config import ModelOptions
+from deeplab.training import checkpointing, distribute, optimizers, schedules, summaries
+
+MIXED_PRECISION = ("none", "float16", "bfloat16")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs (field names are the official flag names)."""
+
+    train_logdir: str
+    model_options: ModelOptions
+    # Data.
+    dataset: str = "synthetic"
+    dataset_dir: Optional[str] = None
+    train_split: str = "train"
+    train_crop_size: Tuple[int, int] = (513, 513)
+    train_batch_size: int = 8
+    min_resize_value: Optional[int] = None
+    max_resize_value: Optional[int] = None
+    resize_factor: Optional[int] = None
+    min_scale_factor: float = 0.5
+    max_scale_factor: float = 2.0
+    scale_factor_step_size: float = 0.25
+    # Learning rate and optimizer.
+    learning_rate: schedules.LearningRateConfig = dataclasses.field(
+        default_factory=schedules.LearningRateConfig)
+    optimizer: str = "momentum"
+    momentum: float = 0.9
+    adam_learning_rate: float = 1e-3
+    adam_epsilon: float = 1e-8
+    # Initialisation and last layers.
+    tf_initial_checkpoint: Optional[str] = None
+    initialize_last_layer: bool = True
+    last_layers_contain_logits_only: bool = False
+    last_layer_gradient_multiplier: float = 1.0
+    # Loss.
+    top_k_percent_pixels: float = 1.0
+    hard_example_mining_step: int = 0
+    label_weights: losses_lib.LabelWeights = None
+    # Logging and checkpoints.
+    log_steps: int = 10
+    save_interval_steps: int = 0
+    save_interval_secs: int = 1200
+    max_checkpoints_to_keep: int = 5
+    save_summaries_images: bool = False
+    save_summaries_secs: int = 600
+    # Execution.
+    strategy: str = "default"
+    tpu: Optional[str] = None
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    seed: Optional[int] = None
+    deterministic: bool = False
+
+    def validate(self) -> None:
+        """Raises ValueError naming the offending flag."""
+        if not self.train_logdir:
+            raise ValueError("--train_logdir is required")
+        if self.train_batch_size < 1:
+            raise ValueError(f"--train_batch_size={self.train_batch_size} must be >= 1")
+        if len(self.train_crop_size) != 2 or min(self.train_crop_size) < 1:
+            raise ValueError(f"--train_crop_size={list(self.train_crop_size)} must be two "
+                             f"positive integers")
+        if not 0 < self.min_scale_factor <= self.max_scale_factor:
+            raise ValueError(f"--min_scale_factor={self.min_scale_factor} must be > 0 and <= "
+                             f"--max_scale_factor={self.max_scale_factor}")
+        if self.scale_factor_step_size < 0:
+            raise ValueError(f"--scale_factor_step_size={self.scale_factor_step_size} must be "
+                             f">= 0")
+        if self.optimizer not in optimizers.OPTIMIZERS:
+            raise ValueError(f"--optimizer={self.optimizer!r} is not one of "
+                             f"{optimizers.OPTIMIZERS}")
+        if not 0.0 < self.top_k_percent_pixels <= 1.0:
+            raise ValueError(f"--top_k_percent_pixels={self.top_k_percent_pixels} must be in "
+                             f"(0, 1]")
+        if self.hard_example_mining_step < 0:
+            raise ValueError(f"--hard_example_mining_step={self.hard_example_mining_step} must "
+                             f"be >= 0")
+        if self.last_layer_gradient_multiplier < 0:
+            raise ValueError(f"--last_layer_gradient_multiplier="
+                             f"{self.last_layer_gradient_multiplier} must be >= 0")
+        if self.log_steps < 1:
+            raise ValueError(f"--log_steps={self.log_steps} must be >= 1")
+        if self.save_interval_steps < 0 or self.save_interval_secs < 0:
+            raise ValueError("--save_interval_steps and --save_interval_secs must be >= 0")
+        if self.max_checkpoints_to_keep < 1:
+            raise ValueError(f"--max_checkpoints_to_keep={self.max_checkpoints_to_keep} must "
+                             f"be >= 1")
+        if self.strategy not in distribute.STRATEGIES:
+            raise ValueError(f"--strategy={self.strategy!r} is not one of "
+                             f"{distribute.STRATEGIES}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"--mixed_precision={self.mixed_precision!r} is not one of "
+                             f"{MIXED_PRECISION}")
+
+
+def _dataset_info(name: str):
+    from deeplab.data import descriptors
+    return descriptors.get_dataset_info(name)
+
+
+def _make_dataset_fn(config: TrainConfig):
+    from deeplab.data import pipeline
+
+    def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return pipeline.build_dataset(
+            config.dataset, config.dataset_dir, config.train_split,
+            crop_size=tuple(config.train_crop_size), batch_size=config.train_batch_size,
+            is_training=True, min_scale_factor=config.min_scale_factor,
+            max_scale_factor=config.max_scale_factor,
+            scale_factor_step_size=config.scale_factor_step_size,
+            min_resize_value=config.min_resize_value, max_resize_value=config.max_resize_value,
+            resize_factor=config.resize_factor, seed=config.seed,
+            deterministic=config.deterministic, input_context=input_context)
+
+    return dataset_fn
+
+
+def _set_precision_policy(mixed_precision: str) -> None:
+    policy = {"none": "float32", "float16": "mixed_float16",
+              "bfloat16": "mixed_bfloat16"}[mixed_precision]
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def _initialize_from_checkpoint(model, config: TrainConfig) -> None:
+    """Official `get_model_init_fn`: only when the log dir holds no checkpoint of its own."""
+    from deeplab import checkpoints, model as model_lib
+    exclude: Sequence[str] = ()
+    if not config.initialize_last_layer:
+        exclude = ((model_lib.LOGITS_SCOPE,) if config.last_layers_contain_logits_only
+                   else model_lib.LAST_LAYER_SCOPES)
+    report = checkpoints.load_checkpoint(model, config.tf_initial_checkpoint,
+                                         exclude_scopes=exclude)
+    logging.info("Initialised from %s: %d variables loaded, %d skipped",
+                 config.tf_initial_checkpoint, len(report.loaded), len(report.skipped))
+
+
+class Trainer:
+    """Builds everything for one run; `run()` trains to the final step."""
+
+    def __init__(self, config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
+                 dataset_fn=None, model_fn=None):
+        config.validate()
+        self.config = config
+        if config.seed is not None:
+            keras.utils.set_random_seed(config.seed)
+        _set_precision_policy(config.mixed_precision)
+        self.strategy = strategy or distribute.create_strategy(config.strategy, config.tpu)
+        self.is_chief = distribute.is_chief(self.strategy)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        if config.train_batch_size % self.num_replicas:
+            raise ValueError(f"--train_batch_size={config.train_batch_size} must be divisible "
+                             f"by the number of replicas ({self.num_replicas})")
+        info = _dataset_info(config.dataset)
+        self.num_classes = config.model_options.num_classes
+        self.ignore_label = info.ignore_label
+        self.dataset_name = config.dataset
+        lw = config.label_weights
+        if isinstance(lw, (list, tuple)) and len(lw) != self.num_classes:
+            raise ValueError(f"--label_weights has {len(lw)} values but there are "
+                             f"{self.num_classes} classes")
+        self.lr_config = config.learning_rate
+        self.last_step = self.lr_config.training_number_of_steps
+
+        dataset_fn = dataset_fn or _make_dataset_fn(config)
+        self.dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+
+        from deeplab import model as model_lib
+        with self.strategy.scope():
+            self.model = (model_fn or model_lib.build_deeplab_from_options)(config.model_options)
+            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            schedule = schedules.OfficialSchedule(self.lr_config)
+            self.learning_rate_fn = lambda: schedule(self.global_step)
+            self.optimizer = optimizers.build_optimizer(
+                config.optimizer, self.learning_rate_fn, momentum=config.momentum,
+                adam_learning_rate=config.adam_learning_rate, adam_epsilon=config.adam_epsilon,
+                loss_scale=config.mixed_precision == "float16")
+            self.optimizer.build(self.model.trainable_variables)
+        self.loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+
+        self.trainable = list(self.model.trainable_variables)
+        self.multipliers = optimizers.gradient_multipliers(
+            self.trainable, model_lib.last_layers(self.model, config.last_layers_contain_logits_only),
+            config.last_layer_gradient_multiplier)
+
+        self.ckpt = checkpointing.TrainCheckpoint(
+            config.train_logdir, model=self.model, optimizer=self.optimizer,
+            step=self.global_step, strategy=self.strategy,
+            max_to_keep=config.max_checkpoints_to_keep)
+        self.writer = summaries.SummaryWriter(
+            config.train_logdir if self.is_chief else None, dataset_name=config.dataset,
+            num_classes=self.num_classes, ignore_label=self.ignore_label)
+        self._train_step = self._make_train_step()
+        self._predict = tf.function(lambda images: tf.argmax(
+            self.model(images, training=False), axis=-1, output_type=tf.int32))
+
+    # ---------------------------------------------------------------- the step
+
+    def current_learning_rate(self) -> float:
+        if self.config.optimizer == "adam":
+            return float(self.config.adam_learning_rate)
+        return float(schedules.learning_rate_at(self.lr_config, self.global_step))
+
+    def _make_train_step(self):
+        config = self.config
+        model, trainable = self.model, self.trainable
+        num_replicas = float(self.num_replicas)
+        num_classes, ignore_label = self.num_classes, self.ignore_label
+        upsample = config.model_options.upsample_logits
+
+        def forward_backward(images, labels, step):
+            with tf.GradientTape(persistent=True) as tape:
+                logits = model(images, training=True)
+                logits = tf.cast(logits, tf.float32)
+                ce_sum, count = losses_lib.cross_entropy_sum_and_count(
+                    logits, labels, num_classes=num_classes, ignore_label=ignore_label,
+                    label_weights=config.label_weights, upsample_logits=upsample,
+                    top_k_percent_pixels=config.top_k_percent_pixels,
+                    hard_example_mining_step=config.hard_example_mining_step, step=step)
+                local_ce = losses_lib.normalize(ce_sum, count)
+                reg_terms = model.losses
+                reg = (tf.add_n([tf.cast(r, tf.float32) for r in reg_terms]) if reg_terms
+                       else tf.constant(0.0))
+                ce_target, reg_target = local_ce, reg
+                if self.loss_scaled:
+                    ce_target = self.optimizer.scale_loss(ce_target)
+                    reg_target = self.optimizer.scale_loss(reg_target)
+            ce_grads = tape.gradient(ce_target, trainable)
+            reg_grads = tape.gradient(reg_target, trainable) if reg_terms else [None] * len(trainable)
+            del tape
+            # Pixel accuracy on the counted (non-ignored) pixels.
+            matched_logits, matched_labels = losses_lib._match_sizes(logits, labels, upsample)
+            flat_labels = tf.reshape(tf.cast(matched_labels, tf.int32), [-1])
+            preds = tf.reshape(tf.argmax(matched_logits, axis=-1, output_type=tf.int32), [-1])
+            valid = tf.not_equal(flat_labels, ignore_label)
+            correct = tf.reduce_sum(tf.cast(tf.logical_and(valid, tf.equal(preds, flat_labels)),
+                                            tf.float32))
+            valid_count = tf.reduce_sum(tf.cast(valid, tf.float32))
+            return local_ce, count, reg, ce_grads, reg_grads, correct, valid_count
+
+        if config.jit_compile:
+            forward_backward = tf.function(forward_backward, jit_compile=True)
+
+        def replica_step(batch, step):
+            images = tf.cast(batch["image"], tf.float32)
+            labels = batch["label"]
+            local_ce, count, reg, ce_grads, reg_grads, correct, valid = forward_backward(
+                images, labels, step)
+            ctx = tf.distribute.get_replica_context()
+            global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+            # local_ce = ce_sum / count  ->  ce_sum / global_count
+            share = tf.where(global_count > 0, count / tf.maximum(global_count, 1e-5), 0.0)
+            grads = []
+            for i, (g_ce, g_reg) in enumerate(zip(ce_grads, reg_grads)):
+                g = None
+                if g_ce is not None:
+                    g = g_ce * tf.cast(share, g_ce.dtype)
+                if g_reg is not None:
+                    g_reg = g_reg / num_replicas
+                    g = g_reg if g is None else g + g_reg
+                if g is not None and i in self.multipliers:
+                    g = g * self.multipliers[i]
+                grads.append(g)
+            self.optimizer.apply_gradients(
+                [(g, v) for g, v in zip(grads, trainable) if g is not None])
+            ce = local_ce * share
+            return {"ce": ce, "reg": reg / num_replicas, "correct": correct, "valid": valid}
+
+        @tf.function
+        def train_step(batch):
+            step = self.global_step.read_value()
+            out = self.strategy.run(replica_step, args=(batch, step))
+            red = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                   for k, v in out.items()}
+            self.global_step.assign_add(1)
+            return {
+                "total_loss": red["ce"] + red["reg"],
+                "losses/cross_entropy": red["ce"],
+                "losses/regularization": red["reg"],
+                "pixel_accuracy": red["correct"] / tf.maximum(red["valid"], 1.0),
+            }
+
+        return train_step
+
+    # ---------------------------------------------------------------- the loop
+
+    def _restore_or_initialize(self) -> int:
+        path = self.ckpt.restore_latest()
+        if path is None and self.config.tf_initial_checkpoint:
+            _initialize_from_checkpoint(self.model, self.config)
+        elif path is not None and self.config.tf_initial_checkpoint:
+            logging.info("Ignoring --tf_initial_checkpoint: %s already holds a checkpoint",
+                         self.config.train_logdir)
+        return int(self.global_step.numpy())
+
+    def _write_model_options(self) -> None:
+        if self.is_chief:
+            checkpointing.write_model_options(
+                self.config.train_logdir, self.config.model_options, dataset=self.config.dataset,
+                dataset_dir=self.config.dataset_dir, train_split=self.config.train_split,
+                train_crop_size=list(self.config.train_crop_size))
+
+    def _image_summary(self, step: int, batch) -> None:
+        local = self.strategy.experimental_local_results(batch)[0]
+        images = local["image"][: self.writer.max_images]
+        preds = self._predict(images)
+        self.writer.images(step, images.numpy(), local["label"][: self.writer.max_images].numpy(),
+                           preds.numpy())
+
+    def run(self) -> Dict[str, float]:
+        """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary."""
+        config = self.config
+        tf.io.gfile.makedirs(config.train_logdir)
+        start = self._restore_or_initialize()
+        self._write_model_options()
+        if start >= self.last_step:
+            logging.info("Nothing to do: %s is already at step %d (--training_number_of_steps=%d)",
+                         config.train_logdir, start, self.last_step)
+            return {"step": start, "steps_run": 0, "already_done": True}
+        logging.info("Training %s on %s/%s from step %d to %d: %d replica(s), global batch %d",
+                     config.model_options.model_variant, config.dataset, config.train_split,
+                     start, self.last_step, self.num_replicas, config.train_batch_size)
+        progress = summaries.Progress(start, self.last_step, config.train_batch_size)
+        iterator = iter(self.dataset)
+        step = start
+        last_save_time = time.monotonic()
+        last_image_time = -math.inf
+        last_saved_step = start
+        scalars: Dict[str, float] = {}
+        t_begin = time.perf_counter()
+        while step < self.last_step:
+            lr = self.current_learning_rate()
+            batch = next(iterator)
+            out = self._train_step(batch)
+            step += 1
+            scalars = {k: float(v.numpy()) for k, v in out.items()}
+            if not math.isfinite(scalars["total_loss"]):
+                self.writer.flush()
+                last = checkpointing.latest_checkpoint(config.train_logdir)
+                raise NonFiniteLossError(
+                    f"Loss is {scalars['total_loss']} at step {step} (cross-entropy "
+                    f"{scalars['losses/cross_entropy']}, regularization "
+                    f"{scalars['losses/regularization']}); stopping without saving. The last "
+                    f"good checkpoint is {last or 'none (nothing saved yet)'}. Lower "
+                    f"--base_learning_rate or check the data.")
+            scalars["learning_rate"] = lr
+            if step % config.log_steps == 0 or step == self.last_step:
+                ips = progress.images_per_second(step)
+                scalars["images_per_second"] = ips
+                progress.log(step, scalars, ips)
+                self.writer.scalars(step, scalars)
+                if config.save_summaries_images and (
+                        time.monotonic() - last_image_time >= config.save_summaries_secs
+                        or step == self.last_step):
+                    self._image_summary(step, batch)
+                    last_image_time = time.monotonic()
+            due = ((config.save_interval_steps and step - last_saved_step >= config.save_interval_steps)
+                   or (not config.save_interval_steps and config.save_interval_secs
+                       and time.monotonic() - last_save_time >= config.save_interval_secs))
+            if due or step == self.last_step:
+                path = self.ckpt.save()
+                self.writer.flush()
+                logging.info("Saved checkpoint %s", path)
+                last_saved_step, last_save_time = step, time.monotonic()
+        self.writer.flush()
+        elapsed = time.perf_counter() - t_begin
+        result = {"step": step, "steps_run": step - start, "already_done": False,
+                  "seconds": elapsed,
+                  "images_per_second": (step - start) * config.train_batch_size / max(elapsed, 1e-9)}
+        result.update({k: v for k, v in scalars.items()})
+        return result
+
+
+def train(config: TrainConfig, **kwargs) -> Dict[str, float]:
+    """Runs a training job described by `config` (see `Trainer`)."""
+    return Trainer(config, **kwargs).run()
