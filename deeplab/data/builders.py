@@ -85,6 +85,22 @@ def _pair_example(image_path, name, label, image_format):
                                          _png_bytes(label), image_format)
 
 
+def _write_pairs(items, output_dir, split, num_shards, image_format='jpg'):
+  """Writes (image_path, label_path, name[, label_fn]) items as shards.
+
+  label_fn, when given and not None, converts the label indices (e.g.
+  Cityscapes labelIds to trainIds).
+  """
+  def make(item):
+    image, label_path, name = item[:3]
+    label = read_label_indices(label_path)
+    if len(item) > 3 and item[3] is not None:
+      label = item[3](label)
+    return _pair_example(image, name, label, image_format)
+
+  return tfrecord.write_shards(items, output_dir, split, num_shards, make)
+
+
 def build_voc2012_from_folders(image_folder, label_folder, list_folder,
                                output_dir, splits=None,
                                num_shards=VOC_NUM_SHARDS):
@@ -123,10 +139,7 @@ def build_voc2012_from_folders(image_folder, label_folder, list_folder,
     if not items:
       raise ValueError('Empty split: %s lists no images.' % list_path)
     logging.info('VOC %s: %d images.', split, len(items))
-    paths += tfrecord.write_shards(
-        items, output_dir, split, num_shards,
-        lambda item: _pair_example(item[0], item[2],
-                                   read_label_indices(item[1]), 'jpg'))
+    paths += _write_pairs(items, output_dir, split, num_shards)
   return paths
 
 
@@ -138,11 +151,7 @@ def build_voc2012(voc_root, output_dir, splits=None,
   root = readers.find_voc_root(voc_root)
   if root is None:
     raise FileNotFoundError('No VOC folder (JPEGImages/) under %s.' % voc_root)
-  label_dir = next((d for d in readers.VOC_LABEL_DIRS
-                    if tf.io.gfile.isdir(os.path.join(root, d))), None)
-  if label_dir is None:
-    raise FileNotFoundError('No label folder (%s) in %s.' %
-                            (', '.join(readers.VOC_LABEL_DIRS), root))
+  label_dir = readers.find_voc_label_dir(root)
   return build_voc2012_from_folders(
       os.path.join(root, 'JPEGImages'), os.path.join(root, label_dir),
       os.path.join(root, 'ImageSets', 'Segmentation'), output_dir, splits,
@@ -169,9 +178,9 @@ def _cityscapes_pairs(root, split):
     stem = os.path.basename(image)[:-len('_leftImg8bit.png')]
     base = os.path.join(root, 'gtFine', split, city, stem + '_gtFine_')
     if tf.io.gfile.exists(base + 'labelTrainIds.png'):
-      pairs.append((image, base + 'labelTrainIds.png', False, stem))
+      pairs.append((image, base + 'labelTrainIds.png', stem, None))
     elif tf.io.gfile.exists(base + 'labelIds.png'):
-      pairs.append((image, base + 'labelIds.png', True, stem))
+      pairs.append((image, base + 'labelIds.png', stem, cityscapes_train_ids))
     else:
       raise FileNotFoundError('Missing label %slabelIds.png for %s.' %
                               (base, image))
@@ -191,15 +200,8 @@ def build_cityscapes(cityscapes_root, output_dir,
     pairs = _cityscapes_pairs(cityscapes_root, split)
     logging.info('Cityscapes %s: %d images.', split, len(pairs))
 
-    def make(item):
-      image, label_path, convert, stem = item
-      label = read_label_indices(label_path)
-      if convert:
-        label = cityscapes_train_ids(label)
-      return _pair_example(image, stem, label, 'png')
-
-    paths += tfrecord.write_shards(pairs, output_dir, split + '_fine',
-                                   num_shards, make)
+    paths += _write_pairs(pairs, output_dir, split + '_fine', num_shards,
+                          image_format='png')
   return paths
 
 
@@ -217,10 +219,7 @@ def build_ade20k_split(image_folder, label_folder, output_dir, split,
       raise FileNotFoundError('Missing label %s for %s.' % (label, image))
     items.append((image, label, stem))
   logging.info('ADE20K %s: %d images.', split, len(items))
-  return tfrecord.write_shards(
-      items, output_dir, split, num_shards,
-      lambda item: _pair_example(item[0], item[2],
-                                 read_label_indices(item[1]), 'jpg'))
+  return _write_pairs(items, output_dir, split, num_shards)
 
 
 def build_ade20k(ade20k_root, output_dir, num_shards=ADE20K_NUM_SHARDS):

@@ -60,6 +60,19 @@ def find_voc_root(dataset_dir):
   return None
 
 
+def find_voc_label_dir(voc_root):
+  """Returns the first existing folder name of VOC_LABEL_DIRS in voc_root.
+
+  Raises:
+    FileNotFoundError: none exists.
+  """
+  for name in VOC_LABEL_DIRS:
+    if tf.io.gfile.isdir(os.path.join(voc_root, name)):
+      return name
+  raise FileNotFoundError('No label folder (%s) in %s.' %
+                          (', '.join(VOC_LABEL_DIRS), voc_root))
+
+
 def list_voc_split(voc_root, split, skip_missing=False):
   """Lists a VOC split from ImageSets/Segmentation/{split}.txt.
 
@@ -76,11 +89,7 @@ def list_voc_split(voc_root, split, skip_missing=False):
     raise FileNotFoundError('VOC split list %s not found.' % list_path)
   with tf.io.gfile.GFile(list_path) as f:
     names = [line.strip().split()[0] for line in f if line.strip()]
-  label_dir = next((d for d in VOC_LABEL_DIRS
-                    if tf.io.gfile.isdir(os.path.join(voc_root, d))), None)
-  if label_dir is None:
-    raise FileNotFoundError('No label folder (%s) in %s.' %
-                            (', '.join(VOC_LABEL_DIRS), voc_root))
+  label_dir = find_voc_label_dir(voc_root)
   images = [os.path.join(voc_root, 'JPEGImages', n + '.jpg') for n in names]
   labels = [os.path.join(voc_root, label_dir, n + '.png') for n in names]
   images, labels, names = _check_pairs(images, labels, names, skip_missing,
