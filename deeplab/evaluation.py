@@ -250,25 +250,57 @@ def write_result_files(results: Dict[str, object], output_dir: str, *,
     return paths
 
 
+def _summary_metadata(plugin: str):
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = plugin
+    return metadata
+
+
+def _write_scalar(name: str, value: float, step: int) -> None:
+    # tf.summary.scalar needs the `tensorboard` package, which TF 2.21 no longer installs;
+    # tf.summary.write with the scalars plugin's metadata writes the same record.
+    tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
+                     metadata=_summary_metadata("scalars"))
+
+
 def write_summaries(writer, results: Dict[str, object], step: int) -> None:
     """TensorBoard scalars under the official tags: `eval/<tag>_overall` (mIoU),
     `eval/<tag>_class_<i>` (IoU of class i; absent classes are not written), plus
-    `eval/pixel_accuracy` and `eval/mean_class_accuracy`."""
+    `eval/pixel_accuracy`, `eval/mean_class_accuracy`, and a text table of per-class IoU."""
     tag = metric_tag(results.get("eval_scales", (1.0,)), results.get("add_flipped_images", False))
-    with writer.as_default(step=int(step)):
+    step = int(step)
+    with writer.as_default():
         if not math.isnan(results["miou"]):
-            tf.summary.scalar(f"eval/{tag}_overall", results["miou"])
+            _write_scalar(f"eval/{tag}_overall", results["miou"], step)
         for i, value in enumerate(results["per_class_iou"]):
             if not math.isnan(value):
-                tf.summary.scalar(f"eval/{tag}_class_{i}", value)
+                _write_scalar(f"eval/{tag}_class_{i}", value, step)
         for key in ("pixel_accuracy", "mean_class_accuracy"):
             if not math.isnan(results[key]):
-                tf.summary.scalar(f"eval/{key}", results[key])
+                _write_scalar(f"eval/{key}", results[key], step)
         names = results.get("class_names") or []
-        table = [["class", "IoU"]] + [[str(n), "n/a" if math.isnan(v) else f"{100 * v:.2f}"]
-                                      for n, v in zip(names, results["per_class_iou"])]
-        tf.summary.text("eval/per_class_iou", tf.constant(table))
+        table = [["class", "IoU %"]] + [[str(n), "n/a" if math.isnan(v) else f"{100 * v:.2f}"]
+                                        for n, v in zip(names, results["per_class_iou"])]
+        tf.summary.write("eval/per_class_iou", tf.constant(table), step=step,
+                         metadata=_summary_metadata("text"))
     writer.flush()
+
+
+def read_scalar_summaries(logdir: str) -> Dict[str, List[tuple]]:
+    """{tag: [(step, value), ...]} of the scalar summaries in a log dir's event files (tests,
+    scripts; TensorFlow only)."""
+    out: Dict[str, List[tuple]] = {}
+    for path in sorted(tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != "scalars":
+                    continue
+                number = float(tf.make_ndarray(value.tensor))
+                out.setdefault(value.tag, []).append((int(event.step), number))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -206,3 +206,68 @@ def build_inference_model(options: ModelOptions, checkpoint_path: Optional[str] 
         from deeplab.checkpoints import load_checkpoint
         report = load_checkpoint(model, checkpoint_path, **load_kwargs)
     return model, report
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared by the eval / vis / export command lines (they pass their parsed flags in).
+
+# Model flags of `deeplab.cli_flags.define_model_flags` -> the ModelOptions field they set.
+MODEL_FLAG_FIELDS = {
+    "model_variant": "model_variant", "num_classes": "num_classes",
+    "output_stride": "output_stride", "atrous_rates": "atrous_rates",
+    "decoder_output_stride": "decoder_output_stride", "multi_grid": "multi_grid",
+    "image_pooling_crop_size": "crop_size", "add_image_level_feature": "add_image_level_feature",
+    "aspp_with_separable_conv": "aspp_with_separable_conv",
+    "decoder_use_separable_conv": "decoder_use_separable_conv",
+    "depth_multiplier": "depth_multiplier", "divisible_by": "divisible_by",
+}
+DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
+
+
+def saved_run_info(checkpoint_path: Optional[str]) -> Tuple[Optional[dict], dict]:
+    """(saved ModelOptions fields or None, the rest of train.py's model_options.json)."""
+    path = find_model_options_file(checkpoint_path)
+    if path is None:
+        return None, {}
+    with open(path) as f:
+        data = json.load(f)
+    fields, _ = read_model_options_file(path)
+    return fields, data
+
+
+def resolve_dataset(dataset: Optional[str], dataset_dir: Optional[str],
+                    saved: Optional[dict] = None) -> Tuple[str, Optional[str]]:
+    """(dataset name, dataset dir): the flags, else what the training run used, else the
+    built-in synthetic set in data/synthetic (pascal_voc_seg when only a dir is given)."""
+    saved = saved or {}
+    if dataset is None:
+        if saved.get("dataset"):
+            dataset = saved["dataset"]
+            if dataset_dir is None:
+                dataset_dir = saved.get("dataset_dir")
+        else:
+            dataset = "synthetic" if dataset_dir is None else "pascal_voc_seg"
+    if dataset_dir is None and dataset == "synthetic":
+        dataset_dir = DEFAULT_SYNTHETIC_DIR
+    return dataset, dataset_dir
+
+
+def options_from_flags(flag_values, checkpoint_path: Optional[str],
+                       num_classes: Optional[int]) -> ModelOptions:
+    """Inference ModelOptions for a CLI: train.py's `model_options.json` next to the checkpoint
+    (when there is one) with every model flag given on the command line applied over it, else
+    the model flags (official checkpoints). `num_classes` is the default class count (the
+    dataset's). The result has global image pooling unless --image_pooling_crop_size is given.
+    """
+    from deeplab import cli_flags
+
+    explicit = {field for flag, field in MODEL_FLAG_FIELDS.items()
+                if flag in flag_values and flag_values[flag].present}
+    saved, _ = saved_run_info(checkpoint_path)
+    if saved and "num_classes" not in explicit and saved.get("num_classes"):
+        num_classes = int(saved["num_classes"])
+    flag_options = cli_flags.model_options_from_flags(flag_values, num_classes=num_classes,
+                                                      crop_size=None)
+    options = merge_model_options(flag_options, explicit, saved)
+    pooling = flag_options.crop_size if "crop_size" in explicit else None
+    return inference_options(options, image_pooling_crop_size=pooling)

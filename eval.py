@@ -1,0 +1,155 @@
+"""Evaluates DeepLab checkpoints: mIoU, per-class IoU, pixel accuracy, confusion matrix.
+
+Official command lines keep working, e.g. the model zoo's PASCAL VOC check (82.20%):
+
+  python eval.py --checkpoint_dir=deeplabv3_pascal_trainval_2018_01_04.tar.gz \
+      --dataset=pascal_voc_seg --dataset_dir=PATH/tfrecord --eval_split=val \
+      --model_variant=xception_65 --atrous_rates=6 --atrous_rates=12 --atrous_rates=18 \
+      --output_stride=16 --decoder_output_stride=4 --eval_crop_size=513,513 \
+      --max_number_of_evaluations=1
+
+`--checkpoint_dir` is a training directory (each new checkpoint is evaluated as training writes
+it, until --max_number_of_evaluations; 0 = forever), or one fixed checkpoint: a prefix, a
+model-zoo .tar.gz or an unpacked one (evaluated once). For our own runs the model flags default
+to the run's `model_options.json`; flags given on the command line override it (e.g.
+--output_stride=8 at eval time). Results go to --eval_logdir (default <checkpoint_dir>/eval):
+results.txt (the table), results.json, confusion_matrix.csv / .png, eval_history.jsonl and
+TensorBoard summaries (`eval/miou_1.0_overall`, `eval/miou_1.0_class_<i>`, ...).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+from deeplab import cli_flags
+
+FLAGS = flags.FLAGS
+
+cli_flags.define_model_flags()
+flags.DEFINE_string("checkpoint_dir", None,
+                    "Training directory to evaluate (each new checkpoint), or one checkpoint: "
+                    "a prefix, a directory holding one official checkpoint, or a .tar.gz.")
+flags.DEFINE_string("eval_logdir", None,
+                    "Where results and TensorBoard summaries go (default <checkpoint_dir>/eval).")
+flags.DEFINE_string("dataset", None,
+                    "Dataset name (pascal_voc_seg, cityscapes, ade20k, synthetic, tfds:NAME). "
+                    "Default: the training run's, else synthetic when --dataset_dir is unset, "
+                    "else pascal_voc_seg.")
+flags.DEFINE_string("dataset_dir", None, "Where the dataset resides (synthetic default: "
+                    "data/synthetic, built when missing).")
+flags.DEFINE_string("eval_split", "val", "Which split of the dataset is used for evaluation.")
+cli_flags.define_int_list("eval_crop_size", "513,513",
+                          "Images are padded to this size (larger images to a larger size; "
+                          "default 225,225 for the synthetic set).")
+flags.DEFINE_integer("eval_batch_size", 1, "Images per batch.")
+flags.DEFINE_multi_string("eval_scales", ["1.0"],
+                          "Scales for multi-scale inference, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 "
+                          "(comma list or repeated flag).")
+flags.DEFINE_boolean("add_flipped_images", False,
+                     "Also average the predictions of left-right flipped images.")
+flags.DEFINE_integer("min_resize_value", None, "Desired size of the smaller image side.")
+flags.DEFINE_integer("max_resize_value", None, "Maximum allowed size of the larger image side.")
+flags.DEFINE_integer("resize_factor", None,
+                     "Resized dimensions are a multiple of factor plus one.")
+flags.DEFINE_integer("max_number_of_evaluations", 0,
+                     "Number of checkpoints to evaluate before stopping (0: keep waiting for "
+                     "new ones).")
+flags.DEFINE_integer("eval_interval_secs", 60 * 5,
+                     "Minimum seconds between two evaluations (polling for new checkpoints).")
+flags.DEFINE_float("eval_timeout_secs", None,
+                   "Stop after this many seconds without a new checkpoint (default: never).")
+flags.DEFINE_string("output_json", None,
+                    "Also write the latest results to this JSON file (miou, pixel_accuracy, "
+                    "per_class_iou in class order, confusion_matrix, ...).")
+flags.DEFINE_integer("max_eval_batches", None, "Evaluate only this many batches (quick checks).")
+
+
+def _eval_crop_size(dataset: str):
+    if dataset == "synthetic" and not FLAGS["eval_crop_size"].present:
+        return (225, 225)
+    crop = cli_flags.parse_int_list(FLAGS.eval_crop_size, "eval_crop_size")
+    if not crop or len(crop) != 2 or min(crop) < 1:
+        raise flags.ValidationError(f"--eval_crop_size must be two positive integers, got "
+                                    f"{FLAGS.eval_crop_size}")
+    return tuple(crop)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.INFO)
+    from deeplab import evaluation, inference
+    from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.data import descriptors
+    from deeplab.data.pipeline import build_dataset
+
+    checkpoint_dir = FLAGS.checkpoint_dir
+    try:
+        _, saved = inference.saved_run_info(checkpoint_dir)
+        dataset, dataset_dir = inference.resolve_dataset(FLAGS.dataset, FLAGS.dataset_dir, saved)
+        if dataset_dir is None:
+            raise flags.ValidationError(f"--dataset_dir is required for --dataset={dataset}")
+        info = descriptors.get_dataset_info(dataset)
+        options = inference.options_from_flags(FLAGS, checkpoint_dir, info.num_classes)
+        crop = _eval_crop_size(dataset)
+        scales = evaluation.parse_float_list(FLAGS.eval_scales) or [1.0]
+    except (flags.ValidationError, ValueError) as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        return 2
+    if dataset == "synthetic":
+        from deeplab.data import synthetic
+        synthetic.ensure_synthetic_dataset(dataset_dir)
+    eval_logdir = FLAGS.eval_logdir or os.path.join(
+        checkpoint_dir if os.path.isdir(checkpoint_dir) else os.path.dirname(
+            os.path.abspath(checkpoint_dir)), "eval")
+    logging.info("Model options: %s", options)
+    model, _ = inference.build_inference_model(options)
+    stride = inference.logits_output_stride(options)
+    step_fn = evaluation.make_eval_step(model, options.num_classes, info.ignore_label, scales,
+                                        FLAGS.add_flipped_images, stride)
+    import tensorflow as tf
+    writer = tf.summary.create_file_writer(eval_logdir)
+    tag = evaluation.metric_tag(scales, FLAGS.add_flipped_images)
+    for path in evaluation.checkpoints_to_evaluate(
+            checkpoint_dir, eval_interval_secs=FLAGS.eval_interval_secs,
+            max_number_of_evaluations=FLAGS.max_number_of_evaluations,
+            timeout_secs=FLAGS.eval_timeout_secs):
+        report = load_checkpoint(model, path)
+        logging.info("%s", report.summary())
+        prefix = resolve_checkpoint_prefix(path)
+        step = evaluation.checkpoint_step(prefix)
+        data = build_dataset(dataset, dataset_dir, FLAGS.eval_split, crop_size=crop,
+                             batch_size=FLAGS.eval_batch_size, is_training=False,
+                             min_resize_value=FLAGS.min_resize_value,
+                             max_resize_value=FLAGS.max_resize_value,
+                             resize_factor=FLAGS.resize_factor, model_variant=options.model_variant)
+        results = evaluation.evaluate(
+            model, data, options.num_classes, info.ignore_label, scales,
+            FLAGS.add_flipped_images, logits_output_stride=stride,
+            class_names=info.class_names[:options.num_classes]
+            if len(info.class_names) >= options.num_classes else None,
+            max_batches=FLAGS.max_eval_batches, step_fn=step_fn)
+        extra = dict(checkpoint=prefix, step=step, dataset=dataset, eval_split=FLAGS.eval_split,
+                     eval_crop_size=list(crop), metric_tag=tag)
+        paths = evaluation.write_result_files(results, eval_logdir,
+                                              output_json=FLAGS.output_json, **extra)
+        evaluation.write_summaries(writer, results, step)
+        with open(os.path.join(eval_logdir, "eval_history.jsonl"), "a") as f:
+            record = evaluation.results_to_json(
+                {k: v for k, v in results.items() if k != "confusion_matrix"}, **extra)
+            f.write(json.dumps(record, allow_nan=False) + "\n")
+        from deeplab.metrics import format_iou_table
+        print(format_iou_table(results, results["class_names"],
+                               title=f"{dataset}/{FLAGS.eval_split}, {prefix} (step {step}), "
+                                     f"{results['num_images']} images, scales {scales}"
+                                     + (", flipped" if FLAGS.add_flipped_images else "")))
+        print(f"eval/{tag}_overall: {100 * results['miou']:.2f}%  results: "
+              f"{paths['json']}, {paths['confusion_png']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("checkpoint_dir")
+    app.run(main)
