@@ -2,7 +2,7 @@
 
 Layout of `train_logdir` (our object-based checkpoints, see the shared contract):
 `ckpt-<step>.index/.data-*` and `checkpoint` written by `tf.train.CheckpointManager` over
-`tf.train.Checkpoint(model=model, optimizer=optimizer, step=global_step)`, plus
+`tf.train.Checkpoint(model=model, step=global_step, optimizer=<optimizer, nested>)`, plus
 `model_options.json` so eval/vis/export can rebuild the same model.
 
 Multi-worker runs (backup and restore): every worker takes part in each save, the chief
@@ -42,7 +42,14 @@ class TrainCheckpoint:
         self.logdir = logdir
         self.strategy = strategy
         self.step = step
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        # The optimizer tracks the model's variables too, and a checkpoint stores each variable
+        # under the shortest path that reaches it: nesting the optimizer two levels down keeps
+        # every model variable under `model/_operations/<i>/...` (what partial restores by key,
+        # deeplab.checkpoints.load_checkpoint with exclusions, read) instead of
+        # `optimizer/_trainable_variables/<j>`.
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, step=step,
+            optimizer=tf.train.Checkpoint(state=tf.train.Checkpoint(optimizer=optimizer)))
         self.write_dir = distribute.worker_dir(logdir, strategy)
         self.is_chief = distribute.is_chief(strategy)
         self.manager = tf.train.CheckpointManager(

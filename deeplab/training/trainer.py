@@ -229,7 +229,7 @@ class Trainer:
             config.train_logdir if self.is_chief else None, dataset_name=config.dataset,
             num_classes=self.num_classes, ignore_label=self.ignore_label)
         self._train_step = self._make_train_step()
-        self._predict = tf.function(lambda images: tf.argmax(
+        self._predict = tf.function(autograph=False, func=lambda images: tf.argmax(
             self.model(images, training=False), axis=-1, output_type=tf.int32))
 
     # ---------------------------------------------------------------- the step
@@ -277,7 +277,7 @@ class Trainer:
             return local_ce, count, reg, ce_grads, reg_grads, correct, valid_count
 
         if config.jit_compile:
-            forward_backward = tf.function(forward_backward, jit_compile=True)
+            forward_backward = tf.function(forward_backward, jit_compile=True, autograph=False)
 
         def replica_step(batch, step):
             images = tf.cast(batch["image"], tf.float32)
@@ -304,7 +304,9 @@ class Trainer:
             ce = local_ce * share
             return {"ce": ce, "reg": reg / num_replicas, "correct": correct, "valid": valid}
 
-        @tf.function
+        # No autograph: the step has no data-dependent Python control flow, and converting the
+        # model's code would only slow tracing down.
+        @tf.function(autograph=False)
         def train_step(batch):
             step = self.global_step.read_value()
             out = self.strategy.run(replica_step, args=(batch, step))

@@ -1,0 +1,205 @@
+"""Training semantics through the library (tiny models, tiny crops, few steps)."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab.config import ModelOptions
+from deeplab.data import synthetic
+from deeplab.training import LearningRateConfig, NonFiniteLossError, TrainConfig, Trainer
+from deeplab.training import checkpointing
+
+CROP = 49
+NUM_CLASSES = synthetic.NUM_CLASSES
+
+
+def tiny_options(**overrides):
+    kwargs = dict(model_variant="mobilenet_v2", num_classes=NUM_CLASSES, output_stride=16,
+                  atrous_rates=None, decoder_output_stride=None, depth_multiplier=0.25,
+                  crop_size=(CROP, CROP))
+    kwargs.update(overrides)
+    return ModelOptions(**kwargs)
+
+
+def small_model(options):
+    """A stand-in with the official layer naming (conv + BN + logits), fast to trace; for the
+    tests of the loop itself rather than of the DeepLab graph."""
+    import keras
+    reg = keras.regularizers.L2(options.weight_decay / 2)
+    images = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(2 / 255, -1.0)(images)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, kernel_regularizer=reg,
+                            name="features.conv1")(x)
+    x = keras.layers.BatchNormalization(name="features.conv1.BatchNorm")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, kernel_regularizer=reg,
+                            name="aspp0")(x)
+    x = keras.layers.ReLU()(x)
+    logits = keras.layers.Conv2D(options.num_classes, 1, kernel_regularizer=reg,
+                                 name="logits.semantic")(x)
+    return keras.Model(images, logits)
+
+
+def fixed_batches(num_images=4, crop=CROP, nan_from_step=None):
+    """A dataset_fn repeating `num_images` synthetic scenes (optionally NaN images later)."""
+    images, labels = [], []
+    for i in range(num_images):
+        image, label = synthetic.generate_example(7, "train", i, min_size=crop, max_size=crop)
+        images.append(image.astype(np.float32))
+        labels.append(label.astype(np.int32)[..., None])
+    images, labels = np.stack(images), np.stack(labels)
+
+    def dataset_fn(ctx):
+        per_replica = ctx.get_per_replica_batch_size(num_images)
+        ds = tf.data.Dataset.from_tensors({"image": images, "label": labels}).repeat()
+        ds = ds.unbatch().batch(per_replica, drop_remainder=True)
+        if nan_from_step is not None:
+            def poison(step, batch):
+                image = tf.where(step >= nan_from_step, tf.fill(tf.shape(batch["image"]), np.nan),
+                                 batch["image"])
+                return {"image": image, "label": batch["label"]}
+            ds = tf.data.Dataset.zip((tf.data.Dataset.range(1, 10**9), ds)).map(poison)
+        return ds
+    return dataset_fn
+
+
+def make_config(logdir, options=None, steps=4, **overrides):
+    kwargs = dict(train_logdir=str(logdir), model_options=options or tiny_options(),
+                  dataset="synthetic", train_crop_size=(CROP, CROP), train_batch_size=4,
+                  learning_rate=LearningRateConfig(base_learning_rate=0.01,
+                                                   training_number_of_steps=steps),
+                  log_steps=2, save_interval_steps=2, seed=1)
+    kwargs.update(overrides)
+    return TrainConfig(**kwargs)
+
+
+def test_overfits_a_few_images(tmp_path):
+    config = make_config(tmp_path, steps=40, optimizer="adam", adam_learning_rate=5e-3,
+                         log_steps=1, save_interval_steps=1000)
+    trainer = Trainer(config, dataset_fn=fixed_batches(num_images=2))
+    first = []
+    orig = trainer._train_step
+
+    def spy(batch):
+        out = orig(batch)
+        if len(first) < 3:
+            first.append(float(out["losses/cross_entropy"]))
+        return out
+    trainer._train_step = spy
+    result = trainer.run()
+    start = np.mean(first)
+    assert result["step"] == 40
+    assert result["losses/cross_entropy"] < 0.3 * start, (start, result)
+    assert result["pixel_accuracy"] > 0.85
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = make_config(tmp_path, steps=10)
+    trainer = Trainer(config, dataset_fn=fixed_batches(nan_from_step=5), model_fn=small_model)
+    with pytest.raises(NonFiniteLossError, match=r"at step 5\b") as err:
+        trainer.run()
+    assert "ckpt-4" in str(err.value)
+    latest = tf.train.latest_checkpoint(str(tmp_path))
+    assert latest.endswith("ckpt-4")
+    reader = tf.train.load_checkpoint(latest)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            assert np.all(np.isfinite(value)), name
+
+
+def _bn_layers(model):
+    return [layer for layer in model.layers if layer.name.endswith(".BatchNorm")]
+
+
+def test_fine_tune_batch_norm_false_keeps_moving_stats_and_trains_gamma_beta(tmp_path):
+    options = tiny_options(fine_tune_batch_norm=False)
+    trainer = Trainer(make_config(tmp_path, options, steps=2, save_interval_steps=0),
+                      dataset_fn=fixed_batches())
+    bns = _bn_layers(trainer.model)
+    assert bns
+    before = {l.name: [w.numpy().copy() for w in l.weights] for l in bns}
+    trainer.run()
+    for layer in bns:
+        gamma, beta, mean, var = (w.numpy() for w in layer.weights)
+        b_gamma, b_beta, b_mean, b_var = before[layer.name]
+        np.testing.assert_array_equal(mean, b_mean)
+        np.testing.assert_array_equal(var, b_var)
+        assert not (np.array_equal(gamma, b_gamma) and np.array_equal(beta, b_beta)), layer.name
+
+
+def _official_l2(model, weight_decay):
+    import keras
+    total = 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            continue
+        if isinstance(layer, keras.layers.Conv2D):
+            total += weight_decay / 2 * float(np.sum(np.square(layer.kernel.numpy())))
+    return total
+
+
+def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(tmp_path):
+    config = make_config(tmp_path, tiny_options(weight_decay=1e-3), steps=1)
+    config.learning_rate = LearningRateConfig(base_learning_rate=0.0, training_number_of_steps=1)
+    trainer = Trainer(config, dataset_fn=fixed_batches())
+    # Conv and pointwise kernels and the logits kernel; not depthwise, BN or biases.
+    want = _official_l2(trainer.model, 1e-3)
+    bn = _bn_layers(trainer.model)[0]
+    mean_before = bn.moving_mean.numpy().copy()
+    result = trainer.run()
+    assert result["losses/regularization"] == pytest.approx(want, rel=1e-4)
+    assert result["total_loss"] == pytest.approx(
+        result["losses/cross_entropy"] + result["losses/regularization"], rel=1e-5)
+    # fine_tune_batch_norm=True (the default): batch statistics update the moving mean.
+    assert not np.array_equal(mean_before, bn.moving_mean.numpy())
+
+
+def test_batch_of_one_summaries_and_rerun_when_done(tmp_path):
+    config = make_config(tmp_path, steps=3, train_batch_size=1, save_summaries_images=True)
+    result = Trainer(config, dataset_fn=fixed_batches(num_images=1), model_fn=small_model).run()
+    assert result["step"] == 3 and np.isfinite(result["total_loss"])
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-3")
+    tags = set()
+    for path in glob.glob(os.path.join(str(tmp_path), "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.add(value.tag)
+    assert {"total_loss", "losses/cross_entropy", "losses/regularization", "learning_rate",
+            "pixel_accuracy", "images_per_second", "samples/image", "samples/label",
+            "samples/prediction"} <= tags
+    again = Trainer(config, dataset_fn=fixed_batches(num_images=1), model_fn=small_model).run()
+    assert again == {"step": 3, "steps_run": 0, "already_done": True}
+    options = checkpointing.read_model_options(str(tmp_path))
+    assert options["model_variant"] == "mobilenet_v2" and options["dataset"] == "synthetic"
+
+
+def test_initialise_from_checkpoint_skipping_the_last_layers(tmp_path):
+    first = tmp_path / "first"
+    Trainer(make_config(first, steps=1), dataset_fn=fixed_batches()).run()
+    first_ckpt = tf.train.latest_checkpoint(str(first))
+    source = tiny_model_from(first_ckpt)
+    # A new class count: the logits cannot come from the checkpoint, everything else does.
+    options = tiny_options(num_classes=3)
+    config = make_config(tmp_path / "second", options, steps=1,
+                         tf_initial_checkpoint=str(first), initialize_last_layer=False,
+                         last_layers_contain_logits_only=True)
+    trainer = Trainer(config, dataset_fn=fixed_batches())
+    trainer._restore_or_initialize()
+    for layer in trainer.model.layers:
+        if not layer.weights:
+            continue
+        for got, want in zip(layer.weights, source.get_layer(layer.name).weights):
+            if layer.name.startswith("logits"):
+                assert got.shape != want.shape
+            else:
+                np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=layer.name)
+
+
+def tiny_model_from(checkpoint):
+    from deeplab import build_deeplab_from_options
+    model = build_deeplab_from_options(tiny_options())
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    return model
