@@ -271,3 +271,16 @@ def options_from_flags(flag_values, checkpoint_path: Optional[str],
     options = merge_model_options(flag_options, explicit, saved)
     pooling = flag_options.crop_size if "crop_size" in explicit else None
     return inference_options(options, image_pooling_crop_size=pooling)
+
+
+def checkpoint_num_classes(checkpoint_path: str) -> Optional[int]:
+    """Class count of an official TF1 checkpoint (`logits/semantic/biases`), else None."""
+    from deeplab.checkpoints import resolve_checkpoint_prefix
+
+    try:
+        shapes = tf.train.load_checkpoint(
+            resolve_checkpoint_prefix(checkpoint_path)).get_variable_to_shape_map()
+    except (ValueError, tf.errors.OpError):
+        return None
+    shape = shapes.get("logits/semantic/biases")
+    return int(shape[0]) if shape else None
