@@ -67,43 +67,23 @@ flags.DEFINE_string("output_json", None,
 flags.DEFINE_integer("max_eval_batches", None, "Evaluate only this many batches (quick checks).")
 
 
-def _eval_crop_size(dataset: str):
-    if dataset == "synthetic" and not FLAGS["eval_crop_size"].present:
-        return (225, 225)
-    crop = cli_flags.parse_int_list(FLAGS.eval_crop_size, "eval_crop_size")
-    if not crop or len(crop) != 2 or min(crop) < 1:
-        raise flags.ValidationError(f"--eval_crop_size must be two positive integers, got "
-                                    f"{FLAGS.eval_crop_size}")
-    return tuple(crop)
-
-
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
     from deeplab import evaluation, inference
     from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
-    from deeplab.data import descriptors
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
     try:
-        _, saved = inference.saved_run_info(checkpoint_dir)
-        dataset, dataset_dir = inference.resolve_dataset(FLAGS.dataset, FLAGS.dataset_dir, saved)
-        if dataset_dir is None:
-            raise flags.ValidationError(f"--dataset_dir is required for --dataset={dataset}")
-        info = descriptors.get_dataset_info(dataset)
-        options = inference.options_from_flags(FLAGS, checkpoint_dir, info.num_classes)
-        crop = _eval_crop_size(dataset)
-        scales = evaluation.parse_float_list(FLAGS.eval_scales) or [1.0]
-    except (flags.ValidationError, ValueError) as err:
+        setup = inference.cli_setup(FLAGS, checkpoint_dir, crop_flag="eval_crop_size",
+                                    scales_flag="eval_scales")
+    except (ValueError, flags.Error) as err:
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return 2
-    if dataset == "synthetic":
-        from deeplab.data import synthetic
-        synthetic.ensure_synthetic_dataset(dataset_dir)
-    eval_logdir = FLAGS.eval_logdir or os.path.join(
-        checkpoint_dir if os.path.isdir(checkpoint_dir) else os.path.dirname(
-            os.path.abspath(checkpoint_dir)), "eval")
+    dataset, dataset_dir, info, options = setup.dataset, setup.dataset_dir, setup.info, setup.options
+    crop, scales = setup.crop, setup.scales
+    eval_logdir = FLAGS.eval_logdir or inference.default_output_dir(checkpoint_dir, "eval")
     logging.info("Model options: %s", options)
     model, _ = inference.build_inference_model(options)
     stride = inference.logits_output_stride(options)

@@ -75,36 +75,21 @@ def main(argv):
 
     from deeplab import colormaps, evaluation, inference
     from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
-    from deeplab.data import descriptors
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
     try:
-        _, saved = inference.saved_run_info(checkpoint_dir)
-        dataset, dataset_dir = inference.resolve_dataset(FLAGS.dataset, FLAGS.dataset_dir, saved)
-        if dataset_dir is None:
-            raise flags.ValidationError(f"--dataset_dir is required for --dataset={dataset}")
-        info = descriptors.get_dataset_info(dataset)
-        options = inference.options_from_flags(FLAGS, checkpoint_dir, info.num_classes)
-        scales = evaluation.parse_float_list(FLAGS.eval_scales) or [1.0]
-        if dataset == "synthetic" and not FLAGS["vis_crop_size"].present:
-            crop = (225, 225)
-        else:
-            crop = cli_flags.parse_int_list(FLAGS.vis_crop_size, "vis_crop_size")
-            if not crop or len(crop) != 2:
-                raise flags.ValidationError("--vis_crop_size must be height,width")
-    except (flags.ValidationError, ValueError) as err:
+        setup = inference.cli_setup(FLAGS, checkpoint_dir, crop_flag="vis_crop_size",
+                                    scales_flag="eval_scales")
+    except (ValueError, flags.Error) as err:
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return 2
-    if dataset == "synthetic":
-        from deeplab.data import synthetic
-        synthetic.ensure_synthetic_dataset(dataset_dir)
+    dataset, dataset_dir, info, options = setup.dataset, setup.dataset_dir, setup.info, setup.options
+    crop, scales = setup.crop, setup.scales
     colormap = colormaps.get_colormap(
         _COLORMAP_DATASET[FLAGS.colormap_type] if FLAGS.colormap_type else dataset)
     class_names = list(info.class_names) if len(info.class_names) == options.num_classes else None
-    vis_logdir = FLAGS.vis_logdir or os.path.join(
-        checkpoint_dir if os.path.isdir(checkpoint_dir) else os.path.dirname(
-            os.path.abspath(checkpoint_dir)), "vis")
+    vis_logdir = FLAGS.vis_logdir or inference.default_output_dir(checkpoint_dir, "vis")
     save_dir = os.path.join(vis_logdir, "segmentation_results")
     raw_dir = os.path.join(vis_logdir, "raw_segmentation_results")
     model, _ = inference.build_inference_model(options)

@@ -284,3 +284,43 @@ def checkpoint_num_classes(checkpoint_path: str) -> Optional[int]:
         return None
     shape = shapes.get("logits/semantic/biases")
     return int(shape[0]) if shape else None
+
+
+def default_output_dir(checkpoint_path: str, name: str) -> str:
+    """`<checkpoint dir>/<name>` (the directory itself, or the one holding a prefix / archive)."""
+    folder = checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(
+        os.path.abspath(checkpoint_path))
+    return os.path.join(folder, name)
+
+
+def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag: str):
+    """What eval.py and vis.py derive from their flags, as a SimpleNamespace: `dataset`,
+    `dataset_dir`, `info` (DatasetInfo), `options` (inference ModelOptions), `crop` (the
+    `crop_flag` size; 225x225 for the synthetic set unless given) and `scales` (floats of
+    `scales_flag`). Builds the synthetic set when it is used and missing. Raises ValueError
+    or absl's flags.ValidationError on bad flags."""
+    from types import SimpleNamespace
+
+    from deeplab import cli_flags
+    from deeplab.data import descriptors
+    from deeplab.evaluation import parse_float_list
+
+    _, saved = saved_run_info(checkpoint_path)
+    dataset, dataset_dir = resolve_dataset(flag_values.dataset, flag_values.dataset_dir, saved)
+    if dataset_dir is None:
+        raise ValueError(f"--dataset_dir is required for --dataset={dataset}")
+    info = descriptors.get_dataset_info(dataset)
+    options = options_from_flags(flag_values, checkpoint_path, info.num_classes)
+    if dataset == "synthetic" and not flag_values[crop_flag].present:
+        crop = (225, 225)  # the synthetic images are at most 224 pixels
+    else:
+        crop = cli_flags.parse_int_list(flag_values[crop_flag].value, crop_flag)
+        if not crop or len(crop) != 2 or min(crop) < 1:
+            raise ValueError(f"--{crop_flag} must be two positive integers (height,width), "
+                             f"got {flag_values[crop_flag].value}")
+    scales = parse_float_list(flag_values[scales_flag].value, scales_flag) or [1.0]
+    if dataset == "synthetic":
+        from deeplab.data import synthetic
+        synthetic.ensure_synthetic_dataset(dataset_dir)
+    return SimpleNamespace(dataset=dataset, dataset_dir=dataset_dir, info=info, options=options,
+                           crop=tuple(crop), scales=scales)
