@@ -6,6 +6,8 @@ good, otherwise a sentence naming the file and the problem. Decoding failures
 each example is decoded in a one-element dataset with ``ignore_errors`` and a
 fallback element that carries the error (see decode_dataset).
 """
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -107,13 +109,8 @@ def decode_dataset(raw_dataset, colour_table=None, deterministic=True,
     return good.concatenate(fallback).take(1)
 
   return raw_dataset.interleave(
-      safe_decode, cycle_length=max(2, _cpu_count()), block_length=1,
+      safe_decode, cycle_length=max(2, os.cpu_count() or 2), block_length=1,
       num_parallel_calls=parallelism, deterministic=deterministic)
-
-
-def _cpu_count():
-  import os  # pylint: disable=g-import-not-at-top
-  return os.cpu_count() or 2
 
 
 def validate(example, num_classes, ignore_label):
