@@ -64,6 +64,9 @@ def define_model_flags() -> None:
     flags.DEFINE_integer("divisible_by", None,
                          "MobileNetV2 channels are rounded to a multiple of this (default 8 at "
                          "depth_multiplier 1, else 1).")
+    flags.DEFINE_float("batch_norm_decay", None,
+                       "BatchNorm moving-average decay; unset keeps the official ones (0.9997, "
+                       "MobileNetV2 0.997).")
     flags.DEFINE_integer("logits_kernel_size", 1,
                          "Kernel size of the logits conv (1 is the only supported value).")
 
@@ -98,6 +101,7 @@ def model_options_from_flags(values=None, *, num_classes: Optional[int] = None,
         multi_grid=parse_int_list(values.multi_grid, "multi_grid"),
         depth_multiplier=values.depth_multiplier,
         divisible_by=values.divisible_by,
+        batch_norm_decay=values.batch_norm_decay,
     )
     kwargs.update(overrides)
     try:

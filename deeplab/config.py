@@ -42,6 +42,10 @@ class ModelOptions:
     weight_decay: float = 4e-5
     fine_tune_batch_norm: bool = True
     upsample_logits: bool = True
+    # BatchNorm moving-average decay; None keeps the official ones (0.9997 for Xception and the
+    # heads, 0.997 for MobileNetV2). Short runs from scratch need a faster one (e.g. 0.99) for
+    # the moving statistics to catch up with the weights before evaluation.
+    batch_norm_decay: Optional[float] = None
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -87,6 +91,8 @@ class ModelOptions:
             raise ValueError(f"--crop_size={self.crop_size} must be two positive integers")
         if self.depth_multiplier <= 0:
             raise ValueError(f"--depth_multiplier={self.depth_multiplier} must be > 0")
+        if self.batch_norm_decay is not None and not 0.0 <= self.batch_norm_decay < 1.0:
+            raise ValueError(f"--batch_norm_decay={self.batch_norm_decay} must be in [0, 1)")
         if self.weight_decay < 0:
             raise ValueError(f"--weight_decay={self.weight_decay} must be >= 0")
 

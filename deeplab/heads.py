@@ -19,9 +19,10 @@ DECODER_PROJECTION_FILTERS = 48
 DROPOUT_RATE = 0.1  # official keep_prob 0.9 after the concat projection
 
 
-def head_style(weight_decay: float, fine_tune_batch_norm: bool) -> ConvStyle:
+def head_style(weight_decay: float, fine_tune_batch_norm: bool,
+               bn_decay: float = 0.9997) -> ConvStyle:
     """The arg_scope of the official ASPP and decoder."""
-    return ConvStyle(weight_decay=weight_decay, bn_epsilon=1e-5, bn_momentum=0.9997,
+    return ConvStyle(weight_decay=weight_decay, bn_epsilon=1e-5, bn_momentum=bn_decay,
                      activation="relu", init_stddev=None,
                      fine_tune_batch_norm=fine_tune_batch_norm)
 

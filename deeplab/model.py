@@ -25,16 +25,22 @@ def backbone_scope(model_variant: str) -> str:
     return "MobilenetV2" if model_variant == "mobilenet_v2" else model_variant
 
 
+def _bn_decay(options: ModelOptions, official: float) -> float:
+    return official if options.batch_norm_decay is None else options.batch_norm_decay
+
+
 def _backbone(images, options: ModelOptions):
     if options.model_variant == "mobilenet_v2":
-        style = ConvStyle(weight_decay=options.weight_decay, bn_epsilon=1e-3, bn_momentum=0.997,
+        style = ConvStyle(weight_decay=options.weight_decay, bn_epsilon=1e-3,
+                          bn_momentum=_bn_decay(options, 0.997),
                           activation="relu6", init_stddev=0.09,
                           fine_tune_batch_norm=options.fine_tune_batch_norm)
         features, end_points = mobilenet_v2.build_mobilenet_v2(
             images, options.output_stride, style, options.depth_multiplier, options.divisible_by)
         decoder_points = mobilenet_v2.DECODER_END_POINTS
     else:
-        style = ConvStyle(weight_decay=options.weight_decay, bn_epsilon=1e-3, bn_momentum=0.9997,
+        style = ConvStyle(weight_decay=options.weight_decay, bn_epsilon=1e-3,
+                          bn_momentum=_bn_decay(options, 0.9997),
                           activation="relu", init_stddev=0.09,
                           fine_tune_batch_norm=options.fine_tune_batch_norm)
         features, end_points = xception.build_xception(
@@ -57,7 +63,8 @@ def build_deeplab_from_options(options: ModelOptions, name: str = "deeplab",
     images = keras.Input(shape=(height, width, 3), name="image")
     x = ScaleToUnitRange(name="preprocess")(images)
     features, low_level = _backbone(x, options)
-    style = head_style(options.weight_decay, options.fine_tune_batch_norm)
+    style = head_style(options.weight_decay, options.fine_tune_batch_norm,
+                       _bn_decay(options, 0.9997))
     if options.aspp_with_batch_norm:
         features = aspp(features, style, atrous_rates=options.atrous_rates,
                         add_image_level_feature=options.add_image_level_feature,
@@ -77,7 +84,8 @@ def build_deeplab(model_variant: str = "xception_65", num_classes: int = 21,
                   aspp_with_separable_conv: bool = True, decoder_use_separable_conv: bool = True,
                   multi_grid=None, depth_multiplier: float = 1.0, divisible_by=None,
                   weight_decay: float = 4e-5, fine_tune_batch_norm: bool = True,
-                  upsample_logits: bool = True, name: str = "deeplab") -> keras.Model:
+                  upsample_logits: bool = True, batch_norm_decay=None,
+                  name: str = "deeplab") -> keras.Model:
     """DeepLabV3+ as a Keras functional model; keyword arguments are the official flags.
 
     Input: float32 images [N, H, W, 3] with values 0..255, any H and W. Output: float32 logits
@@ -87,7 +95,8 @@ def build_deeplab(model_variant: str = "xception_65", num_classes: int = 21,
     `crop_size` only sets the image-pooling window as the official code does; None pools
     globally, which equals the official graph at the crop size and works for any size.
     `fine_tune_batch_norm=False` keeps every BatchNorm on its moving statistics (gamma and
-    beta still train). Layer names are the official variable scopes with '/' -> '.'.
+    beta still train). `batch_norm_decay=None` keeps the official moving-average decays.
+    Layer names are the official variable scopes with '/' -> '.'.
     """
     options = ModelOptions(
         model_variant=model_variant, num_classes=num_classes, output_stride=output_stride,
@@ -96,7 +105,8 @@ def build_deeplab(model_variant: str = "xception_65", num_classes: int = 21,
         aspp_with_separable_conv=aspp_with_separable_conv,
         decoder_use_separable_conv=decoder_use_separable_conv, multi_grid=multi_grid,
         depth_multiplier=depth_multiplier, divisible_by=divisible_by, weight_decay=weight_decay,
-        fine_tune_batch_norm=fine_tune_batch_norm, upsample_logits=upsample_logits)
+        fine_tune_batch_norm=fine_tune_batch_norm, upsample_logits=upsample_logits,
+        batch_norm_decay=batch_norm_decay)
     return build_deeplab_from_options(options, name=name)
 
 
