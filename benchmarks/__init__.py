@@ -1,0 +1,54 @@
+"""Speed and memory benchmarks: `python -m benchmarks` (see benchmarks/__main__.py).
+
+Helpers shared by the benchmark modules. Light on purpose (no TensorFlow import here): every
+case runs in its own subprocess so that its peak memory and its oneDNN setting are its own.
+
+Timing: each case reports the wall-clock median and minimum over several runs after warm-up,
+and the process CPU time per run. On a shared machine the wall time grows with other load;
+the CPU time hardly does, so the speed ratios to the matmul figure are given both ways.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Callable, Dict
+
+
+def timed_runs(fn: Callable[[], object], runs: int, warmup: int = 1) -> Dict[str, float]:
+    """Calls `fn` `warmup` times, then `runs` times; wall and CPU seconds per call."""
+    for _ in range(warmup):
+        fn()
+    walls, cpus = [], []
+    for _ in range(runs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    return {"wall_s_median": statistics.median(walls), "wall_s_min": min(walls),
+            "cpu_s_median": statistics.median(cpus), "runs": runs, "walls": walls}
+
+
+def load_average() -> float:
+    """1-minute load average (how busy the machine was)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def cpu_info() -> Dict[str, object]:
+    """CPU model, core count and the SIMD features that matter for TF kernels."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+    return {"cpu_model": model, "cpu_count": os.cpu_count(), "simd": wanted,
+            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
