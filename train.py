@@ -31,11 +31,11 @@ DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
 SYNTHETIC_PRESET = {
     "train_crop_size": ["129,129"],
     "train_batch_size": 8,
-    "training_number_of_steps": 600,
-    "base_learning_rate": 0.05,
+    "training_number_of_steps": 1000,
+    "base_learning_rate": 0.1,
     "min_scale_factor": 0.75,
     "max_scale_factor": 1.5,
-    "save_interval_steps": 200,
+    "save_interval_steps": 250,
     "log_steps": 25,
 }
 
@@ -132,6 +132,9 @@ flags.DEFINE_float("scale_factor_step_size", 0.25,
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
                   "tf.distribute strategy: default (one device), mirrored (local GPUs), "
                   "multi_worker (from TF_CONFIG), tpu (--tpu).")
+flags.DEFINE_integer("num_clones", 1,
+                     "Official multi-GPU flag, kept so old command lines work: > 1 with "
+                     "--strategy=default means --strategy=mirrored.")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 flags.DEFINE_enum("mixed_precision", "none", ["none", "float16", "bfloat16"],
                   "Mixed precision policy (float16 adds dynamic loss scaling).")
@@ -236,7 +239,9 @@ def config_from_flags(values=None):
             save_interval_secs=values.save_interval_secs,
             max_checkpoints_to_keep=values.max_checkpoints_to_keep,
             save_summaries_images=values.save_summaries_images,
-            save_summaries_secs=values.save_summaries_secs, strategy=values.strategy,
+            save_summaries_secs=values.save_summaries_secs,
+            strategy=("mirrored" if values.num_clones > 1 and values.strategy == "default"
+                      else values.strategy),
             tpu=values.tpu, mixed_precision=values.mixed_precision,
             jit_compile=values.jit_compile, seed=values.seed)
         config.validate()

@@ -172,6 +172,22 @@ def _initialize_from_checkpoint(model, config: TrainConfig) -> None:
                  config.tf_initial_checkpoint, len(report.loaded), len(report.skipped))
 
 
+def _mean_aggregated_statistics(next_creator, **kwargs):
+    """Creates non-trainable model variables (BatchNorm moving statistics) with MEAN aggregation.
+
+    Keras creates them unaggregated, so under MirroredStrategy / MultiWorkerMirroredStrategy
+    every replica would update its own copy from its own batch and the copies (and workers)
+    would drift apart. With MEAN, each update is averaged over the replicas and all copies
+    stay identical.
+    """
+    dtype = kwargs.get("dtype")
+    floating = dtype is not None and tf.as_dtype(dtype).is_floating
+    if floating and not kwargs.get("trainable", True) and kwargs.get("aggregation") in (
+            None, tf.VariableAggregation.NONE):
+        kwargs["aggregation"] = tf.VariableAggregation.MEAN
+    return next_creator(**kwargs)
+
+
 class Trainer:
     """Builds everything for one run; `run()` trains to the final step."""
 
@@ -204,7 +220,9 @@ class Trainer:
 
         from deeplab import model as model_lib
         with self.strategy.scope():
-            self.model = (model_fn or model_lib.build_deeplab_from_options)(config.model_options)
+            with tf.variable_creator_scope(_mean_aggregated_statistics):
+                self.model = (model_fn or model_lib.build_deeplab_from_options)(
+                    config.model_options)
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             schedule = schedules.OfficialSchedule(self.lr_config)
