@@ -110,13 +110,7 @@ class FusedConv(keras.layers.Layer):
 
 
 class AddN(keras.layers.Layer):
-    """Sum of a list of tensors as one `AddN` op (a Keras `Add` emits AddV2).
-
-    With oneDNN, Grappler's remapper tries to fuse conv + BiasAdd + AddV2 (+ Relu) and, in the
-    Xception middle flow where the residual sum also feeds the next unit, fails with
-    "Mutation::Apply error ... missing node"; the whole remapper pass is then dropped and no
-    conv gets its bias or ReLU fused. AddN is not matched, so every other fusion happens.
-    """
+    """Sum of a list of tensors as one `AddN` op (a Keras `Add` emits a chain of AddV2)."""
 
     def call(self, inputs):
         return tf.add_n(list(inputs))
@@ -126,7 +120,13 @@ class AddN(keras.layers.Layer):
 
 
 class ReluMax(keras.layers.Layer):
-    """ReLU written as `maximum(x, 0)`: the same values, but an op the remapper leaves alone."""
+    """ReLU written as `maximum(x, 0)`: the same values, but an op the remapper leaves alone.
+
+    Used after residual sums: with oneDNN, Grappler's remapper fuses conv + BiasAdd + Add +
+    Relu even when the sum also feeds the next unit (Xception middle flow), then fails with
+    "Mutation::Apply error ... missing node" and drops the whole remapper pass, so no conv of
+    the graph gets its bias or ReLU fused.
+    """
 
     def call(self, x):
         return tf.maximum(x, tf.zeros([], x.dtype))
@@ -203,8 +203,11 @@ def optimize_for_inference(model: keras.Model, *, fold_batch_norm: bool = True,
     fuse_activations: also fuse the ReLU that alone consumes such a BatchNorm.
     dtype: None keeps every layer's dtype policy; e.g. 'bfloat16' or 'float16' runs every layer
       in that dtype except `float32_layers`.
-    residual_add_n: Keras `Add` layers become `AddN` (see `AddN`: keeps Grappler's remapper
-      working under oneDNN).
+    residual_add_n: Keras `Add` layers become `AddN` (one op for the residual sum).
+    residual_relu_max: a ReLU that consumes an `Add` becomes `maximum(x, 0)` (see `ReluMax`):
+      with oneDNN, Grappler's remapper otherwise fuses conv + BiasAdd + Add + Relu although the
+      sum feeds the next residual too, fails ("Mutation::Apply error ... missing node") and
+      drops every fusion of the graph.
     Every layer is a copy (weights copied), so the result is a snapshot independent of `model`.
     """
     nodes = _topological_nodes(model)
