@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
@@ -33,17 +34,16 @@ SERVE_ENCODED = "serve_encoded"
 METADATA_FILENAME = "deeplab_export.json"
 
 
-class DeepLabServingModule(tf.Module):
-    """A `tf.Module` wrapping a DeepLab Keras model with serving functions.
+class DeepLabServingModule:
+    """A DeepLab Keras model with serving functions.
 
     `predict(images)` and `predict_encoded(encoded_images)` are `tf.function`s with dynamic input
-    signatures; `predict_fixed_size(height, width)` gives a static-shape concrete function (TFLite).
+    signatures; `predict_fixed_size(height, width)` gives a static-shape concrete function (TFLite);
+    `saveable()` is the object `tf.saved_model.save` writes.
     """
 
     def __init__(self, model, num_classes: int, *, eval_scales: Sequence[float] = (1.0,),
-                 add_flipped_images: bool = False, logits_output_stride: Optional[int] = None,
-                 name: str = "deeplab_serving"):
-        super().__init__(name=name)
+                 add_flipped_images: bool = False, logits_output_stride: Optional[int] = None):
         self.model = model
         self.num_classes = int(num_classes)
         self.eval_scales = tuple(float(s) for s in eval_scales) or (1.0,)
@@ -55,6 +55,29 @@ class DeepLabServingModule(tf.Module):
         self.predict_encoded = tf.function(
             self._predict_encoded, input_signature=[tf.TensorSpec([None], tf.string,
                                                                   name="encoded_images")])
+
+    def saveable(self, encoded_signature: bool = True) -> tf.Module:
+        """The SavedModel root: the serving functions and the model's variables in a list.
+
+        The root tracks the TensorFlow variables the traced functions read, not the Keras model
+        or Keras variables (as Keras' ExportArchive does): otherwise loaders that restore by the
+        graph's variable ops (TF Serving, `saved_model_cli run`, the C++ API) fail with "Could not
+        find variable" (keras-team/keras#19274).
+        """
+        root = tf.Module(name="deeplab_serving")
+        # The TensorFlow variables the traced functions read (Keras variables wrap them).
+        variables, seen = [], set()
+        functions = [self.predict] + ([self.predict_encoded] if encoded_signature else [])
+        for function in functions:
+            for variable in function.get_concrete_function().variables:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    variables.append(variable)
+        root.model_variables = variables
+        root.predict = self.predict
+        if encoded_signature:
+            root.predict_encoded = self.predict_encoded
+        return root
 
     def _outputs(self, images):
         probabilities = inference.predict_probabilities(
@@ -119,9 +142,11 @@ class DeepLabServingModule(tf.Module):
 def export_saved_model(model, export_path: str, num_classes: int, *,
                        eval_scales: Sequence[float] = (1.0,), add_flipped_images: bool = False,
                        logits_output_stride: Optional[int] = None,
-                       metadata: Optional[Dict[str, object]] = None) -> DeepLabServingModule:
+                       metadata: Optional[Dict[str, object]] = None,
+                       encoded_signature: bool = True) -> DeepLabServingModule:
     """Writes a SavedModel with the `serving_default` and `serve_encoded` signatures.
 
+    `encoded_signature=False` leaves out `serve_encoded` (faster to export).
     `metadata` (e.g. model options, class names) is stored as
     `<export_path>/assets.extra/deeplab_export.json` next to the export settings.
     Returns the serving module (its `predict` is what the SavedModel serves).
@@ -129,11 +154,10 @@ def export_saved_model(model, export_path: str, num_classes: int, *,
     module = DeepLabServingModule(model, num_classes, eval_scales=eval_scales,
                                   add_flipped_images=add_flipped_images,
                                   logits_output_stride=logits_output_stride)
-    signatures = {
-        SERVING_DEFAULT: module.predict.get_concrete_function(),
-        SERVE_ENCODED: module.predict_encoded.get_concrete_function(),
-    }
-    tf.saved_model.save(module, export_path, signatures=signatures)
+    signatures = {SERVING_DEFAULT: module.predict.get_concrete_function()}
+    if encoded_signature:
+        signatures[SERVE_ENCODED] = module.predict_encoded.get_concrete_function()
+    tf.saved_model.save(module.saveable(encoded_signature), export_path, signatures=signatures)
     info = {
         "signatures": {
             SERVING_DEFAULT: {"inputs": {"images": "uint8 [N, H, W, 3]"},
@@ -148,6 +172,8 @@ def export_saved_model(model, export_path: str, num_classes: int, *,
         "inference_scales": list(module.eval_scales),
         "add_flipped_images": module.add_flipped_images,
     }
+    if not encoded_signature:
+        del info["signatures"][SERVE_ENCODED]
     info.update(metadata or {})
     extra = os.path.join(export_path, "assets.extra")
     os.makedirs(extra, exist_ok=True)
@@ -196,10 +222,12 @@ def run_tflite(tflite_path_or_content, image) -> Dict[str, object]:
     returns {output name: numpy array}."""
     import numpy as np
 
-    if isinstance(tflite_path_or_content, (bytes, bytearray)):
-        interpreter = tf.lite.Interpreter(model_content=bytes(tflite_path_or_content))
-    else:
-        interpreter = tf.lite.Interpreter(model_path=os.fspath(tflite_path_or_content))
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice (LiteRT)
+        warnings.simplefilter("ignore", UserWarning)
+        if isinstance(tflite_path_or_content, (bytes, bytearray)):
+            interpreter = tf.lite.Interpreter(model_content=bytes(tflite_path_or_content))
+        else:
+            interpreter = tf.lite.Interpreter(model_path=os.fspath(tflite_path_or_content))
     image = np.asarray(image, np.uint8)
     if image.ndim == 3:
         image = image[np.newaxis]
