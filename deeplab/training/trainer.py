@@ -247,8 +247,11 @@ class Trainer:
             config.train_logdir if self.is_chief else None, dataset_name=config.dataset,
             num_classes=self.num_classes, ignore_label=self.ignore_label)
         self._train_step = self._make_train_step()
-        self._predict = tf.function(autograph=False, func=lambda images: tf.argmax(
-            self.model(images, training=False), axis=-1, output_type=tf.int32))
+        predict = lambda images: tf.argmax(  # noqa: E731
+            self.model(images, training=False), axis=-1, output_type=tf.int32)
+        # Through strategy.run so that it also works where the model must run on replicas (TPU).
+        self._predict = tf.function(
+            lambda images: self.strategy.run(predict, args=(images,)), autograph=False)
 
     # ---------------------------------------------------------------- the step
 
@@ -361,7 +364,7 @@ class Trainer:
     def _image_summary(self, step: int, batch) -> None:
         local = self.strategy.experimental_local_results(batch)[0]
         images = local["image"][: self.writer.max_images]
-        preds = self._predict(images)
+        preds = self.strategy.experimental_local_results(self._predict(images))[0]
         self.writer.images(step, images.numpy(), local["label"][: self.writer.max_images].numpy(),
                            preds.numpy())
 
