@@ -155,6 +155,14 @@ def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
+def _last_line(text: str) -> str:
+    """One line of an error: its first line for a skip, the child's last line for a failure."""
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    if not lines:
+        return "error"
+    return (lines[0] if len(lines) == 1 else lines[0][:40] + " ... " + lines[-1])[:160]
+
+
 def _model_label(case) -> str:
     kw = case["kwargs"]
     if case["group"] == "training":
@@ -179,7 +187,7 @@ def format_report(report) -> str:
         group = case["group"]
         if "error" in r:
             lines.append(f"{group:<9} {case['label']:<32} {_model_label(case):<22} "
-                         f"{r['error'][-160:]}")
+                         f"{_last_line(r['error'])}")
             continue
         if group == "matmul":
             for dtype in ("float32", "bfloat16"):
