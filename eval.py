@@ -110,7 +110,9 @@ def main(argv):
             FLAGS.add_flipped_images, logits_output_stride=stride,
             class_names=info.class_names[:options.num_classes]
             if len(info.class_names) >= options.num_classes else None,
-            max_batches=FLAGS.max_eval_batches, step_fn=step_fn)
+            max_batches=FLAGS.max_eval_batches, step_fn=step_fn,
+            num_batches=None if dataset == "synthetic" else  # its size can be chosen
+            -(-info.splits.get(FLAGS.eval_split, 0) // FLAGS.eval_batch_size) or None)
         extra = dict(checkpoint=prefix, step=step, dataset=dataset, eval_split=FLAGS.eval_split,
                      eval_crop_size=list(crop), metric_tag=tag)
         paths = evaluation.write_result_files(results, eval_logdir,

@@ -69,7 +69,8 @@ def evaluate(model, dataset, num_classes: int, ignore_label: int,
              eval_scales: Sequence[float] = (1.0,), add_flipped_images: bool = False, *,
              logits_output_stride: Optional[int] = None, class_names: Optional[Sequence[str]] = None,
              max_batches: Optional[int] = None, verbose: int = 1, step_fn: Optional[Callable] = None,
-             on_batch: Optional[Callable] = None) -> Dict[str, object]:
+             on_batch: Optional[Callable] = None,
+             num_batches: Optional[int] = None) -> Dict[str, object]:
     """Evaluates `model` on `dataset` (each element seen once).
 
     Returns a dict: `miou`, `pixel_accuracy`, `per_class_iou` (list in class order, NaN for
@@ -79,7 +80,8 @@ def evaluate(model, dataset, num_classes: int, ignore_label: int,
 
     `step_fn` reuses a function from `make_eval_step` (so continuous evaluation compiles once);
     `on_batch(batch, predictions)` is called with every batch and its numpy predictions (e.g. to
-    save visualisations).
+    save visualisations). `num_batches` (e.g. from the split size) sets the progress bar's length
+    when the dataset's cardinality is unknown.
     """
     scales = tuple(float(s) for s in eval_scales) or (1.0,)
     if step_fn is None:
@@ -94,6 +96,8 @@ def evaluate(model, dataset, num_classes: int, ignore_label: int,
             target = cardinality if max_batches is None else min(cardinality, max_batches)
     except (TypeError, ValueError, AttributeError):
         pass
+    if target is None and num_batches:
+        target = num_batches if max_batches is None else min(num_batches, max_batches)
     progress = None
     if verbose:
         import keras
