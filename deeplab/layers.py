@@ -61,12 +61,16 @@ def activation_layer(kind: str, name: str) -> keras.layers.Layer:
 
 
 class BatchNorm(keras.layers.BatchNormalization):
-    """Keras BatchNormalization that can be frozen to its moving statistics.
+    """Keras BatchNormalization with the official slim (fused) batch-norm semantics.
 
     `frozen=True` is the official `fine_tune_batch_norm=False`: the layer always normalises with
     (and never updates) its moving statistics, even in a training step, while gamma and beta
     stay trainable. Keras's `trainable=False` would freeze gamma and beta as well, and a
     `training=False` call argument is overridden by the model's training flag.
+
+    In training the moving variance is updated with the unbiased batch variance (n / (n - 1)),
+    as TF's fused batch norm does, while the batch is normalised with the biased one; Keras
+    itself updates with the biased variance, which matters for the 1x1 image-pooling branch.
     """
 
     def __init__(self, frozen: bool = False, **kwargs):
@@ -74,7 +78,18 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.frozen = frozen
 
     def call(self, inputs, training=None, mask=None):
-        return super().call(inputs, training=False if self.frozen else training, mask=mask)
+        if self.frozen or not training or not self.trainable or mask is not None or self.renorm:
+            return super().call(inputs, training=False if self.frozen else training, mask=mask)
+        x = tf.cast(inputs, tf.float32)
+        mean, variance = self._moments(x, None)
+        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+        unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+        outputs = tf.nn.batch_normalization(x, mean, variance, offset=self.beta, scale=self.gamma,
+                                            variance_epsilon=self.epsilon)
+        return tf.cast(outputs, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "frozen": self.frozen}

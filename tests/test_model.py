@@ -190,3 +190,18 @@ def test_static_input_size_builds_static_shapes():
                            decoder_output_stride=None, depth_multiplier=0.25)
     model = build_deeplab_from_options(options, input_size=(65, 97))
     assert tuple(model.output.shape) == (None, 65, 97, 3)
+
+
+def test_batch_norm_updates_moving_variance_with_unbiased_batch_variance():
+    from deeplab.layers import BatchNorm
+    bn = BatchNorm(momentum=0.5, epsilon=1e-3)
+    x = tf.random.normal([2, 3, 2, 4], seed=3)
+    out = bn(x, training=True)
+    mean, var = tf.nn.moments(x, [0, 1, 2])
+    n = 2 * 3 * 2
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.5 * mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               0.5 + 0.5 * var.numpy() * n / (n - 1), rtol=1e-5)
+    # The batch itself is normalised with the biased variance.
+    expected = (x - mean) / tf.sqrt(var + 1e-3)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
