@@ -8,7 +8,10 @@ fallback element that carries the error (see decode_dataset).
 """
 import os
 
+import sys
+
 import numpy as np
+
 import tensorflow as tf
 
 _EMPTY_IMAGE = tf.zeros([0, 0, 3], tf.uint8)
@@ -174,8 +177,10 @@ def raise_or_skip(dataset, skip_bad_examples, deterministic=True):
     skipped += tf.cast(bad, tf.int64)
 
     def log():
+      # Standard output, not a log stream: TF_CPP_MIN_LOG_LEVEL>=1 would hide
+      # tf.print's stderr/log outputs, and a skipped file must never go unseen.
       tf.print('WARNING: skipping', example['error'], '; skipped so far:',
-               skipped, output_stream=tf.compat.v1.logging.warning)
+               skipped, output_stream=sys.stdout)
       return tf.constant(True)
 
     logged = tf.cond(bad, log, lambda: tf.constant(False))

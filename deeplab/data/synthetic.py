@@ -3,8 +3,8 @@
 Scenes of 2-6 objects of six shape classes (disc, square, triangle, ring,
 cross, striped bar) on a textured, noisy background. Object and background
 colours are drawn independently of the class, so colour alone cannot solve the
-task: a class is told by its shape and structure (the ring's hole, the bar's
-stripes, the cross's arms). Objects occlude each other; label boundaries carry
+task: a class is told by its shape and structure (the ring's hole, the
+square's checks, the triangle's dots, the cross's grid, the bar's stripes). Objects occlude each other; label boundaries carry
 a band of the ignore label like VOC's. Image sizes and aspect ratios vary.
 Every image is a pure function of (seed, split, index), so the set is
 deterministic. Shards are written in the official TFRecord format.
@@ -66,6 +66,27 @@ def _shape_mask(class_id, u, v, radius):
   raise ValueError('Unknown synthetic class %d.' % class_id)
 
 
+def _class_pattern(class_id, u, v, radius):
+  """The surface structure of a class in object coordinates, or None (plain).
+
+  Discs and rings are plain (the hole tells them apart), squares are
+  checkered, triangles dotted, crosses carry a grid of thin lines and bars
+  stripes. Colours stay random: the pattern is structure, not colour.
+  """
+  period = max(4.0, radius / 2.5)
+  if class_id == 2:  # checkerboard
+    return (np.floor(u / period) + np.floor(v / period)) % 2 == 0
+  if class_id == 3:  # dots
+    du = (u / period) % 1.0 - 0.5
+    dv = (v / period) % 1.0 - 0.5
+    return du * du + dv * dv > 0.09
+  if class_id == 5:  # grid of thin lines
+    return ((u / period) % 1.0 > 0.25) & ((v / period) % 1.0 > 0.25)
+  if class_id == 6:  # stripes across the bar
+    return np.floor(u / period) % 2 == 0
+  return None
+
+
 def _ignore_border(label, width):
   """Marks pixels within ``width`` of a label change with the ignore label."""
   edge = np.zeros(label.shape, dtype=bool)
@@ -123,10 +144,10 @@ def generate_example(seed, split, index, *, min_size=112, max_size=224,
     colour = _distinct_colour(rng, base)
     fill = colour + rng.uniform(5, 25) * _smooth_noise(
         rng, height, width, int(rng.integers(4, 10)), 3)
-    if class_id == 6:  # Stripes across the bar, in a second random colour.
-      period = max(4.0, radius / 2.5)
-      stripes = (np.floor(u / period) % 2 == 0)[..., None]
-      fill = np.where(stripes, fill, _distinct_colour(rng, colour, 120.0))
+    pattern = _class_pattern(class_id, u, v, radius)
+    if pattern is not None:  # The class's surface structure, in a second colour.
+      fill = np.where(pattern[..., None], fill,
+                      _distinct_colour(rng, colour, 120.0))
     image[mask] = fill[mask]
     label[mask] = class_id
   image += rng.normal(0, noise_std, size=image.shape)
