@@ -1,14 +1,17 @@
 """The built-in synthetic segmentation dataset (default when no data is given).
 
 Scenes of 2-6 objects of six shape classes (disc, square, triangle, ring,
-cross, striped bar) on a textured, noisy background. Object and background
-colours are drawn independently of the class, so colour alone cannot solve the
-task: a class is told by its shape and structure (the ring's hole, the
-square's checks, the triangle's dots, the cross's grid, the bar's stripes). Objects occlude each other; label boundaries carry
+cross, striped bar) on a textured, noisy, greyish background. Colour narrows
+a class down but never decides it: the classes come in three pairs that share
+a hue family (disc and ring: warm; square and triangle: green; cross and bar:
+blue), and within a pair only shape and structure tell them apart (the ring's
+hole, the square's checks against the triangle's dots, the cross's grid
+against the bar's stripes). Objects occlude each other; label boundaries carry
 a band of the ignore label like VOC's. Image sizes and aspect ratios vary.
 Every image is a pure function of (seed, split, index), so the set is
 deterministic. Shards are written in the official TFRecord format.
 """
+import colorsys
 import io
 import math
 import os
@@ -33,13 +36,29 @@ def _smooth_noise(rng, height, width, cells, channels):
   return np.stack(layers, axis=-1)
 
 
-def _distinct_colour(rng, avoid, min_distance=90.0):
-  """A random RGB colour at least min_distance away from ``avoid``."""
-  for _ in range(50):
-    colour = rng.uniform(0, 255, size=3)
-    if np.linalg.norm(colour - avoid) >= min_distance:
-      return colour
-  return 255.0 - avoid
+# Hue ranges (degrees) of the class pairs: disc/ring, square/triangle, cross/bar.
+_HUE_FAMILIES = {1: (-20, 40), 4: (-20, 40), 2: (80, 150), 3: (80, 150),
+                 5: (190, 260), 6: (190, 260)}
+
+
+def _hsv_colour(hue_degrees, saturation, value):
+  """An RGB colour in [0, 255] from a hue in degrees, saturation and value."""
+  return 255.0 * np.array(colorsys.hsv_to_rgb((hue_degrees / 360.0) % 1.0,
+                                              saturation, value))
+
+
+def _object_colours(rng, class_id):
+  """The fill colour of an object and the second colour of its structure.
+
+  Both come from the class's hue family: bright and saturated, the second
+  one darker, so the structure shows but colour alone only names the pair.
+  """
+  hue = rng.uniform(*_HUE_FAMILIES[class_id])
+  saturation = rng.uniform(0.55, 1.0)
+  value = rng.uniform(0.75, 1.0)
+  second = _hsv_colour(hue + rng.uniform(-10, 10), saturation,
+                       value * rng.uniform(0.35, 0.55))
+  return _hsv_colour(hue, saturation, value), second
 
 
 def _shape_mask(class_id, u, v, radius):
@@ -120,10 +139,12 @@ def generate_example(seed, split, index, *, min_size=112, max_size=224,
   rng = np.random.default_rng([seed, _SPLIT_IDS.get(split, 3), index])
   height = int(rng.integers(min_size, max_size + 1))
   width = int(rng.integers(min_size, max_size + 1))
-  # Background: random base colour, smooth blotches, a gradient, fine noise.
-  base = rng.uniform(0, 255, size=3)
-  image = (base + 45.0 * _smooth_noise(rng, height, width,
-                                       int(rng.integers(3, 8)), 3)
+  # Background: a random greyish base colour, smooth blotches, a gradient.
+  base = _hsv_colour(rng.uniform(0, 360), rng.uniform(0.0, 0.25),
+                     rng.uniform(0.2, 0.9))
+  image = (base + 40.0 * _smooth_noise(rng, height, width,
+                                       int(rng.integers(3, 8)), 1)
+           + 8.0 * _smooth_noise(rng, height, width, int(rng.integers(3, 8)), 3)
            + 20.0 * _smooth_noise(rng, height, width, 16, 1))
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
   tilt = rng.uniform(-0.25, 0.25, size=2)
@@ -141,13 +162,12 @@ def generate_example(seed, split, index, *, min_size=112, max_size=224,
     mask = _shape_mask(class_id, u, v, radius)
     if not mask.any():
       continue
-    colour = _distinct_colour(rng, base)
-    fill = colour + rng.uniform(5, 25) * _smooth_noise(
+    colour, second = _object_colours(rng, class_id)
+    fill = colour + rng.uniform(5, 20) * _smooth_noise(
         rng, height, width, int(rng.integers(4, 10)), 3)
     pattern = _class_pattern(class_id, u, v, radius)
-    if pattern is not None:  # The class's surface structure, in a second colour.
-      fill = np.where(pattern[..., None], fill,
-                      _distinct_colour(rng, colour, 120.0))
+    if pattern is not None:  # The class's surface structure, in the darker colour.
+      fill = np.where(pattern[..., None], fill, second)
     image[mask] = fill[mask]
     label[mask] = class_id
   image += rng.normal(0, noise_std, size=image.shape)
