@@ -31,7 +31,7 @@ DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
 SYNTHETIC_PRESET = {
     "train_crop_size": ["129,129"],
     "train_batch_size": 8,
-    "training_number_of_steps": 1200,
+    "training_number_of_steps": 1500,
     "base_learning_rate": 0.1,
     "min_scale_factor": 0.75,
     "max_scale_factor": 1.5,
