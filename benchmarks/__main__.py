@@ -96,14 +96,16 @@ def _cases(args) -> List[Dict[str, object]]:
     return cases
 
 
-# Peak resident memory of one xception_65 OS 16 float32 training step (crop 321, batch 4),
-# measured; it scales with crop^2 x batch.
-TRAINING_RSS_MB_321_B4 = 5300.0
+# Peak resident memory of xception_65 OS 16 float32 training steps, measured: about 5.2 GB at
+# crop 321 batch 4 and 8.4 GB at crop 321 batch 8, so roughly 2 GB fixed plus 7.8 kB per
+# input pixel (9.4 GB measured at crop 513 batch 4, where this gives 10.2 GB).
+TRAINING_RSS_MB_FIXED = 2000.0
+TRAINING_RSS_MB_PER_PIXEL = 7.8e-3
 
 
 def training_memory_mb(crop: int, batch: int) -> float:
     """Estimated peak RSS of a training case (for skipping what cannot fit)."""
-    return TRAINING_RSS_MB_321_B4 * (crop / 321.0) ** 2 * batch / 4.0
+    return TRAINING_RSS_MB_FIXED + TRAINING_RSS_MB_PER_PIXEL * crop * crop * batch
 
 
 def available_memory_mb() -> float:

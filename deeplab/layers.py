@@ -81,14 +81,22 @@ class BatchNorm(keras.layers.BatchNormalization):
         if self.frozen or not training or not self.trainable or mask is not None or self.renorm:
             return super().call(inputs, training=False if self.frozen else training, mask=mask)
         x = tf.cast(inputs, tf.float32)
-        mean, variance = self._moments(x, None)
-        count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-        unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+        if x.shape.rank == 4 and self.axis in (-1, 3, [3], [-1]):
+            # One FusedBatchNormV3 kernel forward and one backward (as slim's fused=True), several
+            # times faster on CPU than moments + batch_normalization and their gradients. Its
+            # variance output is already the unbiased one.
+            outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
+                x, self.gamma, self.beta, epsilon=self.epsilon, data_format="NHWC",
+                is_training=True)
+        else:
+            mean, variance = self._moments(x, None)
+            count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+            unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+            outputs = tf.nn.batch_normalization(x, mean, variance, offset=self.beta,
+                                                scale=self.gamma, variance_epsilon=self.epsilon)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(
             self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
-        outputs = tf.nn.batch_normalization(x, mean, variance, offset=self.beta, scale=self.gamma,
-                                            variance_epsilon=self.epsilon)
         return tf.cast(outputs, self.compute_dtype)
 
     def get_config(self):
