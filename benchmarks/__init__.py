@@ -29,6 +29,19 @@ def timed_runs(fn: Callable[[], object], runs: int, warmup: int = 1) -> Dict[str
             "cpu_s_median": statistics.median(cpus), "runs": runs, "walls": walls}
 
 
+def profile_calls(fn: Callable[[], object], profile_dir: str, calls: int = 1) -> None:
+    """Calls `fn` `calls` times under the TensorFlow profiler, writing a trace to `profile_dir`
+    (TensorBoard's Profile tab or XProf; `python -m benchmarks.op_profile DIR` sums it up)."""
+    import tensorflow as tf
+
+    tf.profiler.experimental.start(profile_dir)
+    try:
+        for _ in range(calls):
+            fn()
+    finally:
+        tf.profiler.experimental.stop()
+
+
 def load_average() -> float:
     """1-minute load average (how busy the machine was)."""
     try:

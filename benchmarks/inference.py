@@ -8,7 +8,7 @@ optimized: run `deeplab.optimize.optimize_for_inference` (BatchNorm folded into 
 ReLUs fused); false times the Keras model exactly as built ("before").
 jit: XLA-compile the tf.function. Weights are random (the speed does not depend on them);
 `max_abs_diff` / `argmax_agreement` compare with the unoptimized float32 model on the same
-input.
+input. profile_dir: after timing, one more call under the TensorFlow profiler, traced there.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Dict, Optional, Tuple
 
-from benchmarks import load_average, timed_runs
+from benchmarks import load_average, profile_calls, timed_runs
 from benchmarks.memory import emit
 
 MODEL_CONFIGS = {
@@ -67,7 +67,8 @@ def randomize_batch_norms(model, seed: int = 0) -> None:
 def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513,
         batch: int = 1, precision: str = "float32", optimized: bool = True, jit: bool = False,
         runs: int = 5, warmup: int = 2, compare: bool = True,
-        threads: Optional[Tuple[int, int]] = None) -> Dict[str, object]:
+        threads: Optional[Tuple[int, int]] = None,
+        profile_dir: Optional[str] = None) -> Dict[str, object]:
     import numpy as np
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
@@ -95,6 +96,8 @@ def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513,
     first_s = __import__("time").perf_counter() - wall
     load_before = load_average()
     timing = timed_runs(lambda: predict(images).numpy(), runs, warmup)
+    if profile_dir:
+        profile_calls(lambda: predict(images).numpy(), profile_dir)
     result: Dict[str, object] = {
         "variant": variant, "output_stride": output_stride, "crop": crop, "batch": batch,
         "precision": precision, "optimized": optimized, "jit": jit,

@@ -7,15 +7,16 @@ softmax cross-entropy ignoring label 255 plus the L2 weight decay in `model.loss
 momentum 0.9. It does not use train.py, so it measures the model alone. A step is counted as
 3x the forward Mult-Adds (forward, and two matmuls per layer backward).
 precision: float32, mixed_bfloat16 or mixed_float16 (loss scaling for float16).
+profile_dir: after timing, one more step under the TensorFlow profiler, traced there.
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Dict
+from typing import Dict, Optional
 
-from benchmarks import load_average, timed_runs
+from benchmarks import load_average, profile_calls, timed_runs
 from benchmarks.memory import emit
 
 IGNORE_LABEL = 255
@@ -23,7 +24,7 @@ IGNORE_LABEL = 255
 
 def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513, batch: int = 4,
         precision: str = "float32", jit: bool = False, steps: int = 3, warmup: int = 1,
-        num_classes: int = 21) -> Dict[str, object]:
+        num_classes: int = 21, profile_dir: Optional[str] = None) -> Dict[str, object]:
     import keras
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
@@ -69,6 +70,8 @@ def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513, 
     first_s = time.perf_counter() - wall
     load_before = load_average()
     timing = timed_runs(lambda: float(train_step(images, labels)), steps, warmup)
+    if profile_dir:
+        profile_calls(lambda: float(train_step(images, labels)), profile_dir)
     flops = 3 * 2.0 * madds * batch
     return {
         "variant": variant, "output_stride": output_stride, "crop": crop, "batch": batch,

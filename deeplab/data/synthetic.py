@@ -5,7 +5,7 @@ cross, striped bar) on a textured, noisy, greyish background. Colour narrows
 a class down but never decides it: the classes come in three pairs that share
 a hue family (disc and ring: warm; square and triangle: green; cross and bar:
 blue), and within a pair only shape and structure tell them apart (the ring's
-hole, the square's checks against the triangle's dots, the cross's grid
+hole, the square's checks against the plain triangle, the cross's grid
 against the bar's stripes). Objects occlude each other; label boundaries carry
 a band of the ignore label like VOC's. Image sizes and aspect ratios vary.
 Every image is a pure function of (seed, split, index), so the set is
@@ -88,17 +88,13 @@ def _shape_mask(class_id, u, v, radius):
 def _class_pattern(class_id, u, v, radius):
   """The surface structure of a class in object coordinates, or None (plain).
 
-  Discs and rings are plain (the hole tells them apart), squares are
-  checkered, triangles dotted, crosses carry a grid of thin lines and bars
-  stripes. Colours stay random: the pattern is structure, not colour.
+  Discs, rings and triangles are plain (the ring's hole and the triangle's
+  corners are their structure), squares are checkered, crosses carry a grid of
+  thin lines and bars stripes, each in a darker shade of the object's colour.
   """
   period = max(4.0, radius / 2.5)
   if class_id == 2:  # checkerboard
     return (np.floor(u / period) + np.floor(v / period)) % 2 == 0
-  if class_id == 3:  # dots
-    du = (u / period) % 1.0 - 0.5
-    dv = (v / period) % 1.0 - 0.5
-    return du * du + dv * dv > 0.09
   if class_id == 5:  # grid of thin lines
     return ((u / period) % 1.0 > 0.25) & ((v / period) % 1.0 > 0.25)
   if class_id == 6:  # stripes across the bar
