@@ -50,10 +50,7 @@ flags.DEFINE_multi_string("eval_scales", ["1.0"],
                           "(comma list or repeated flag).")
 flags.DEFINE_boolean("add_flipped_images", False,
                      "Also average the predictions of left-right flipped images.")
-flags.DEFINE_integer("min_resize_value", None, "Desired size of the smaller image side.")
-flags.DEFINE_integer("max_resize_value", None, "Maximum allowed size of the larger image side.")
-flags.DEFINE_integer("resize_factor", None,
-                     "Resized dimensions are a multiple of factor plus one.")
+cli_flags.define_resize_flags()
 flags.DEFINE_integer("max_number_of_evaluations", 0,
                      "Number of checkpoints to evaluate before stopping (0: keep waiting for "
                      "new ones).")

@@ -122,10 +122,7 @@ cli_flags.define_int_list("train_crop_size", "513,513",
 flags.DEFINE_integer("train_batch_size", 8,
                      "The number of images in each batch during training (global: split over "
                      "the replicas).")
-flags.DEFINE_integer("min_resize_value", None, "Desired size of the smaller image side.")
-flags.DEFINE_integer("max_resize_value", None, "Maximum allowed size of the larger image side.")
-flags.DEFINE_integer("resize_factor", None,
-                     "Resized dimensions are multiple of factor plus one.")
+cli_flags.define_resize_flags()
 flags.DEFINE_float("min_scale_factor", 0.5, "Mininum scale factor for data augmentation.")
 flags.DEFINE_float("max_scale_factor", 2.0, "Maximum scale factor for data augmentation.")
 flags.DEFINE_float("scale_factor_step_size", 0.25,

@@ -46,9 +46,7 @@ flags.DEFINE_integer("eval_interval_secs", 60 * 5, "Minimum seconds between two 
 flags.DEFINE_integer("num_vis_examples", None, "Visualise only this many images (default: all).")
 flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the label colours in the overlay.")
 flags.DEFINE_boolean("save_figures", True, "Write the side-by-side matplotlib figures.")
-flags.DEFINE_integer("min_resize_value", None, "Desired size of the smaller image side.")
-flags.DEFINE_integer("max_resize_value", None, "Maximum allowed size of the larger image side.")
-flags.DEFINE_integer("resize_factor", None, "Resized dimensions are a multiple of factor plus one.")
+cli_flags.define_resize_flags()
 
 _COLORMAP_DATASET = {"pascal": "pascal_voc_seg", "cityscapes": "cityscapes", "ade20k": "ade20k",
                      "synthetic": "synthetic"}

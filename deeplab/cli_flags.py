@@ -39,6 +39,15 @@ def parse_int_list(values, flag_name: str) -> Optional[List[int]]:
     return out or None
 
 
+def define_resize_flags() -> None:
+    """The official input resizing flags (`preprocess.resize_to_range`), shared by the CLIs."""
+    flags.DEFINE_integer("min_resize_value", None, "Desired size of the smaller image side.")
+    flags.DEFINE_integer("max_resize_value", None,
+                         "Maximum allowed size of the larger image side.")
+    flags.DEFINE_integer("resize_factor", None,
+                         "Resized dimensions are a multiple of factor plus one.")
+
+
 def define_model_flags() -> None:
     """Defines the model flags of the official common.py, once per process."""
     if "model_variant" in flags.FLAGS:
