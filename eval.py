@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from absl import app, flags, logging
 
@@ -72,18 +71,14 @@ def main(argv):
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
-    try:
-        setup = inference.cli_setup(FLAGS, checkpoint_dir, crop_flag="eval_crop_size",
-                                    scales_flag="eval_scales")
-    except (ValueError, flags.Error) as err:
-        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+    setup = inference.cli_model_setup(FLAGS, checkpoint_dir, crop_flag="eval_crop_size",
+                                      scales_flag="eval_scales")
+    if setup is None:
         return 2
     dataset, dataset_dir, info, options = setup.dataset, setup.dataset_dir, setup.info, setup.options
-    crop, scales = setup.crop, setup.scales
+    crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
     eval_logdir = FLAGS.eval_logdir or inference.default_output_dir(checkpoint_dir, "eval")
     logging.info("Model options: %s", options)
-    model, _ = inference.build_inference_model(options)
-    stride = inference.logits_output_stride(options)
     step_fn = evaluation.make_eval_step(model, options.num_classes, info.ignore_label, scales,
                                         FLAGS.add_flipped_images, stride)
     import tensorflow as tf

@@ -16,7 +16,6 @@ label map (Cityscapes: train ids converted to label ids, as the evaluation serve
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags, logging
 
@@ -76,22 +75,18 @@ def main(argv):
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
-    try:
-        setup = inference.cli_setup(FLAGS, checkpoint_dir, crop_flag="vis_crop_size",
-                                    scales_flag="eval_scales")
-    except (ValueError, flags.Error) as err:
-        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+    setup = inference.cli_model_setup(FLAGS, checkpoint_dir, crop_flag="vis_crop_size",
+                                      scales_flag="eval_scales")
+    if setup is None:
         return 2
     dataset, dataset_dir, info, options = setup.dataset, setup.dataset_dir, setup.info, setup.options
-    crop, scales = setup.crop, setup.scales
+    crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
     colormap = colormaps.get_colormap(
         _COLORMAP_DATASET[FLAGS.colormap_type] if FLAGS.colormap_type else dataset)
     class_names = list(info.class_names) if len(info.class_names) == options.num_classes else None
     vis_logdir = FLAGS.vis_logdir or inference.default_output_dir(checkpoint_dir, "vis")
     save_dir = os.path.join(vis_logdir, "segmentation_results")
     raw_dir = os.path.join(vis_logdir, "raw_segmentation_results")
-    model, _ = inference.build_inference_model(options)
-    stride = inference.logits_output_stride(options)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def predict(images):

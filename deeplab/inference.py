@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from typing import Iterable, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -324,3 +325,21 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
         synthetic.ensure_synthetic_dataset(dataset_dir)
     return SimpleNamespace(dataset=dataset, dataset_dir=dataset_dir, info=info, options=options,
                            crop=tuple(crop), scales=scales)
+
+
+def cli_model_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag: str):
+    """`cli_setup` plus the inference `model` and its logits `stride`, for eval.py and vis.py.
+
+    On bad flags prints the error (naming the flag) to stderr and returns None.
+    """
+    from absl import flags
+
+    try:
+        setup = cli_setup(flag_values, checkpoint_path, crop_flag=crop_flag,
+                          scales_flag=scales_flag)
+    except (ValueError, flags.Error) as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        return None
+    setup.model, _ = build_inference_model(setup.options)
+    setup.stride = logits_output_stride(setup.options)
+    return setup
