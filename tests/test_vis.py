@@ -90,3 +90,12 @@ def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
     cmap = colormaps.get_colormap("cityscapes")
     train_ids = np.searchsorted(evaluation.CITYSCAPES_TRAIN_ID_TO_LABEL_ID, raw0)
     np.testing.assert_array_equal(prediction0, cmap[train_ids])
+
+
+@pytest.mark.parametrize("flag", ["--vis_crop_size=97", "--eval_scales=1.0,x"])
+def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, flag):
+    result = eval_fixtures.run_cli("vis.py", f"--checkpoint_dir={run.run_dir}",
+                                   f"--vis_logdir={tmp_path / 'vis'}", flag)
+    assert result.returncode == 2
+    assert flag.split("=")[0] in result.stderr
+    assert not (tmp_path / "vis").exists()
