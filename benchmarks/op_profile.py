@@ -2,7 +2,7 @@
 
     python -m benchmarks.training_step '{"crop": 321, "batch": 4, "steps": 1,
                                          "profile_dir": "profiles/train321"}'
-    python -m benchmarks.op_profile profiles/train321 [--top=25] [--json]
+    python -m benchmarks.op_profile profiles/train321 [--top=25] [--by_name] [--json]
 
 The benchmark writes one profiled call (a `tf.profiler` trace, the same that TensorBoard's
 Profile tab and XProf open: `tensorboard --logdir profiles/train321` with
@@ -38,8 +38,9 @@ def newest_trace(directory: str) -> str:
     return max(paths, key=os.path.getmtime)
 
 
-def op_times(path: str) -> Tuple[Dict[str, float], Dict[str, int], float]:
-    """(seconds per op type, kernel count per op type, traced span in seconds) of a trace."""
+def op_times(path: str, by_name: bool = False) -> Tuple[Dict[str, float], Dict[str, int], float]:
+    """(seconds per op type, kernel count per op type, traced span in seconds) of a trace;
+    keyed by `op type  op name` instead with by_name."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace()
@@ -59,8 +60,11 @@ def op_times(path: str) -> Tuple[Dict[str, float], Dict[str, int], float]:
                     continue
                 start_ps = line.timestamp_ns * 1000 + event.offset_ps
                 begin, end = min(begin, start_ps), max(end, start_ps + event.duration_ps)
-                seconds[match.group("type")] += event.duration_ps * 1e-12
-                counts[match.group("type")] += 1
+                key = match.group("type")
+                if by_name:
+                    key = f"{key}  {match.group('name')}"
+                seconds[key] += event.duration_ps * 1e-12
+                counts[key] += 1
     if not seconds:
         raise ValueError(f"{path} holds no TensorFlow op events on a host plane")
     return dict(seconds), dict(counts), (end - begin) * 1e-12
@@ -70,9 +74,9 @@ def format_table(seconds: Dict[str, float], counts: Dict[str, int], span: float,
                  top: int) -> str:
     total = sum(seconds.values())
     rows: List[str] = [f"op time {total:.3f} s over a traced span of {span:.3f} s",
-                       f"{'op type':<40} {'ms':>10} {'share':>7} {'kernels':>8}"]
+                       f"{'ms':>10} {'share':>7} {'kernels':>8}  op"]
     for op, sec in sorted(seconds.items(), key=lambda kv: -kv[1])[:top]:
-        rows.append(f"{op:<40} {1e3 * sec:>10.1f} {100 * sec / total:>6.1f}% {counts[op]:>8}")
+        rows.append(f"{1e3 * sec:>10.1f} {100 * sec / total:>6.1f}% {counts[op]:>8}  {op}")
     return "\n".join(rows)
 
 
@@ -82,11 +86,13 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", help="a profile_dir written by a benchmark")
     parser.add_argument("--top", type=int, default=25, help="rows to print")
+    parser.add_argument("--by_name", action="store_true",
+                        help="rank single ops (type and name) instead of op types")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:
         path = newest_trace(args.directory)
-        seconds, counts, span = op_times(path)
+        seconds, counts, span = op_times(path, by_name=args.by_name)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
