@@ -16,6 +16,7 @@ to the run's `model_options.json`; flags given on the command line override it (
 results.txt (the table), results.json, confusion_matrix.csv / .png, eval_history.jsonl and
 TensorBoard summaries (`eval/miou_1.0_overall`, `eval/miou_1.0_class_<i>`, ...).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,38 +29,68 @@ from deeplab import cli_flags
 FLAGS = flags.FLAGS
 
 cli_flags.define_model_flags()
-flags.DEFINE_string("checkpoint_dir", None,
-                    "Training directory to evaluate (each new checkpoint), or one checkpoint: "
-                    "a prefix, a directory holding one official checkpoint, or a .tar.gz.")
-flags.DEFINE_string("eval_logdir", None,
-                    "Where results and TensorBoard summaries go (default <checkpoint_dir>/eval).")
-flags.DEFINE_string("dataset", None,
-                    "Dataset name (pascal_voc_seg, cityscapes, ade20k, synthetic, tfds:NAME). "
-                    "Default: the training run's, else synthetic when --dataset_dir is unset, "
-                    "else pascal_voc_seg.")
-flags.DEFINE_string("dataset_dir", None, "Where the dataset resides (synthetic default: "
-                    "data/synthetic, built when missing).")
+flags.DEFINE_string(
+    "checkpoint_dir",
+    None,
+    "Training directory to evaluate (each new checkpoint), or one checkpoint: "
+    "a prefix, a directory holding one official checkpoint, or a .tar.gz.",
+)
+flags.DEFINE_string(
+    "eval_logdir",
+    None,
+    "Where results and TensorBoard summaries go (default <checkpoint_dir>/eval).",
+)
+flags.DEFINE_string(
+    "dataset",
+    None,
+    "Dataset name (pascal_voc_seg, cityscapes, ade20k, synthetic, tfds:NAME). "
+    "Default: the training run's, else synthetic when --dataset_dir is unset, "
+    "else pascal_voc_seg.",
+)
+flags.DEFINE_string(
+    "dataset_dir",
+    None,
+    "Where the dataset resides (synthetic default: data/synthetic, built when missing).",
+)
 flags.DEFINE_string("eval_split", "val", "Which split of the dataset is used for evaluation.")
-cli_flags.define_int_list("eval_crop_size", "513,513",
-                          "Images are padded to this size (larger images to a larger size; "
-                          "default 225,225 for the synthetic set).")
+cli_flags.define_int_list(
+    "eval_crop_size",
+    "513,513",
+    "Images are padded to this size (larger images to a larger size; "
+    "default 225,225 for the synthetic set).",
+)
 flags.DEFINE_integer("eval_batch_size", 1, "Images per batch.")
-flags.DEFINE_multi_string("eval_scales", ["1.0"],
-                          "Scales for multi-scale inference, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 "
-                          "(comma list or repeated flag).")
-flags.DEFINE_boolean("add_flipped_images", False,
-                     "Also average the predictions of left-right flipped images.")
+flags.DEFINE_multi_string(
+    "eval_scales",
+    ["1.0"],
+    "Scales for multi-scale inference, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 "
+    "(comma list or repeated flag).",
+)
+flags.DEFINE_boolean(
+    "add_flipped_images", False, "Also average the predictions of left-right flipped images."
+)
 cli_flags.define_resize_flags()
-flags.DEFINE_integer("max_number_of_evaluations", 0,
-                     "Number of checkpoints to evaluate before stopping (0: keep waiting for "
-                     "new ones).")
-flags.DEFINE_integer("eval_interval_secs", 60 * 5,
-                     "Minimum seconds between two evaluations (polling for new checkpoints).")
-flags.DEFINE_float("eval_timeout_secs", None,
-                   "Stop after this many seconds without a new checkpoint (default: never).")
-flags.DEFINE_string("output_json", None,
-                    "Also write the latest results to this JSON file (miou, pixel_accuracy, "
-                    "per_class_iou in class order, confusion_matrix, ...).")
+flags.DEFINE_integer(
+    "max_number_of_evaluations",
+    0,
+    "Number of checkpoints to evaluate before stopping (0: keep waiting for new ones).",
+)
+flags.DEFINE_integer(
+    "eval_interval_secs",
+    60 * 5,
+    "Minimum seconds between two evaluations (polling for new checkpoints).",
+)
+flags.DEFINE_float(
+    "eval_timeout_secs",
+    None,
+    "Stop after this many seconds without a new checkpoint (default: never).",
+)
+flags.DEFINE_string(
+    "output_json",
+    None,
+    "Also write the latest results to this JSON file (miou, pixel_accuracy, "
+    "per_class_iou in class order, confusion_matrix, ...).",
+)
 flags.DEFINE_integer("max_eval_batches", None, "Evaluate only this many batches (quick checks).")
 
 
@@ -71,56 +102,100 @@ def main(argv):
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
-    setup = inference.cli_model_setup(FLAGS, checkpoint_dir, crop_flag="eval_crop_size",
-                                      scales_flag="eval_scales")
+    setup = inference.cli_model_setup(
+        FLAGS, checkpoint_dir, crop_flag="eval_crop_size", scales_flag="eval_scales"
+    )
     if setup is None:
         return 2
-    dataset, dataset_dir, info, options = setup.dataset, setup.dataset_dir, setup.info, setup.options
+    dataset, dataset_dir, info, options = (
+        setup.dataset,
+        setup.dataset_dir,
+        setup.info,
+        setup.options,
+    )
     crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
     eval_logdir = FLAGS.eval_logdir or inference.default_output_dir(checkpoint_dir, "eval")
     logging.info("Model options: %s", options)
-    step_fn = evaluation.make_eval_step(model, options.num_classes, info.ignore_label, scales,
-                                        FLAGS.add_flipped_images, stride)
+    step_fn = evaluation.make_eval_step(
+        model, options.num_classes, info.ignore_label, scales, FLAGS.add_flipped_images, stride
+    )
     import tensorflow as tf
+
     writer = tf.summary.create_file_writer(eval_logdir)
     tag = evaluation.metric_tag(scales, FLAGS.add_flipped_images)
     for path in evaluation.checkpoints_to_evaluate(
-            checkpoint_dir, eval_interval_secs=FLAGS.eval_interval_secs,
-            max_number_of_evaluations=FLAGS.max_number_of_evaluations,
-            timeout_secs=FLAGS.eval_timeout_secs):
+        checkpoint_dir,
+        eval_interval_secs=FLAGS.eval_interval_secs,
+        max_number_of_evaluations=FLAGS.max_number_of_evaluations,
+        timeout_secs=FLAGS.eval_timeout_secs,
+    ):
         report = load_checkpoint(model, path)
         logging.info("%s", report.summary())
         prefix = resolve_checkpoint_prefix(path)
         step = evaluation.checkpoint_step(prefix)
-        data = build_dataset(dataset, dataset_dir, FLAGS.eval_split, crop_size=crop,
-                             batch_size=FLAGS.eval_batch_size, is_training=False,
-                             min_resize_value=FLAGS.min_resize_value,
-                             max_resize_value=FLAGS.max_resize_value,
-                             resize_factor=FLAGS.resize_factor, model_variant=options.model_variant)
+        data = build_dataset(
+            dataset,
+            dataset_dir,
+            FLAGS.eval_split,
+            crop_size=crop,
+            batch_size=FLAGS.eval_batch_size,
+            is_training=False,
+            min_resize_value=FLAGS.min_resize_value,
+            max_resize_value=FLAGS.max_resize_value,
+            resize_factor=FLAGS.resize_factor,
+            model_variant=options.model_variant,
+        )
         results = evaluation.evaluate(
-            model, data, options.num_classes, info.ignore_label, scales,
-            FLAGS.add_flipped_images, logits_output_stride=stride,
-            class_names=info.class_names[:options.num_classes]
-            if len(info.class_names) >= options.num_classes else None,
-            max_batches=FLAGS.max_eval_batches, step_fn=step_fn,
-            num_batches=None if dataset == "synthetic" else  # its size can be chosen
-            -(-info.splits.get(FLAGS.eval_split, 0) // FLAGS.eval_batch_size) or None)
-        extra = dict(checkpoint=prefix, step=step, dataset=dataset, eval_split=FLAGS.eval_split,
-                     eval_crop_size=list(crop), metric_tag=tag)
-        paths = evaluation.write_result_files(results, eval_logdir,
-                                              output_json=FLAGS.output_json, **extra)
+            model,
+            data,
+            options.num_classes,
+            info.ignore_label,
+            scales,
+            FLAGS.add_flipped_images,
+            logits_output_stride=stride,
+            class_names=info.class_names[: options.num_classes]
+            if len(info.class_names) >= options.num_classes
+            else None,
+            max_batches=FLAGS.max_eval_batches,
+            step_fn=step_fn,
+            num_batches=None
+            if dataset == "synthetic"
+            # its size can be chosen
+            else -(-info.splits.get(FLAGS.eval_split, 0) // FLAGS.eval_batch_size) or None,
+        )
+        extra = dict(
+            checkpoint=prefix,
+            step=step,
+            dataset=dataset,
+            eval_split=FLAGS.eval_split,
+            eval_crop_size=list(crop),
+            metric_tag=tag,
+        )
+        paths = evaluation.write_result_files(
+            results, eval_logdir, output_json=FLAGS.output_json, **extra
+        )
         evaluation.write_summaries(writer, results, step)
         with open(os.path.join(eval_logdir, "eval_history.jsonl"), "a") as f:
             record = evaluation.results_to_json(
-                {k: v for k, v in results.items() if k != "confusion_matrix"}, **extra)
+                {k: v for k, v in results.items() if k != "confusion_matrix"}, **extra
+            )
             f.write(json.dumps(record, allow_nan=False) + "\n")
         from deeplab.metrics import format_iou_table
-        print(format_iou_table(results, results["class_names"],
-                               title=f"{dataset}/{FLAGS.eval_split}, {prefix} (step {step}), "
-                                     f"{results['num_images']} images, scales {scales}"
-                                     + (", flipped" if FLAGS.add_flipped_images else "")))
-        print(f"eval/{tag}_overall: {100 * results['miou']:.2f}%  results: "
-              f"{paths['json']}, {paths['confusion_png']}", flush=True)
+
+        print(
+            format_iou_table(
+                results,
+                results["class_names"],
+                title=f"{dataset}/{FLAGS.eval_split}, {prefix} (step {step}), "
+                f"{results['num_images']} images, scales {scales}"
+                + (", flipped" if FLAGS.add_flipped_images else ""),
+            )
+        )
+        print(
+            f"eval/{tag}_overall: {100 * results['miou']:.2f}%  results: "
+            f"{paths['json']}, {paths['confusion_png']}",
+            flush=True,
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ Loading it needs TensorFlow only (`tf.saved_model.load`, TF Serving, `saved_mode
 --output_stride, --atrous_rates, --inference_scales and --add_flipped_images are fixed at
 export time. With --tflite a TFLite model for a fixed input size (--crop_size) is written too.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,23 +26,36 @@ from deeplab import cli_flags
 FLAGS = flags.FLAGS
 
 cli_flags.define_model_flags()
-flags.DEFINE_string("checkpoint_path", None,
-                    "Checkpoint to export: our training dir or ckpt prefix, or an official TF1 "
-                    "checkpoint (prefix, directory or model-zoo .tar.gz).")
+flags.DEFINE_string(
+    "checkpoint_path",
+    None,
+    "Checkpoint to export: our training dir or ckpt prefix, or an official TF1 "
+    "checkpoint (prefix, directory or model-zoo .tar.gz).",
+)
 flags.DEFINE_string("export_path", None, "Directory the SavedModel is written to.")
-flags.DEFINE_string("dataset", None, "Dataset name, for the class count and class names stored "
-                    "with the export (default: the training run's).")
-cli_flags.define_int_list("crop_size", "513,513",
-                          "Input size (height,width) of the TFLite model; the SavedModel takes any "
-                          "size.")
-flags.DEFINE_multi_string("inference_scales", ["1.0"],
-                          "Scales for multi-scale inference, e.g. 0.5,1.0,1.5 (comma list or "
-                          "repeated flag).")
-flags.DEFINE_boolean("add_flipped_images", False,
-                     "Also average the predictions of left-right flipped images.")
+flags.DEFINE_string(
+    "dataset",
+    None,
+    "Dataset name, for the class count and class names stored "
+    "with the export (default: the training run's).",
+)
+cli_flags.define_int_list(
+    "crop_size",
+    "513,513",
+    "Input size (height,width) of the TFLite model; the SavedModel takes any size.",
+)
+flags.DEFINE_multi_string(
+    "inference_scales",
+    ["1.0"],
+    "Scales for multi-scale inference, e.g. 0.5,1.0,1.5 (comma list or repeated flag).",
+)
+flags.DEFINE_boolean(
+    "add_flipped_images", False, "Also average the predictions of left-right flipped images."
+)
 flags.DEFINE_boolean("tflite", False, "Also write a TFLite model (fixed input size --crop_size).")
-flags.DEFINE_string("tflite_path", None, "Where the TFLite model goes (default "
-                    "<export_path>/model.tflite).")
+flags.DEFINE_string(
+    "tflite_path", None, "Where the TFLite model goes (default <export_path>/model.tflite)."
+)
 
 
 def main(argv):
@@ -55,8 +69,9 @@ def main(argv):
         saved_fields, saved = inference.saved_run_info(path)
         dataset = FLAGS.dataset or saved.get("dataset")
         info = descriptors.get_dataset_info(dataset) if dataset else None
-        num_classes = (info.num_classes if info else None) or inference.checkpoint_num_classes(
-            path) or 21
+        num_classes = (
+            (info.num_classes if info else None) or inference.checkpoint_num_classes(path) or 21
+        )
         options = inference.options_from_flags(FLAGS, path, num_classes)
         scales = evaluation.parse_float_list(FLAGS.inference_scales, "inference_scales") or [1.0]
         crop = cli_flags.parse_int_list(FLAGS.crop_size, "crop_size")
@@ -71,15 +86,27 @@ def main(argv):
     class_names = None
     if info is not None and len(info.class_names) == options.num_classes:
         class_names = list(info.class_names)
-    metadata = dict(checkpoint=os.path.abspath(path), dataset=dataset, class_names=class_names,
-                    model_options=dataclasses.asdict(options))
+    metadata = dict(
+        checkpoint=os.path.abspath(path),
+        dataset=dataset,
+        class_names=class_names,
+        model_options=dataclasses.asdict(options),
+    )
     module = export_lib.export_saved_model(
-        model, FLAGS.export_path, options.num_classes, eval_scales=scales,
+        model,
+        FLAGS.export_path,
+        options.num_classes,
+        eval_scales=scales,
         add_flipped_images=FLAGS.add_flipped_images,
-        logits_output_stride=inference.logits_output_stride(options), metadata=metadata)
-    print(f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
-          f"serve_encoded; {options.num_classes} classes, scales {scales}"
-          + (", flipped" if FLAGS.add_flipped_images else "") + ")")
+        logits_output_stride=inference.logits_output_stride(options),
+        metadata=metadata,
+    )
+    print(
+        f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
+        f"serve_encoded; {options.num_classes} classes, scales {scales}"
+        + (", flipped" if FLAGS.add_flipped_images else "")
+        + ")"
+    )
     if FLAGS.tflite:
         tflite_path = FLAGS.tflite_path or os.path.join(FLAGS.export_path, "model.tflite")
         export_lib.export_tflite(module, tflite_path, crop)

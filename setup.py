@@ -1,11 +1,12 @@
 """Installs the deeplab library (DeepLabV3+ in TensorFlow 2 / Keras 3)."""
+
 from setuptools import find_packages, setup
 
 setup(
     name="deeplab",
     version="0.1.0",
     description="DeepLabV3+ (Xception, MobileNetV2, ASPP, decoder) in TensorFlow 2 / Keras 3, "
-                "faithful to the official research/deeplab graph",
+    "faithful to the official research/deeplab graph",
     packages=find_packages(include=["deeplab", "deeplab.*", "datasets", "benchmarks"]),
     py_modules=["train", "eval", "vis", "export"],
     python_requires=">=3.10",
@@ -18,5 +19,5 @@ setup(
         "matplotlib>=3.8",
         "pillow>=10",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "ruff==0.17.6"]},
 )

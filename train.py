@@ -13,6 +13,7 @@ built-in synthetic dataset (built into `data/synthetic` when missing) with a dem
 for every flag left unset (see `SYNTHETIC_PRESET`). Killed runs resume from the latest
 checkpoint in --train_logdir when started again with the same command.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,120 +46,180 @@ SYNTHETIC_PRESET = {
 cli_flags.define_model_flags()
 # Model options that the official train.py defines itself.
 flags.DEFINE_float("weight_decay", 4e-5, "The value of the weight decay for training.")
-flags.DEFINE_boolean("fine_tune_batch_norm", True,
-                     "Fine tune the batch norm parameters or not (False: BatchNorm uses and "
-                     "keeps its moving statistics; gamma and beta still train).")
+flags.DEFINE_boolean(
+    "fine_tune_batch_norm",
+    True,
+    "Fine tune the batch norm parameters or not (False: BatchNorm uses and "
+    "keeps its moving statistics; gamma and beta still train).",
+)
 flags.DEFINE_boolean("upsample_logits", True, "Upsample logits during training.")
 
 # Logging and checkpoints.
 flags.DEFINE_string("train_logdir", None, "Where the checkpoint and logs are stored.")
 flags.DEFINE_integer("log_steps", 10, "Display logging information at every log_steps.")
-flags.DEFINE_integer("save_interval_secs", 1200,
-                     "How often, in seconds, we save the model to disk.")
-flags.DEFINE_integer("save_interval_steps", 0,
-                     "Save every this many steps instead (0: use --save_interval_secs).")
+flags.DEFINE_integer(
+    "save_interval_secs", 1200, "How often, in seconds, we save the model to disk."
+)
+flags.DEFINE_integer(
+    "save_interval_steps", 0, "Save every this many steps instead (0: use --save_interval_secs)."
+)
 flags.DEFINE_integer("max_checkpoints_to_keep", 5, "How many recent checkpoints to keep.")
-flags.DEFINE_integer("save_summaries_secs", 600,
-                     "How often, in seconds, image summaries are written (scalars: every "
-                     "--log_steps).")
-flags.DEFINE_boolean("save_summaries_images", False,
-                     "Save sample inputs, labels, and semantic predictions as images to "
-                     "summary.")
+flags.DEFINE_integer(
+    "save_summaries_secs",
+    600,
+    "How often, in seconds, image summaries are written (scalars: every --log_steps).",
+)
+flags.DEFINE_boolean(
+    "save_summaries_images",
+    False,
+    "Save sample inputs, labels, and semantic predictions as images to summary.",
+)
 
 # Learning rate and optimizer.
-flags.DEFINE_enum("learning_policy", "poly", ["poly", "step"],
-                  "Learning rate policy for training.")
+flags.DEFINE_enum("learning_policy", "poly", ["poly", "step"], "Learning rate policy for training.")
 flags.DEFINE_float("base_learning_rate", 1e-4, "The base learning rate for model training.")
 flags.DEFINE_float("learning_rate_decay_factor", 0.1, "The rate to decay the base learning rate.")
-flags.DEFINE_integer("learning_rate_decay_step", 2000,
-                     "Decay the base learning rate at a fixed step.")
+flags.DEFINE_integer(
+    "learning_rate_decay_step", 2000, "Decay the base learning rate at a fixed step."
+)
 flags.DEFINE_float("learning_power", 0.9, "The power value used in the poly learning policy.")
 flags.DEFINE_integer("training_number_of_steps", 30000, "The number of steps used for training.")
 flags.DEFINE_float("end_learning_rate", 0.0, "End learning rate for the poly learning policy.")
-flags.DEFINE_float("decay_steps", 0.0,
-                   "Decay steps for the poly policy (0: training_number_of_steps - "
-                   "slow_start_step).")
-flags.DEFINE_integer("slow_start_step", 0,
-                     "Training model with small learning rate for few steps.")
-flags.DEFINE_float("slow_start_learning_rate", 1e-4,
-                   "Learning rate employed during slow start.")
+flags.DEFINE_float(
+    "decay_steps",
+    0.0,
+    "Decay steps for the poly policy (0: training_number_of_steps - slow_start_step).",
+)
+flags.DEFINE_integer("slow_start_step", 0, "Training model with small learning rate for few steps.")
+flags.DEFINE_float("slow_start_learning_rate", 1e-4, "Learning rate employed during slow start.")
 flags.DEFINE_enum("optimizer", "momentum", ["momentum", "adam"], "Which optimizer to use.")
 flags.DEFINE_float("momentum", 0.9, "The momentum value to use.")
 flags.DEFINE_float("adam_learning_rate", 0.001, "Learning rate for the adam optimizer.")
 flags.DEFINE_float("adam_epsilon", 1e-08, "Adam optimizer epsilon.")
 
 # Fine-tuning and the loss.
-flags.DEFINE_string("tf_initial_checkpoint", None,
-                    "The initial checkpoint: one of ours or an official TF1 one (prefix, "
-                    "directory or model-zoo .tar.gz).")
+flags.DEFINE_string(
+    "tf_initial_checkpoint",
+    None,
+    "The initial checkpoint: one of ours or an official TF1 one (prefix, "
+    "directory or model-zoo .tar.gz).",
+)
 flags.DEFINE_boolean("initialize_last_layer", True, "Initialize the last layer.")
-flags.DEFINE_boolean("last_layers_contain_logits_only", False,
-                     "Only consider logits as last layers or not.")
-flags.DEFINE_float("last_layer_gradient_multiplier", 1.0,
-                   "The gradient multiplier for last layers, which is used to boost the "
-                   "gradient of last layers if the value > 1.")
-flags.DEFINE_float("top_k_percent_pixels", 1.0,
-                   "The top k percent pixels (in terms of the loss values) used to compute "
-                   "loss during training. This is useful for hard pixel mining.")
-flags.DEFINE_integer("hard_example_mining_step", 0,
-                     "The training step in which exact hard example mining kicks off; the "
-                     "mining percent goes down linearly from 100% to --top_k_percent_pixels "
-                     "until this step.")
-flags.DEFINE_multi_string("label_weights", None,
-                          "Loss weight of each label (comma list or repeated flag), e.g. "
-                          "0.1,0.5 weighs label 0 by 0.1 and label 1 by 0.5; unset: all 1.")
+flags.DEFINE_boolean(
+    "last_layers_contain_logits_only", False, "Only consider logits as last layers or not."
+)
+flags.DEFINE_float(
+    "last_layer_gradient_multiplier",
+    1.0,
+    "The gradient multiplier for last layers, which is used to boost the "
+    "gradient of last layers if the value > 1.",
+)
+flags.DEFINE_float(
+    "top_k_percent_pixels",
+    1.0,
+    "The top k percent pixels (in terms of the loss values) used to compute "
+    "loss during training. This is useful for hard pixel mining.",
+)
+flags.DEFINE_integer(
+    "hard_example_mining_step",
+    0,
+    "The training step in which exact hard example mining kicks off; the "
+    "mining percent goes down linearly from 100% to --top_k_percent_pixels "
+    "until this step.",
+)
+flags.DEFINE_multi_string(
+    "label_weights",
+    None,
+    "Loss weight of each label (comma list or repeated flag), e.g. "
+    "0.1,0.5 weighs label 0 by 0.1 and label 1 by 0.5; unset: all 1.",
+)
 
 # Data.
-flags.DEFINE_string("dataset", None,
-                    "Name of the segmentation dataset (pascal_voc_seg, cityscapes, ade20k, "
-                    "synthetic, tfds:NAME). Default: synthetic when --dataset_dir is unset, "
-                    "else pascal_voc_seg (the official default).")
-flags.DEFINE_string("dataset_dir", None,
-                    "Where the dataset resides (default for synthetic: data/synthetic, built "
-                    "when missing).")
+flags.DEFINE_string(
+    "dataset",
+    None,
+    "Name of the segmentation dataset (pascal_voc_seg, cityscapes, ade20k, "
+    "synthetic, tfds:NAME). Default: synthetic when --dataset_dir is unset, "
+    "else pascal_voc_seg (the official default).",
+)
+flags.DEFINE_string(
+    "dataset_dir",
+    None,
+    "Where the dataset resides (default for synthetic: data/synthetic, built when missing).",
+)
 flags.DEFINE_string("train_split", "train", "Which split of the dataset to be used for training.")
-cli_flags.define_int_list("train_crop_size", "513,513",
-                          "Image crop size [height, width] during training.")
-flags.DEFINE_integer("train_batch_size", 8,
-                     "The number of images in each batch during training (global: split over "
-                     "the replicas).")
+cli_flags.define_int_list(
+    "train_crop_size", "513,513", "Image crop size [height, width] during training."
+)
+flags.DEFINE_integer(
+    "train_batch_size",
+    8,
+    "The number of images in each batch during training (global: split over the replicas).",
+)
 cli_flags.define_resize_flags()
 flags.DEFINE_float("min_scale_factor", 0.5, "Mininum scale factor for data augmentation.")
 flags.DEFINE_float("max_scale_factor", 2.0, "Maximum scale factor for data augmentation.")
-flags.DEFINE_float("scale_factor_step_size", 0.25,
-                   "Scale factor step size for data augmentation.")
+flags.DEFINE_float("scale_factor_step_size", 0.25, "Scale factor step size for data augmentation.")
 
 # Execution (ours).
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
-                  "tf.distribute strategy: default (one device), mirrored (local GPUs), "
-                  "multi_worker (from TF_CONFIG), tpu (--tpu).")
-flags.DEFINE_integer("num_clones", 1,
-                     "Official multi-GPU flag, kept so old command lines work: > 1 with "
-                     "--strategy=default means --strategy=mirrored.")
+flags.DEFINE_enum(
+    "strategy",
+    "default",
+    ["default", "mirrored", "multi_worker", "tpu"],
+    "tf.distribute strategy: default (one device), mirrored (local GPUs), "
+    "multi_worker (from TF_CONFIG), tpu (--tpu).",
+)
+flags.DEFINE_integer(
+    "num_clones",
+    1,
+    "Official multi-GPU flag, kept so old command lines work: > 1 with "
+    "--strategy=default means --strategy=mirrored.",
+)
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
-flags.DEFINE_enum("mixed_precision", "none", ["none", "float16", "bfloat16"],
-                  "Mixed precision policy (float16 adds dynamic loss scaling).")
+flags.DEFINE_enum(
+    "mixed_precision",
+    "none",
+    ["none", "float16", "bfloat16"],
+    "Mixed precision policy (float16 adds dynamic loss scaling).",
+)
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the forward/backward pass.")
 flags.DEFINE_integer("seed", None, "Random seed (weights, data order and augmentation).")
 
 
 def _positive(name):
-    flags.register_validator(name, lambda v: v is None or v > 0,
-                             message=f"--{name} must be > 0")
+    flags.register_validator(name, lambda v: v is None or v > 0, message=f"--{name} must be > 0")
 
 
-for _name in ("train_batch_size", "training_number_of_steps", "log_steps",
-              "learning_rate_decay_step", "max_checkpoints_to_keep"):
+for _name in (
+    "train_batch_size",
+    "training_number_of_steps",
+    "log_steps",
+    "learning_rate_decay_step",
+    "max_checkpoints_to_keep",
+):
     _positive(_name)
-for _name in ("base_learning_rate", "weight_decay", "save_interval_secs", "save_interval_steps",
-              "slow_start_step", "hard_example_mining_step", "end_learning_rate",
-              "last_layer_gradient_multiplier", "momentum"):
-    flags.register_validator(_name, lambda v: v is None or v >= 0,
-                             message=f"--{_name} must be >= 0")
-flags.register_validator("top_k_percent_pixels", lambda v: 0.0 < v <= 1.0,
-                         message="--top_k_percent_pixels must be in (0, 1]")
-flags.register_validator("min_scale_factor", lambda v: v > 0,
-                         message="--min_scale_factor must be > 0")
+for _name in (
+    "base_learning_rate",
+    "weight_decay",
+    "save_interval_secs",
+    "save_interval_steps",
+    "slow_start_step",
+    "hard_example_mining_step",
+    "end_learning_rate",
+    "last_layer_gradient_multiplier",
+    "momentum",
+):
+    flags.register_validator(
+        _name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0"
+    )
+flags.register_validator(
+    "top_k_percent_pixels",
+    lambda v: 0.0 < v <= 1.0,
+    message="--top_k_percent_pixels must be in (0, 1]",
+)
+flags.register_validator(
+    "min_scale_factor", lambda v: v > 0, message="--min_scale_factor must be > 0"
+)
 
 
 def resolve_dataset(values):
@@ -201,49 +262,74 @@ def config_from_flags(values=None):
     crop = cli_flags.parse_int_list(values.train_crop_size, "train_crop_size")
     if crop is None or len(crop) != 2 or min(crop) < 1:
         raise flags.ValidationError(
-            f"--train_crop_size must be two positive integers, got {values.train_crop_size}")
+            f"--train_crop_size must be two positive integers, got {values.train_crop_size}"
+        )
     model_options = cli_flags.model_options_from_flags(
-        values, num_classes=info.num_classes, crop_size=tuple(crop),
-        weight_decay=values.weight_decay, fine_tune_batch_norm=values.fine_tune_batch_norm,
-        upsample_logits=values.upsample_logits)
+        values,
+        num_classes=info.num_classes,
+        crop_size=tuple(crop),
+        weight_decay=values.weight_decay,
+        fine_tune_batch_norm=values.fine_tune_batch_norm,
+        upsample_logits=values.upsample_logits,
+    )
     try:
         label_weights = losses_lib.parse_label_weights(
-            parse_float_list(values.label_weights, "label_weights"), model_options.num_classes)
+            parse_float_list(values.label_weights, "label_weights"), model_options.num_classes
+        )
         lr = LearningRateConfig(
             learning_policy=values.learning_policy,
             base_learning_rate=values.base_learning_rate,
             learning_rate_decay_step=values.learning_rate_decay_step,
             learning_rate_decay_factor=values.learning_rate_decay_factor,
             training_number_of_steps=values.training_number_of_steps,
-            learning_power=values.learning_power, slow_start_step=values.slow_start_step,
+            learning_power=values.learning_power,
+            slow_start_step=values.slow_start_step,
             slow_start_learning_rate=values.slow_start_learning_rate,
-            end_learning_rate=values.end_learning_rate, decay_steps=values.decay_steps)
+            end_learning_rate=values.end_learning_rate,
+            decay_steps=values.decay_steps,
+        )
         config = TrainConfig(
-            train_logdir=values.train_logdir, model_options=model_options, dataset=dataset,
-            dataset_dir=dataset_dir, train_split=values.train_split,
-            train_crop_size=tuple(crop), train_batch_size=values.train_batch_size,
-            min_resize_value=values.min_resize_value, max_resize_value=values.max_resize_value,
-            resize_factor=values.resize_factor, min_scale_factor=values.min_scale_factor,
+            train_logdir=values.train_logdir,
+            model_options=model_options,
+            dataset=dataset,
+            dataset_dir=dataset_dir,
+            train_split=values.train_split,
+            train_crop_size=tuple(crop),
+            train_batch_size=values.train_batch_size,
+            min_resize_value=values.min_resize_value,
+            max_resize_value=values.max_resize_value,
+            resize_factor=values.resize_factor,
+            min_scale_factor=values.min_scale_factor,
             max_scale_factor=values.max_scale_factor,
-            scale_factor_step_size=values.scale_factor_step_size, learning_rate=lr,
-            optimizer=values.optimizer, momentum=values.momentum,
-            adam_learning_rate=values.adam_learning_rate, adam_epsilon=values.adam_epsilon,
+            scale_factor_step_size=values.scale_factor_step_size,
+            learning_rate=lr,
+            optimizer=values.optimizer,
+            momentum=values.momentum,
+            adam_learning_rate=values.adam_learning_rate,
+            adam_epsilon=values.adam_epsilon,
             tf_initial_checkpoint=values.tf_initial_checkpoint,
             initialize_last_layer=values.initialize_last_layer,
             last_layers_contain_logits_only=values.last_layers_contain_logits_only,
             last_layer_gradient_multiplier=values.last_layer_gradient_multiplier,
             top_k_percent_pixels=values.top_k_percent_pixels,
             hard_example_mining_step=values.hard_example_mining_step,
-            label_weights=label_weights, log_steps=values.log_steps,
+            label_weights=label_weights,
+            log_steps=values.log_steps,
             save_interval_steps=values.save_interval_steps,
             save_interval_secs=values.save_interval_secs,
             max_checkpoints_to_keep=values.max_checkpoints_to_keep,
             save_summaries_images=values.save_summaries_images,
             save_summaries_secs=values.save_summaries_secs,
-            strategy=("mirrored" if values.num_clones > 1 and values.strategy == "default"
-                      else values.strategy),
-            tpu=values.tpu, mixed_precision=values.mixed_precision,
-            jit_compile=values.jit_compile, seed=values.seed)
+            strategy=(
+                "mirrored"
+                if values.num_clones > 1 and values.strategy == "default"
+                else values.strategy
+            ),
+            tpu=values.tpu,
+            mixed_precision=values.mixed_precision,
+            jit_compile=values.jit_compile,
+            seed=values.seed,
+        )
         config.validate()
     except ValueError as err:
         raise flags.ValidationError(str(err)) from None
@@ -263,6 +349,7 @@ def main(argv):
 
     if config.dataset == "synthetic":
         from deeplab.data import synthetic
+
         synthetic.ensure_synthetic_dataset(config.dataset_dir)
     try:
         result = train(config)
@@ -271,12 +358,16 @@ def main(argv):
         print(f"ERROR: {err}", file=sys.stderr)
         return 3
     if result.get("already_done"):
-        print(f"Nothing to do: {config.train_logdir} is already at step {result['step']} "
-              f"(--training_number_of_steps={config.learning_rate.training_number_of_steps}).")
+        print(
+            f"Nothing to do: {config.train_logdir} is already at step {result['step']} "
+            f"(--training_number_of_steps={config.learning_rate.training_number_of_steps})."
+        )
     else:
-        print(f"Finished at step {result['step']}: loss {result['total_loss']:.4f}, "
-              f"{result['images_per_second']:.1f} images/s; checkpoints in "
-              f"{config.train_logdir}")
+        print(
+            f"Finished at step {result['step']}: loss {result['total_loss']:.4f}, "
+            f"{result['images_per_second']:.1f} images/s; checkpoints in "
+            f"{config.train_logdir}"
+        )
     return 0
 
 

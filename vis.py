@@ -13,6 +13,7 @@ label map (Cityscapes: train ids converted to label ids, as the evaluation serve
 `--checkpoint_dir` is a training directory (each new checkpoint, until
 --max_number_of_iterations; 0 = forever) or one checkpoint (prefix, official dir or .tar.gz).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,29 +27,50 @@ FLAGS = flags.FLAGS
 cli_flags.define_model_flags()
 flags.DEFINE_string("checkpoint_dir", None, "Training directory or one checkpoint to visualise.")
 flags.DEFINE_string("vis_logdir", None, "Where results go (default <checkpoint_dir>/vis).")
-flags.DEFINE_string("dataset", None, "Dataset name (default: the training run's, else synthetic "
-                    "when --dataset_dir is unset, else pascal_voc_seg).")
+flags.DEFINE_string(
+    "dataset",
+    None,
+    "Dataset name (default: the training run's, else synthetic "
+    "when --dataset_dir is unset, else pascal_voc_seg).",
+)
 flags.DEFINE_string("dataset_dir", None, "Where the dataset resides.")
 flags.DEFINE_string("vis_split", "val", "Which split of the dataset is visualised.")
-cli_flags.define_int_list("vis_crop_size", "513,513",
-                          "Images are padded to this size (default 225,225 for the synthetic set).")
+cli_flags.define_int_list(
+    "vis_crop_size",
+    "513,513",
+    "Images are padded to this size (default 225,225 for the synthetic set).",
+)
 flags.DEFINE_integer("vis_batch_size", 1, "Images per batch.")
 flags.DEFINE_multi_string("eval_scales", ["1.0"], "Scales for multi-scale inference.")
 flags.DEFINE_boolean("add_flipped_images", False, "Also average the flipped images' predictions.")
-flags.DEFINE_enum("colormap_type", None, ["pascal", "cityscapes", "ade20k", "synthetic"],
-                  "Colour map (default: the dataset's).")
-flags.DEFINE_boolean("also_save_raw_predictions", False,
-                     "Also save raw label maps (Cityscapes: converted to label ids).")
-flags.DEFINE_integer("max_number_of_iterations", 0,
-                     "Checkpoints to visualise before stopping (0: keep waiting for new ones).")
+flags.DEFINE_enum(
+    "colormap_type",
+    None,
+    ["pascal", "cityscapes", "ade20k", "synthetic"],
+    "Colour map (default: the dataset's).",
+)
+flags.DEFINE_boolean(
+    "also_save_raw_predictions",
+    False,
+    "Also save raw label maps (Cityscapes: converted to label ids).",
+)
+flags.DEFINE_integer(
+    "max_number_of_iterations",
+    0,
+    "Checkpoints to visualise before stopping (0: keep waiting for new ones).",
+)
 flags.DEFINE_integer("eval_interval_secs", 60 * 5, "Minimum seconds between two checkpoints.")
 flags.DEFINE_integer("num_vis_examples", None, "Visualise only this many images (default: all).")
 flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the label colours in the overlay.")
 flags.DEFINE_boolean("save_figures", True, "Write the side-by-side matplotlib figures.")
 cli_flags.define_resize_flags()
 
-_COLORMAP_DATASET = {"pascal": "pascal_voc_seg", "cityscapes": "cityscapes", "ade20k": "ade20k",
-                     "synthetic": "synthetic"}
+_COLORMAP_DATASET = {
+    "pascal": "pascal_voc_seg",
+    "cityscapes": "cityscapes",
+    "ade20k": "ade20k",
+    "synthetic": "synthetic",
+}
 
 
 def _resized_size(height: int, width: int):
@@ -56,11 +78,16 @@ def _resized_size(height: int, width: int):
     if not FLAGS.min_resize_value:
         return height, width
     import tensorflow as tf
+
     from deeplab.data import preprocess
 
-    resized = preprocess.resize_to_range(tf.zeros([height, width, 1]), None,
-                                         FLAGS.min_resize_value, FLAGS.max_resize_value,
-                                         FLAGS.resize_factor)[0]
+    resized = preprocess.resize_to_range(
+        tf.zeros([height, width, 1]),
+        None,
+        FLAGS.min_resize_value,
+        FLAGS.max_resize_value,
+        FLAGS.resize_factor,
+    )[0]
     return int(resized.shape[0]), int(resized.shape[1])
 
 
@@ -75,14 +102,21 @@ def main(argv):
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
-    setup = inference.cli_model_setup(FLAGS, checkpoint_dir, crop_flag="vis_crop_size",
-                                      scales_flag="eval_scales")
+    setup = inference.cli_model_setup(
+        FLAGS, checkpoint_dir, crop_flag="vis_crop_size", scales_flag="eval_scales"
+    )
     if setup is None:
         return 2
-    dataset, dataset_dir, info, options = setup.dataset, setup.dataset_dir, setup.info, setup.options
+    dataset, dataset_dir, info, options = (
+        setup.dataset,
+        setup.dataset_dir,
+        setup.info,
+        setup.options,
+    )
     crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
     colormap = colormaps.get_colormap(
-        _COLORMAP_DATASET[FLAGS.colormap_type] if FLAGS.colormap_type else dataset)
+        _COLORMAP_DATASET[FLAGS.colormap_type] if FLAGS.colormap_type else dataset
+    )
     class_names = list(info.class_names) if len(info.class_names) == options.num_classes else None
     vis_logdir = FLAGS.vis_logdir or inference.default_output_dir(checkpoint_dir, "vis")
     save_dir = os.path.join(vis_logdir, "segmentation_results")
@@ -94,14 +128,23 @@ def main(argv):
 
     convert = dataset == "cityscapes" or FLAGS.colormap_type == "cityscapes"
     for path in evaluation.checkpoints_to_evaluate(
-            checkpoint_dir, eval_interval_secs=FLAGS.eval_interval_secs,
-            max_number_of_evaluations=FLAGS.max_number_of_iterations):
+        checkpoint_dir,
+        eval_interval_secs=FLAGS.eval_interval_secs,
+        max_number_of_evaluations=FLAGS.max_number_of_iterations,
+    ):
         logging.info("%s", load_checkpoint(model, path).summary())
-        data = build_dataset(dataset, dataset_dir, FLAGS.vis_split, crop_size=crop,
-                             batch_size=FLAGS.vis_batch_size, is_training=False,
-                             min_resize_value=FLAGS.min_resize_value,
-                             max_resize_value=FLAGS.max_resize_value,
-                             resize_factor=FLAGS.resize_factor, model_variant=options.model_variant)
+        data = build_dataset(
+            dataset,
+            dataset_dir,
+            FLAGS.vis_split,
+            crop_size=crop,
+            batch_size=FLAGS.vis_batch_size,
+            is_training=False,
+            min_resize_value=FLAGS.min_resize_value,
+            max_resize_value=FLAGS.max_resize_value,
+            resize_factor=FLAGS.resize_factor,
+            model_variant=options.model_variant,
+        )
         index = 0
         for batch in data:
             predictions = predict(tf.cast(batch["image"], tf.float32)).numpy()
@@ -113,26 +156,40 @@ def main(argv):
                 name = batch["image_name"][i].numpy().decode()
                 prediction = predictions[i, :valid_h, :valid_w]
                 evaluation.save_visualisation(
-                    save_dir, index, batch["image"][i, :valid_h, :valid_w].numpy(), prediction,
-                    batch["label"][i, :valid_h, :valid_w, 0].numpy(), colormap=colormap,
-                    class_names=class_names, ignore_label=info.ignore_label,
-                    num_classes=options.num_classes, alpha=FLAGS.overlay_alpha,
-                    save_figure=FLAGS.save_figures, image_name=name)
+                    save_dir,
+                    index,
+                    batch["image"][i, :valid_h, :valid_w].numpy(),
+                    prediction,
+                    batch["label"][i, :valid_h, :valid_w, 0].numpy(),
+                    colormap=colormap,
+                    class_names=class_names,
+                    ignore_label=info.ignore_label,
+                    num_classes=options.num_classes,
+                    alpha=FLAGS.overlay_alpha,
+                    save_figure=FLAGS.save_figures,
+                    image_name=name,
+                )
                 if FLAGS.also_save_raw_predictions:
                     raw = prediction
                     if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
                         raw = tf.compat.v1.image.resize_nearest_neighbor(
-                            raw[None, :, :, None], [height, width], align_corners=True)
+                            raw[None, :, :, None], [height, width], align_corners=True
+                        )
                         raw = raw.numpy()[0, :, :, 0]
                     if convert:
                         raw = evaluation.train_id_to_label_id(raw)
-                    evaluation.save_png(np.asarray(raw, np.uint8),
-                                        os.path.join(raw_dir, f"{name or f'{index:06d}'}.png"))
+                    evaluation.save_png(
+                        np.asarray(raw, np.uint8),
+                        os.path.join(raw_dir, f"{name or f'{index:06d}'}.png"),
+                    )
                 index += 1
             if FLAGS.num_vis_examples is not None and index >= FLAGS.num_vis_examples:
                 break
-        print(f"Visualised {index} images of {dataset}/{FLAGS.vis_split} with "
-              f"{resolve_checkpoint_prefix(path)} in {save_dir}", flush=True)
+        print(
+            f"Visualised {index} images of {dataset}/{FLAGS.vis_split} with "
+            f"{resolve_checkpoint_prefix(path)} in {save_dir}",
+            flush=True,
+        )
     return 0
 
 

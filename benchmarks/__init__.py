@@ -7,6 +7,7 @@ Timing: each case reports the wall-clock median and minimum over several runs af
 and the process CPU time per run. On a shared machine the wall time grows with other load;
 the CPU time hardly does, so the speed ratios to the matmul figure are given both ways.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,13 @@ def timed_runs(fn: Callable[[], object], runs: int, warmup: int = 1) -> Dict[str
         fn()
         cpus.append(time.process_time() - cpu)
         walls.append(time.perf_counter() - wall)
-    return {"wall_s_median": statistics.median(walls), "wall_s_min": min(walls),
-            "cpu_s_median": statistics.median(cpus), "runs": runs, "walls": walls}
+    return {
+        "wall_s_median": statistics.median(walls),
+        "wall_s_min": min(walls),
+        "cpu_s_median": statistics.median(cpus),
+        "runs": runs,
+        "walls": walls,
+    }
 
 
 def profile_calls(fn: Callable[[], object], profile_dir: str, calls: int = 1) -> None:
@@ -63,5 +69,10 @@ def cpu_info() -> Dict[str, object]:
     except OSError:
         pass
     wanted = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
-    return {"cpu_model": model, "cpu_count": os.cpu_count(), "simd": wanted,
-            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "simd": wanted,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+    }

@@ -13,6 +13,7 @@ training step), given as a fraction of the dense matmul GFLOP/s measured in the 
 "per CPU-second" figures divide by process CPU time instead of wall time, which holds up when
 other work shares the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,43 +41,85 @@ OFFICIAL = {
 
 def _cases(args) -> List[Dict[str, object]]:
     quick = args.quick
-    only = set(args.only.split(",")) if args.only else {"matmul", "inference", "training",
-                                                         "input"}
+    only = set(args.only.split(",")) if args.only else {"matmul", "inference", "training", "input"}
     cases: List[Dict[str, object]] = []
 
     def add(group, label, target, kwargs, env):
         if group in only:
-            cases.append({"group": group, "label": label, "target": target, "kwargs": kwargs,
-                          "env": env})
+            cases.append(
+                {"group": group, "label": label, "target": target, "kwargs": kwargs, "env": env}
+            )
 
     n = 2048 if quick else 3072
-    add("matmul", "matmul default", "benchmarks.matmul:run", {"n": n, "runs": 3 if quick else 5},
-        DEFAULT_ENV)
-    add("matmul", "matmul oneDNN", "benchmarks.matmul:run", {"n": n, "runs": 3 if quick else 5},
-        ONEDNN_ON)
-    models = [("xception_65", 16), ("mobilenet_v2", 16)] if quick else [
-        ("xception_65", 16), ("xception_65", 8), ("mobilenet_v2", 16)]
+    add(
+        "matmul",
+        "matmul default",
+        "benchmarks.matmul:run",
+        {"n": n, "runs": 3 if quick else 5},
+        DEFAULT_ENV,
+    )
+    add(
+        "matmul",
+        "matmul oneDNN",
+        "benchmarks.matmul:run",
+        {"n": n, "runs": 3 if quick else 5},
+        ONEDNN_ON,
+    )
+    models = (
+        [("xception_65", 16), ("mobilenet_v2", 16)]
+        if quick
+        else [("xception_65", 16), ("xception_65", 8), ("mobilenet_v2", 16)]
+    )
     for variant, stride in models:
         runs = 3 if quick else (2 if stride == 8 else 7)
         if variant == "mobilenet_v2":
             runs = 10 if quick else 20
         base = {"variant": variant, "output_stride": stride, "runs": runs, "warmup": 1}
-        add("inference", "before: float32 Keras", "benchmarks.inference:run",
-            {**base, "optimized": False}, DEFAULT_ENV)
+        add(
+            "inference",
+            "before: float32 Keras",
+            "benchmarks.inference:run",
+            {**base, "optimized": False},
+            DEFAULT_ENV,
+        )
         if not quick and stride == 16:
-            add("inference", "float32 Keras + oneDNN", "benchmarks.inference:run",
-                {**base, "optimized": False}, ONEDNN_ON)
-        add("inference", "after: float32 folded + oneDNN", "benchmarks.inference:run",
-            {**base, "optimized": True}, ONEDNN_ON)
-        add("inference", "bfloat16 folded + oneDNN", "benchmarks.inference:run",
-            {**base, "optimized": True, "precision": "bfloat16",
-             "runs": max(2, runs // 2)}, ONEDNN_ON)
+            add(
+                "inference",
+                "float32 Keras + oneDNN",
+                "benchmarks.inference:run",
+                {**base, "optimized": False},
+                ONEDNN_ON,
+            )
+        add(
+            "inference",
+            "after: float32 folded + oneDNN",
+            "benchmarks.inference:run",
+            {**base, "optimized": True},
+            ONEDNN_ON,
+        )
+        add(
+            "inference",
+            "bfloat16 folded + oneDNN",
+            "benchmarks.inference:run",
+            {**base, "optimized": True, "precision": "bfloat16", "runs": max(2, runs // 2)},
+            ONEDNN_ON,
+        )
         if args.gpu:
-            add("inference", "float16 folded", "benchmarks.inference:run",
-                {**base, "optimized": True, "precision": "float16"}, ONEDNN_ON)
+            add(
+                "inference",
+                "float16 folded",
+                "benchmarks.inference:run",
+                {**base, "optimized": True, "precision": "float16"},
+                ONEDNN_ON,
+            )
         if args.xla and stride == 16:
-            add("inference", "float32 folded + XLA", "benchmarks.inference:run",
-                {**base, "optimized": True, "jit": True, "runs": 2}, DEFAULT_ENV)
+            add(
+                "inference",
+                "float32 folded + XLA",
+                "benchmarks.inference:run",
+                {**base, "optimized": True, "jit": True, "runs": 2},
+                DEFAULT_ENV,
+            )
     trainings = [(321, 4)] if quick else [(321, 4), (321, 8), (513, 4), (513, 8)]
     for crop, batch in trainings:
         # The first call traces; one more untimed step lets oneDNN create its primitives (in a
@@ -84,15 +127,29 @@ def _cases(args) -> List[Dict[str, object]]:
         base = {"crop": crop, "batch": batch, "steps": 1 if quick else 2, "warmup": 1}
         if batch == 4:
             add("training", "before: float32", "benchmarks.training_step:run", base, DEFAULT_ENV)
-        add("training", "after: float32 + oneDNN", "benchmarks.training_step:run", base,
-            ONEDNN_ON)
+        add("training", "after: float32 + oneDNN", "benchmarks.training_step:run", base, ONEDNN_ON)
         if not quick and crop == 321 and batch == 4:
-            add("training", "mixed_bfloat16 + oneDNN", "benchmarks.training_step:run",
-                {**base, "precision": "mixed_bfloat16"}, ONEDNN_ON)
-    input_kwargs = {"crop_size": 513, "batch_size": 8, "num_batches": 5 if quick else 15,
-                    "warmup_batches": 2, "num_images": 32 if quick else 64}
-    add("input", "decode + augment (crop 513)", "benchmarks.input_pipeline:run", input_kwargs,
-        DEFAULT_ENV)
+            add(
+                "training",
+                "mixed_bfloat16 + oneDNN",
+                "benchmarks.training_step:run",
+                {**base, "precision": "mixed_bfloat16"},
+                ONEDNN_ON,
+            )
+    input_kwargs = {
+        "crop_size": 513,
+        "batch_size": 8,
+        "num_batches": 5 if quick else 15,
+        "warmup_batches": 2,
+        "num_images": 32 if quick else 64,
+    }
+    add(
+        "input",
+        "decode + augment (crop 513)",
+        "benchmarks.input_pipeline:run",
+        input_kwargs,
+        DEFAULT_ENV,
+    )
     return cases
 
 
@@ -177,19 +234,24 @@ def _model_label(case) -> str:
 def format_report(report) -> str:
     lines = []
     m = report["machine"]
-    lines.append(f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs, SIMD {' '.join(m['simd'])}"
-                 f" (AVX512_BF16: {m['avx512_bf16']}), TF {m.get('tensorflow', '?')}, "
-                 f"load average {m['load_start']:.1f} at start, {m['load_end']:.1f} at end")
-    header = (f"{'group':<9} {'case':<32} {'model':<22} {'time/item':>10} {'items/s':>8} "
-              f"{'cpu s':>7} {'GFLOP/s':>8} {'%mm':>5} {'%mm cpu':>7} {'RSS MB':>7} "
-              f"{'vs TF1':>6} {'agree':>6}")
+    lines.append(
+        f"machine: {m['cpu_model']}, {m['cpu_count']} CPUs, SIMD {' '.join(m['simd'])}"
+        f" (AVX512_BF16: {m['avx512_bf16']}), TF {m.get('tensorflow', '?')}, "
+        f"load average {m['load_start']:.1f} at start, {m['load_end']:.1f} at end"
+    )
+    header = (
+        f"{'group':<9} {'case':<32} {'model':<22} {'time/item':>10} {'items/s':>8} "
+        f"{'cpu s':>7} {'GFLOP/s':>8} {'%mm':>5} {'%mm cpu':>7} {'RSS MB':>7} "
+        f"{'vs TF1':>6} {'agree':>6}"
+    )
     lines += [header, "-" * len(header)]
     for case in report["cases"]:
         r = case["result"]
         group = case["group"]
         if "error" in r:
-            lines.append(f"{group:<9} {case['label']:<32} {_model_label(case):<22} "
-                         f"{_last_line(r['error'])}")
+            lines.append(
+                f"{group:<9} {case['label']:<32} {_model_label(case):<22} {_last_line(r['error'])}"
+            )
             continue
         if group == "matmul":
             for dtype in ("float32", "bfloat16"):
@@ -199,12 +261,15 @@ def format_report(report) -> str:
                         f"{group:<9} {case['label'] + ' ' + dtype:<32} {'n=' + str(r['n']):<22} "
                         f"{d['wall_s_median']:>10.3f} {'':>8} {'':>7} {d['gflops']:>8.1f} "
                         f"{'':>5} {'cpu ' + format(d['gflops_per_cpu_s'], '.0f'):>7} "
-                        f"{r['peak_rss_mb']:>7.0f}")
+                        f"{r['peak_rss_mb']:>7.0f}"
+                    )
             continue
         if group == "input":
-            lines.append(f"{group:<9} {case['label']:<32} {'batch ' + str(r.get('batch_size')):<22}"
-                         f" {1 / r['images_per_s']:>10.3f} {r['images_per_s']:>8.2f} {'':>7} "
-                         f"{'':>8} {'':>5} {'':>7} {r['peak_rss_mb']:>7.0f}")
+            lines.append(
+                f"{group:<9} {case['label']:<32} {'batch ' + str(r.get('batch_size')):<22}"
+                f" {1 / r['images_per_s']:>10.3f} {r['images_per_s']:>8.2f} {'':>7} "
+                f"{'':>8} {'':>5} {'':>7} {r['peak_rss_mb']:>7.0f}"
+            )
             continue
         if group == "inference":
             model = f"{r['variant']} OS{r['output_stride']} {r['crop']}"
@@ -218,29 +283,38 @@ def format_report(report) -> str:
             f"{_fmt(r.get('fraction_of_matmul', None) and 100 * r['fraction_of_matmul'], '5.0f')} "
             f"{_fmt(r.get('fraction_of_matmul_per_cpu_s') and 100 * r['fraction_of_matmul_per_cpu_s'], '7.0f')} "
             f"{r['peak_rss_mb']:>7.0f} {_fmt(r.get('speed_vs_official'), '6.2f')} "
-            f"{_fmt(r.get('argmax_agreement'), '6.4f')}")
-    lines.append("time/item: wall-clock median s per image; items/s its inverse; cpu s: process "
-                 "CPU s per call; %mm: achieved GFLOP/s / float32 matmul GFLOP/s (same oneDNN "
-                 "setting); %mm cpu: the same per CPU-second; vs TF1: speed / official graph's; "
-                 "agree: argmax agreement with the float32 Keras model")
+            f"{_fmt(r.get('argmax_agreement'), '6.4f')}"
+        )
+    lines.append(
+        "time/item: wall-clock median s per image; items/s its inverse; cpu s: process "
+        "CPU s per call; %mm: achieved GFLOP/s / float32 matmul GFLOP/s (same oneDNN "
+        "setting); %mm cpu: the same per CPU-second; vs TF1: speed / official graph's; "
+        "agree: argmax agreement with the float32 Keras model"
+    )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="fewer, smaller cases (~3 min)")
-    parser.add_argument("--only", default="",
-                        help="comma list of groups: matmul,inference,training,input")
+    parser.add_argument(
+        "--only", default="", help="comma list of groups: matmul,inference,training,input"
+    )
     parser.add_argument("--output_json", default="", help="also write the report here")
-    parser.add_argument("--xla", action="store_true",
-                        help="add XLA (jit_compile) cases (slow to compile on CPU)")
+    parser.add_argument(
+        "--xla", action="store_true", help="add XLA (jit_compile) cases (slow to compile on CPU)"
+    )
     parser.add_argument("--gpu", action="store_true", help="add float16 cases (for a GPU)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
     args = parser.parse_args(argv)
     machine = dict(cpu_info(), load_start=load_average())
     try:
         import importlib.metadata as metadata
+
         machine["tensorflow"] = metadata.version("tensorflow")
     except Exception:  # pragma: no cover - informational only
         pass
@@ -248,35 +322,60 @@ def main(argv=None) -> int:
     start = time.time()
     for case in _cases(args):
         if case["group"] == "input" and not _input_pipeline_present():
-            result = {"error": "missing (benchmarks/input_pipeline.py not present)",
-                      "peak_rss_mb": 0.0}
-        elif (case["group"] == "training" and training_memory_mb(
-                case["kwargs"]["crop"], case["kwargs"]["batch"]) > 0.9 * available_memory_mb()):
-            result = {"error": "skipped: needs ~%.0f MB, %.0f MB available" % (
-                training_memory_mb(case["kwargs"]["crop"], case["kwargs"]["batch"]),
-                available_memory_mb()), "peak_rss_mb": 0.0}
+            result = {
+                "error": "missing (benchmarks/input_pipeline.py not present)",
+                "peak_rss_mb": 0.0,
+            }
+        elif (
+            case["group"] == "training"
+            and training_memory_mb(case["kwargs"]["crop"], case["kwargs"]["batch"])
+            > 0.9 * available_memory_mb()
+        ):
+            result = {
+                "error": "skipped: needs ~{:.0f} MB, {:.0f} MB available".format(
+                    training_memory_mb(case["kwargs"]["crop"], case["kwargs"]["batch"]),
+                    available_memory_mb(),
+                ),
+                "peak_rss_mb": 0.0,
+            }
         else:
             result = run_case(case["target"], case["kwargs"], case["env"], timeout=args.timeout)
         result.pop("walls", None)
-        case = {"group": case["group"], "label": case["label"], "env": case["env"],
-                "kwargs": case["kwargs"], "result": result}
+        case = {
+            "group": case["group"],
+            "label": case["label"],
+            "env": case["env"],
+            "kwargs": case["kwargs"],
+            "result": result,
+        }
         results.append(case)
-        brief = {k: result.get(k) for k in ("wall_s_median", "images_per_s", "peak_rss_mb",
-                                             "error") if k in result}
-        print(f"[{time.time() - start:6.0f}s] {case['group']}: {case['label']} "
-              f"{json.dumps(case['kwargs'])} -> {json.dumps(brief)[:300]}", file=sys.stderr,
-              flush=True)
+        brief = {
+            k: result.get(k)
+            for k in ("wall_s_median", "images_per_s", "peak_rss_mb", "error")
+            if k in result
+        }
+        print(
+            f"[{time.time() - start:6.0f}s] {case['group']}: {case['label']} "
+            f"{json.dumps(case['kwargs'])} -> {json.dumps(brief)[:300]}",
+            file=sys.stderr,
+            flush=True,
+        )
     machine["load_end"] = load_average()
     _annotate(results)
-    training = [c["result"] for c in results if c["group"] == "training"
-                and "error" not in c["result"]]
+    training = [
+        c["result"] for c in results if c["group"] == "training" and "error" not in c["result"]
+    ]
     inputs = [c["result"] for c in results if c["group"] == "input" and "error" not in c["result"]]
     summary = {}
     if training and inputs:
         best = max(r["images_per_s"] for r in training)
         summary["input_over_training"] = inputs[0]["images_per_s"] / best
-    report = {"machine": machine, "elapsed_s": time.time() - start, "cases": results,
-              "summary": summary}
+    report = {
+        "machine": machine,
+        "elapsed_s": time.time() - start,
+        "cases": results,
+        "summary": summary,
+    }
     print(format_report(report))
     if summary:
         print(f"input pipeline / fastest training step: {summary['input_over_training']:.1f}x")

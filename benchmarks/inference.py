@@ -10,6 +10,7 @@ jit: XLA-compile the tf.function. Weights are random (the speed does not depend 
 `max_abs_diff` / `argmax_agreement` compare with the unoptimized float32 model on the same
 input. profile_dir: after timing, one more call under the TensorFlow profiler, traced there.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,11 +65,20 @@ def randomize_batch_norms(model, seed: int = 0) -> None:
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
 
 
-def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513,
-        batch: int = 1, precision: str = "float32", optimized: bool = True, jit: bool = False,
-        runs: int = 5, warmup: int = 2, compare: bool = True,
-        threads: Optional[Tuple[int, int]] = None,
-        profile_dir: Optional[str] = None) -> Dict[str, object]:
+def run(
+    variant: str = "xception_65",
+    output_stride: int = 16,
+    crop: int = 513,
+    batch: int = 1,
+    precision: str = "float32",
+    optimized: bool = True,
+    jit: bool = False,
+    runs: int = 5,
+    warmup: int = 2,
+    compare: bool = True,
+    threads: Optional[Tuple[int, int]] = None,
+    profile_dir: Optional[str] = None,
+) -> Dict[str, object]:
     import numpy as np
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
@@ -88,8 +98,11 @@ def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513,
     model = reference
     if optimized or precision != "float32":
         model = optimize.optimize_for_inference(
-            reference, fold_batch_norm=optimized, fuse_activations=optimized,
-            dtype=None if precision == "float32" else precision)
+            reference,
+            fold_batch_norm=optimized,
+            fuse_activations=optimized,
+            dtype=None if precision == "float32" else precision,
+        )
     predict = optimize.inference_function(model, images.shape, jit_compile=jit)
     wall = __import__("time").perf_counter()
     logits = predict(images).numpy()
@@ -99,12 +112,20 @@ def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513,
     if profile_dir:
         profile_calls(lambda: predict(images).numpy(), profile_dir)
     result: Dict[str, object] = {
-        "variant": variant, "output_stride": output_stride, "crop": crop, "batch": batch,
-        "precision": precision, "optimized": optimized, "jit": jit,
+        "variant": variant,
+        "output_stride": output_stride,
+        "crop": crop,
+        "batch": batch,
+        "precision": precision,
+        "optimized": optimized,
+        "jit": jit,
         "onednn": bool(_pywrap_util_port.IsMklEnabled()),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
-        "madds": madds, "first_call_s": first_s, "load_before": load_before,
-        "load_after": load_average(), **timing,
+        "madds": madds,
+        "first_call_s": first_s,
+        "load_before": load_before,
+        "load_after": load_average(),
+        **timing,
         "gflops": 2.0 * madds * batch / timing["wall_s_median"] / 1e9,
         "gflops_per_cpu_s": 2.0 * madds * batch / timing["cpu_s_median"] / 1e9,
     }

@@ -5,6 +5,7 @@ bfloat16: fast only where the CPU has AVX512_BF16 / AMX or on a GPU).
 
     python -m benchmarks.matmul '{"n": 2048}'
 """
+
 from __future__ import annotations
 
 import json
@@ -15,19 +16,21 @@ from benchmarks import load_average, timed_runs
 from benchmarks.memory import emit
 
 
-def run(n: int = 2048, dtypes: Sequence[str] = ("float32", "bfloat16"), runs: int = 5,
-        warmup: int = 2) -> Dict[str, object]:
+def run(
+    n: int = 2048, dtypes: Sequence[str] = ("float32", "bfloat16"), runs: int = 5, warmup: int = 2
+) -> Dict[str, object]:
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
 
     result: Dict[str, object] = {
-        "n": n, "load_before": load_average(),
+        "n": n,
+        "load_before": load_average(),
         "onednn": bool(_pywrap_util_port.IsMklEnabled()),
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
-    flops = 2.0 * n ** 3
+    flops = 2.0 * n**3
     for name in dtypes:
         dtype = tf.as_dtype(name)
         a = tf.cast(tf.random.normal([n, n]), dtype)

@@ -5,6 +5,7 @@ A case is a function `module:function` called with JSON keyword arguments in a c
 `python -m benchmarks.memory module:function '<json kwargs>'`, which prints one line
 `BENCHMARK_RESULT <json>` with the function's dict (see `emit`).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ def emit(result: Dict[str, object]) -> None:
     print(MARKER + json.dumps(result), flush=True)
 
 
-def run_case(target: str, kwargs: Dict[str, object], env: Optional[Dict[str, str]] = None,
-             timeout: Optional[float] = None) -> Dict[str, object]:
+def run_case(
+    target: str,
+    kwargs: Dict[str, object],
+    env: Optional[Dict[str, str]] = None,
+    timeout: Optional[float] = None,
+) -> Dict[str, object]:
     """Runs `target` ("module:function") in a child; returns its dict plus `peak_rss_mb`.
 
     On failure the result has `error` (the tail of the child's output).
@@ -42,11 +47,16 @@ def run_case(target: str, kwargs: Dict[str, object], env: Optional[Dict[str, str
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     child_env["PYTHONPATH"] = root + os.pathsep + child_env.get("PYTHONPATH", "")
     with tempfile.TemporaryFile(mode="w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.memory", target,
-                                 json.dumps(kwargs)], cwd=root,
-                                env=child_env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.memory", target, json.dumps(kwargs)],
+            cwd=root,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         start = time.monotonic()
-        while True:   # os.wait4 (not Popen.wait) so that the child's rusage is ours to read
+        while True:  # os.wait4 (not Popen.wait) so that the child's rusage is ours to read
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -61,7 +71,7 @@ def run_case(target: str, kwargs: Dict[str, object], env: Optional[Dict[str, str
     result: Dict[str, object] = {}
     for line in output.splitlines():
         if line.startswith(MARKER):
-            result = json.loads(line[len(MARKER):])
+            result = json.loads(line[len(MARKER) :])
     if not result:
         result = {"error": f"exit {proc.returncode}: " + output[-1500:]}
     result["peak_rss_mb"] = round(usage.ru_maxrss / 1024.0, 1)

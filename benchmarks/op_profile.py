@@ -12,6 +12,7 @@ are named `op_name:OpType`, oneDNN kernels `_Mkl...`; function-call ops, which c
 others, are left out). With inter-op parallelism two kernels can run at once, so the total may
 exceed the wall time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,10 @@ import sys
 from typing import Dict, List, Tuple
 
 # Ops whose events enclose other ops' events (function calls and control flow).
-_CONTAINER_OPS = re.compile(r"(PartitionedCall|StatefulPartitionedCall|While|If|Case|"
-                            r"__inference_.*)$")
+_CONTAINER_OPS = re.compile(
+    r"(PartitionedCall|StatefulPartitionedCall|While|If|Case|"
+    r"__inference_.*)$"
+)
 _OP_EVENT = re.compile(r"^(?P<name>[^:]+):(?P<type>_?[A-Z][A-Za-z0-9_]*)$")
 
 
@@ -33,8 +36,9 @@ def newest_trace(directory: str) -> str:
     """The newest `*.xplane.pb` under `directory` (tf.profiler's plugins/profile/<run>/)."""
     paths = glob.glob(os.path.join(directory, "**", "*.xplane.pb"), recursive=True)
     if not paths:
-        raise FileNotFoundError(f"no *.xplane.pb under {directory} (write one with a "
-                                f"benchmark's profile_dir option)")
+        raise FileNotFoundError(
+            f"no *.xplane.pb under {directory} (write one with a benchmark's profile_dir option)"
+        )
     return max(paths, key=os.path.getmtime)
 
 
@@ -70,24 +74,28 @@ def op_times(path: str, by_name: bool = False) -> Tuple[Dict[str, float], Dict[s
     return dict(seconds), dict(counts), (end - begin) * 1e-12
 
 
-def format_table(seconds: Dict[str, float], counts: Dict[str, int], span: float,
-                 top: int) -> str:
+def format_table(seconds: Dict[str, float], counts: Dict[str, int], span: float, top: int) -> str:
     total = sum(seconds.values())
-    rows: List[str] = [f"op time {total:.3f} s over a traced span of {span:.3f} s",
-                       f"{'ms':>10} {'share':>7} {'kernels':>8}  op"]
+    rows: List[str] = [
+        f"op time {total:.3f} s over a traced span of {span:.3f} s",
+        f"{'ms':>10} {'share':>7} {'kernels':>8}  op",
+    ]
     for op, sec in sorted(seconds.items(), key=lambda kv: -kv[1])[:top]:
         rows.append(f"{1e3 * sec:>10.1f} {100 * sec / total:>6.1f}% {counts[op]:>8}  {op}")
     return "\n".join(rows)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.op_profile",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.op_profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("directory", help="a profile_dir written by a benchmark")
     parser.add_argument("--top", type=int, default=25, help="rows to print")
-    parser.add_argument("--by_name", action="store_true",
-                        help="rank single ops (type and name) instead of op types")
+    parser.add_argument(
+        "--by_name", action="store_true", help="rank single ops (type and name) instead of op types"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:

@@ -13,6 +13,7 @@ The demo is the quickstart's main job, three commands run from a fresh working d
 
 `run(...)` returns the same figures as a dict. Nothing here is used by the tests.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,12 @@ def demo_commands(extra_train_flags: Sequence[str] = ()) -> Dict[str, list]:
     return {
         "build": ["datasets/build_synthetic_data.py", "--output_dir=data/synthetic"],
         "train": ["train.py", "--train_logdir=runs/demo"] + list(extra_train_flags),
-        "eval": ["eval.py", "--checkpoint_dir=runs/demo", "--max_number_of_evaluations=1",
-                 "--output_json=runs/demo/eval/demo_results.json"],
+        "eval": [
+            "eval.py",
+            "--checkpoint_dir=runs/demo",
+            "--max_number_of_evaluations=1",
+            "--output_json=runs/demo/eval/demo_results.json",
+        ],
     }
 
 
@@ -49,13 +54,15 @@ def _run(script_and_args, cwd, env, log):
     if proc.returncode != 0:
         with open(log) as f:
             tail = f.read()[-4000:]
-        raise RuntimeError(f"{' '.join(shlex.quote(c) for c in cmd)} failed "
-                           f"({proc.returncode}):\n{tail}")
+        raise RuntimeError(
+            f"{' '.join(shlex.quote(c) for c in cmd)} failed ({proc.returncode}):\n{tail}"
+        )
     return seconds
 
 
-def run(workdir: Optional[str] = None, extra_train_flags: Sequence[str] = (),
-        keep: bool = False) -> Dict[str, object]:
+def run(
+    workdir: Optional[str] = None, extra_train_flags: Sequence[str] = (), keep: bool = False
+) -> Dict[str, object]:
     """Builds the data, trains and evaluates in `workdir` (a fresh temp dir by default)."""
     own = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="deeplab_demo_")
@@ -89,10 +96,14 @@ def run(workdir: Optional[str] = None, extra_train_flags: Sequence[str] = (),
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workdir", default=None,
-                        help="working directory (default: a temp dir, removed afterwards)")
-    parser.add_argument("--extra_train_flags", default="",
-                        help="more train.py flags, e.g. '--seed=1'")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="working directory (default: a temp dir, removed afterwards)",
+    )
+    parser.add_argument(
+        "--extra_train_flags", default="", help="more train.py flags, e.g. '--seed=1'"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp working directory")
     args = parser.parse_args(argv)
     result = run(args.workdir, shlex.split(args.extra_train_flags), keep=args.keep)

@@ -9,6 +9,7 @@ momentum 0.9. It does not use train.py, so it measures the model alone. A step i
 precision: float32, mixed_bfloat16 or mixed_float16 (loss scaling for float16).
 profile_dir: after timing, one more step under the TensorFlow profiler, traced there.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,18 @@ from benchmarks.memory import emit
 IGNORE_LABEL = 255
 
 
-def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513, batch: int = 4,
-        precision: str = "float32", jit: bool = False, steps: int = 3, warmup: int = 1,
-        num_classes: int = 21, profile_dir: Optional[str] = None) -> Dict[str, object]:
+def run(
+    variant: str = "xception_65",
+    output_stride: int = 16,
+    crop: int = 513,
+    batch: int = 4,
+    precision: str = "float32",
+    jit: bool = False,
+    steps: int = 3,
+    warmup: int = 1,
+    num_classes: int = 21,
+    profile_dir: Optional[str] = None,
+) -> Dict[str, object]:
     import keras
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
@@ -34,8 +44,13 @@ def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513, 
 
     if precision != "float32":
         keras.mixed_precision.set_global_policy(precision)
-    options = model_options(variant, output_stride, num_classes=num_classes,
-                            crop_size=(crop, crop), fine_tune_batch_norm=True)
+    options = model_options(
+        variant,
+        output_stride,
+        num_classes=num_classes,
+        crop_size=(crop, crop),
+        fine_tune_batch_norm=True,
+    )
     model = build_deeplab_from_options(options, input_size=(crop, crop))
     madds = model_madds(model)
     optimizer = keras.optimizers.SGD(learning_rate=1e-4, momentum=0.9)
@@ -52,7 +67,8 @@ def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513, 
             valid = tf.cast(tf.not_equal(labels_flat, IGNORE_LABEL), tf.float32)
             safe = tf.where(labels_flat == IGNORE_LABEL, 0, labels_flat)
             pixel_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=safe, logits=tf.reshape(logits, [-1, num_classes]))
+                labels=safe, logits=tf.reshape(logits, [-1, num_classes])
+            )
             loss = tf.reduce_sum(pixel_loss * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
             total = loss + tf.add_n(model.losses)
             scaled = optimizer.scale_loss(total) if hasattr(optimizer, "scale_loss") else total
@@ -61,10 +77,12 @@ def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513, 
         return total
 
     images = tf.random.stateless_uniform([batch, crop, crop, 3], (3, 4), 0.0, 255.0)
-    labels = tf.random.stateless_uniform([batch, crop, crop, 1], (5, 6), 0, num_classes,
-                                         dtype=tf.int32)
-    labels = tf.where(tf.random.stateless_uniform(labels.shape, (7, 8)) < 0.05, IGNORE_LABEL,
-                      labels)
+    labels = tf.random.stateless_uniform(
+        [batch, crop, crop, 1], (5, 6), 0, num_classes, dtype=tf.int32
+    )
+    labels = tf.where(
+        tf.random.stateless_uniform(labels.shape, (7, 8)) < 0.05, IGNORE_LABEL, labels
+    )
     wall = time.perf_counter()
     loss = float(train_step(images, labels))
     first_s = time.perf_counter() - wall
@@ -74,11 +92,20 @@ def run(variant: str = "xception_65", output_stride: int = 16, crop: int = 513, 
         profile_calls(lambda: float(train_step(images, labels)), profile_dir)
     flops = 3 * 2.0 * madds * batch
     return {
-        "variant": variant, "output_stride": output_stride, "crop": crop, "batch": batch,
-        "precision": precision, "jit": jit, "onednn": bool(_pywrap_util_port.IsMklEnabled()),
+        "variant": variant,
+        "output_stride": output_stride,
+        "crop": crop,
+        "batch": batch,
+        "precision": precision,
+        "jit": jit,
+        "onednn": bool(_pywrap_util_port.IsMklEnabled()),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
-        "madds": madds, "first_call_s": first_s, "first_loss": loss,
-        "load_before": load_before, "load_after": load_average(), **timing,
+        "madds": madds,
+        "first_call_s": first_s,
+        "first_loss": loss,
+        "load_before": load_before,
+        "load_after": load_average(),
+        **timing,
         "images_per_s": batch / timing["wall_s_median"],
         "images_per_cpu_s": batch / timing["cpu_s_median"],
         "gflops": flops / timing["wall_s_median"] / 1e9,

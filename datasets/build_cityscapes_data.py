@@ -5,29 +5,28 @@
 Reads leftImg8bit/{split}/*/*_leftImg8bit.png and gtFine labels; labelIds are
 converted to trainIds when no *_labelTrainIds.png is present.
 """
+
 import os
 import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from deeplab.data import builders  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('cityscapes_root', './cityscapes',
-                    'Folder holding leftImg8bit/ and gtFine/.')
-flags.DEFINE_list('splits', ['train', 'val', 'test'], 'Splits to convert.')
-flags.DEFINE_integer('num_shards', builders.CITYSCAPES_NUM_SHARDS,
-                     'Shards per split.')
-flags.DEFINE_string('output_dir', './tfrecord', 'Where to write TFRecords.')
+flags.DEFINE_string("cityscapes_root", "./cityscapes", "Folder holding leftImg8bit/ and gtFine/.")
+flags.DEFINE_list("splits", ["train", "val", "test"], "Splits to convert.")
+flags.DEFINE_integer("num_shards", builders.CITYSCAPES_NUM_SHARDS, "Shards per split.")
+flags.DEFINE_string("output_dir", "./tfrecord", "Where to write TFRecords.")
 
 
 def main(unused_argv):
-  paths = builders.build_cityscapes(FLAGS.cityscapes_root, FLAGS.output_dir,
-                                    FLAGS.splits, FLAGS.num_shards)
-  print('Wrote %d shards to %s' % (len(paths), FLAGS.output_dir))
+    paths = builders.build_cityscapes(
+        FLAGS.cityscapes_root, FLAGS.output_dir, FLAGS.splits, FLAGS.num_shards
+    )
+    print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
 
 
-if __name__ == '__main__':
-  app.run(main)
+if __name__ == "__main__":
+    app.run(main)

@@ -1,4 +1,5 @@
 """DeepLabV3+ in TensorFlow 2 / Keras 3, faithful to the official research/deeplab graph."""
+
 import os
 
 # TF 2.21 leaves oneDNN off on CPUs without AVX512 VNNI/BF16/AMX; on such CPUs turning it on

@@ -4,6 +4,7 @@ Official variables are matched by name through one rule (see `deeplab.layers`): 
 layer `a.b` holds `a/b/weights`, `a/b/biases` or `a/b/depthwise_weights`, and the
 BatchNormalization `a.b.BatchNorm` holds `a/b/BatchNorm/{gamma,beta,moving_mean,moving_variance}`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,17 +24,31 @@ from deeplab.model import LAST_LAYER_SCOPES, LOGITS_SCOPE
 _LEAF_NAMES = (
     (keras.layers.DepthwiseConv2D, {"kernel": "depthwise_weights"}),
     (keras.layers.Conv2D, {"kernel": "weights", "bias": "biases"}),
-    (keras.layers.BatchNormalization, {"gamma": "gamma", "beta": "beta",
-                                       "moving_mean": "moving_mean",
-                                       "moving_variance": "moving_variance"}),
+    (
+        keras.layers.BatchNormalization,
+        {
+            "gamma": "gamma",
+            "beta": "beta",
+            "moving_mean": "moving_mean",
+            "moving_variance": "moving_variance",
+        },
+    ),
 )
 
 
 def _leaf_names(layer: keras.layers.Layer) -> Optional[Dict[str, str]]:
     return next((leaves for kind, leaves in _LEAF_NAMES if isinstance(layer, kind)), None)
+
+
 # Variables of a training run that a weights loader has no use for.
-_IGNORED_SUFFIXES = ("/Momentum", "/Adam", "/Adam_1", "/ExponentialMovingAverage", "/RMSProp",
-                     "/RMSProp_1")
+_IGNORED_SUFFIXES = (
+    "/Momentum",
+    "/Adam",
+    "/Adam_1",
+    "/ExponentialMovingAverage",
+    "/RMSProp",
+    "/RMSProp_1",
+)
 _IGNORED_NAMES = ("global_step", "beta1_power", "beta2_power")
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
@@ -54,13 +69,17 @@ class LoadReport:
     def summary(self) -> str:
         lines = [f"Loaded {len(self.loaded)} variables from {self.path}."]
         if self.skipped:
-            lines.append(f"Skipped {len(self.skipped)} model variables (kept their "
-                         f"initialisation): " + ", ".join(self.skipped[:8])
-                         + (" ..." if len(self.skipped) > 8 else ""))
+            lines.append(
+                f"Skipped {len(self.skipped)} model variables (kept their "
+                f"initialisation): "
+                + ", ".join(self.skipped[:8])
+                + (" ..." if len(self.skipped) > 8 else "")
+            )
         if self.unused:
-            lines.append(f"Ignored {len(self.unused)} checkpoint variables the model does not "
-                         f"have: " + ", ".join(self.unused[:8])
-                         + (" ..." if len(self.unused) > 8 else ""))
+            lines.append(
+                f"Ignored {len(self.unused)} checkpoint variables the model does not "
+                f"have: " + ", ".join(self.unused[:8]) + (" ..." if len(self.unused) > 8 else "")
+            )
         return "\n".join(lines)
 
 
@@ -72,8 +91,9 @@ def official_variables(model: keras.Model) -> Dict[str, keras.Variable]:
         if not layer.weights:
             continue
         if leaves is None:
-            raise CheckpointError(f"layer {layer.name} ({type(layer).__name__}) has no official "
-                                  f"variable mapping")
+            raise CheckpointError(
+                f"layer {layer.name} ({type(layer).__name__}) has no official variable mapping"
+            )
         scope = scope_of(layer.name)
         for weight in layer.weights:
             leaf = weight.path.split("/")[-1]
@@ -100,11 +120,17 @@ def resolve_checkpoint_prefix(path: str) -> str:
         latest = tf.train.latest_checkpoint(path)
         if latest:
             return latest
-        indexes = sorted(os.path.join(root, f) for root, _, files in os.walk(path)
-                         for f in files if f.endswith(".index"))
+        indexes = sorted(
+            os.path.join(root, f)
+            for root, _, files in os.walk(path)
+            for f in files
+            if f.endswith(".index")
+        )
         if len(indexes) != 1:
-            raise CheckpointError(f"{path}: expected exactly one checkpoint (*.index) in the "
-                                  f"directory, found {len(indexes)}")
+            raise CheckpointError(
+                f"{path}: expected exactly one checkpoint (*.index) in the "
+                f"directory, found {len(indexes)}"
+            )
         return indexes[0][: -len(".index")]
     if os.path.isfile(path + ".index"):
         return path
@@ -123,13 +149,22 @@ def _ignored(name: str) -> bool:
 
 
 def _starts_with_scope(name: str, scopes: Iterable[str]) -> bool:
-    return any(name == s or name.startswith(s.rstrip("/") + "/") or
-               (not s.endswith("/") and name.startswith(s)) for s in scopes)
+    return any(
+        name == s
+        or name.startswith(s.rstrip("/") + "/")
+        or (not s.endswith("/") and name.startswith(s))
+        for s in scopes
+    )
 
 
-def load_official_checkpoint(model: keras.Model, path: str, *, skip_logits: bool = False,
-                             exclude_scopes: Sequence[str] = (),
-                             backbone_only: Optional[bool] = None) -> LoadReport:
+def load_official_checkpoint(
+    model: keras.Model,
+    path: str,
+    *,
+    skip_logits: bool = False,
+    exclude_scopes: Sequence[str] = (),
+    backbone_only: Optional[bool] = None,
+) -> LoadReport:
     """Loads an official TF1 checkpoint into `model` by variable name.
 
     `path`: a `model.ckpt` prefix, a directory holding one, or a model-zoo `.tar.gz`.
@@ -143,8 +178,10 @@ def load_official_checkpoint(model: keras.Model, path: str, *, skip_logits: bool
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
     if _OBJECT_GRAPH_KEY in shapes:
-        raise CheckpointError(f"{prefix} is an object-based (TF2) checkpoint, not an official TF1 "
-                              f"one; use deeplab.checkpoints.load_checkpoint")
+        raise CheckpointError(
+            f"{prefix} is an object-based (TF2) checkpoint, not an official TF1 "
+            f"one; use deeplab.checkpoints.load_checkpoint"
+        )
     targets = official_variables(model)
     exclude = list(exclude_scopes) + ([LOGITS_SCOPE] if skip_logits else [])
     if backbone_only is None:
@@ -163,41 +200,57 @@ def load_official_checkpoint(model: keras.Model, path: str, *, skip_logits: bool
                 missing.append(name)
             continue
         if list(shapes[name]) != list(variable.shape):
-            mismatched.append(f"{name}: checkpoint {list(shapes[name])}, model "
-                              f"{list(variable.shape)}")
+            mismatched.append(
+                f"{name}: checkpoint {list(shapes[name])}, model {list(variable.shape)}"
+            )
             continue
         assignments.append((variable, reader.get_tensor(name)))
         report.loaded.append(name)
     problems = []
     if missing:
-        problems.append(f"{len(missing)} model variables are missing from the checkpoint, e.g. "
-                        f"{missing[0]}" + (f" ({', '.join(missing[1:4])}, ...)"
-                                           if len(missing) > 1 else ""))
+        problems.append(
+            f"{len(missing)} model variables are missing from the checkpoint, e.g. "
+            f"{missing[0]}" + (f" ({', '.join(missing[1:4])}, ...)" if len(missing) > 1 else "")
+        )
     if mismatched:
-        problems.append(f"{len(mismatched)} variables have the wrong shape: "
-                        + "; ".join(mismatched[:5]))
+        problems.append(
+            f"{len(mismatched)} variables have the wrong shape: " + "; ".join(mismatched[:5])
+        )
         if any(m.startswith(LOGITS_SCOPE + "/") for m in mismatched):
-            problems.append("pass skip_logits=True (--initialize_last_layer=false) to start "
-                            "new logits for another class count")
+            problems.append(
+                "pass skip_logits=True (--initialize_last_layer=false) to start "
+                "new logits for another class count"
+            )
     if problems:
         raise CheckpointError(f"{prefix}: " + "; ".join(problems))
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
     used = set(report.loaded)
-    report.unused = sorted(n for n in shapes if n not in used and n not in targets
-                           and not _ignored(n))
+    report.unused = sorted(
+        n for n in shapes if n not in used and n not in targets and not _ignored(n)
+    )
     return report
 
 
-def load_checkpoint(model: keras.Model, path: str, *, skip_logits: bool = False,
-                    exclude_scopes: Sequence[str] = (),
-                    backbone_only: Optional[bool] = None) -> LoadReport:
+def load_checkpoint(
+    model: keras.Model,
+    path: str,
+    *,
+    skip_logits: bool = False,
+    exclude_scopes: Sequence[str] = (),
+    backbone_only: Optional[bool] = None,
+) -> LoadReport:
     """Loads our own (tf.train.Checkpoint, model under the key `model`) or an official TF1
     checkpoint, whichever `path` holds (prefix, directory -> latest, or .tar.gz)."""
     prefix = resolve_checkpoint_prefix(path)
     if not is_object_based(prefix):
-        return load_official_checkpoint(model, prefix, skip_logits=skip_logits,
-                                        exclude_scopes=exclude_scopes, backbone_only=backbone_only)
+        return load_official_checkpoint(
+            model,
+            prefix,
+            skip_logits=skip_logits,
+            exclude_scopes=exclude_scopes,
+            backbone_only=backbone_only,
+        )
     exclude = list(exclude_scopes) + ([LOGITS_SCOPE] if skip_logits else [])
     if exclude:
         return _load_object_based_partial(model, prefix, exclude)
@@ -220,16 +273,18 @@ def _object_keys(model: keras.Model) -> Dict[str, Tuple[str, ...]]:
     index = {id(layer): i for i, layer in enumerate(model.layers)}
     keys: Dict[str, Tuple[str, ...]] = {}
     for name, variable in official_variables(model).items():
-        layer = next(layer for layer in model.layers
-                     if any(w is variable for w in layer.weights))
+        layer = next(layer for layer in model.layers if any(w is variable for w in layer.weights))
         base = f"model/_operations/{index[id(layer)]}/"
-        keys[name] = tuple(base + attr + "/.ATTRIBUTES/VARIABLE_VALUE"
-                           for attr in (variable.name, "_" + variable.name))
+        keys[name] = tuple(
+            base + attr + "/.ATTRIBUTES/VARIABLE_VALUE"
+            for attr in (variable.name, "_" + variable.name)
+        )
     return keys
 
 
-def _load_object_based_partial(model: keras.Model, prefix: str,
-                               exclude: Sequence[str]) -> LoadReport:
+def _load_object_based_partial(
+    model: keras.Model, prefix: str, exclude: Sequence[str]
+) -> LoadReport:
     """Copies all variables but the excluded scopes from one of our checkpoints.
 
     An object-based restore matches whole objects (a logits layer of another class count would
@@ -246,11 +301,15 @@ def _load_object_based_partial(model: keras.Model, prefix: str,
             continue
         key = next((k for k in keys if k in available), None)
         if key is None:
-            raise CheckpointError(f"{prefix}: model variable {name} is missing from the "
-                                  f"checkpoint (was it written for another model variant?)")
+            raise CheckpointError(
+                f"{prefix}: model variable {name} is missing from the "
+                f"checkpoint (was it written for another model variant?)"
+            )
         if list(available[key]) != list(targets[name].shape):
-            raise CheckpointError(f"{prefix}: {name} has shape {list(available[key])} in the "
-                                  f"checkpoint, {list(targets[name].shape)} in the model")
+            raise CheckpointError(
+                f"{prefix}: {name} has shape {list(available[key])} in the "
+                f"checkpoint, {list(targets[name].shape)} in the model"
+            )
         assignments.append((targets[name], reader.get_tensor(key)))
         report.loaded.append(name)
     for variable, value in assignments:

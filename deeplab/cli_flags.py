@@ -5,6 +5,7 @@ our comma form (`--atrous_rates=6,12,18`) and the official repeated form
 (`--atrous_rates=6 --atrous_rates=12 --atrous_rates=18`). Library code never reads flags:
 the CLIs turn them into plain arguments with `model_options_from_flags`.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -35,53 +36,74 @@ def parse_int_list(values, flag_name: str) -> Optional[List[int]]:
                 out.append(int(part))
             except ValueError:
                 raise flags.ValidationError(
-                    f"--{flag_name}: {part!r} is not an integer (got {list(values)})") from None
+                    f"--{flag_name}: {part!r} is not an integer (got {list(values)})"
+                ) from None
     return out or None
 
 
 def define_resize_flags() -> None:
     """The official input resizing flags (`preprocess.resize_to_range`), shared by the CLIs."""
     flags.DEFINE_integer("min_resize_value", None, "Desired size of the smaller image side.")
-    flags.DEFINE_integer("max_resize_value", None,
-                         "Maximum allowed size of the larger image side.")
-    flags.DEFINE_integer("resize_factor", None,
-                         "Resized dimensions are a multiple of factor plus one.")
+    flags.DEFINE_integer("max_resize_value", None, "Maximum allowed size of the larger image side.")
+    flags.DEFINE_integer(
+        "resize_factor", None, "Resized dimensions are a multiple of factor plus one."
+    )
 
 
 def define_model_flags() -> None:
     """Defines the model flags of the official common.py, once per process."""
     if "model_variant" in flags.FLAGS:
         return
-    flags.DEFINE_enum("model_variant", "mobilenet_v2", list(MODEL_VARIANTS), "DeepLab model variant.")
-    flags.DEFINE_integer("num_classes", None,
-                         "Number of classes; default: the dataset's number of classes.")
-    flags.DEFINE_integer("output_stride", 16,
-                         "Ratio of input to output spatial resolution (8, 16 or 32).")
+    flags.DEFINE_enum(
+        "model_variant", "mobilenet_v2", list(MODEL_VARIANTS), "DeepLab model variant."
+    )
+    flags.DEFINE_integer(
+        "num_classes", None, "Number of classes; default: the dataset's number of classes."
+    )
+    flags.DEFINE_integer(
+        "output_stride", 16, "Ratio of input to output spatial resolution (8, 16 or 32)."
+    )
     define_int_list("atrous_rates", None, "Atrous rates of the ASPP branches, e.g. 6,12,18.")
-    define_int_list("decoder_output_stride", None,
-                    "Output stride of the low-level features the decoder uses (4 or 8); "
-                    "unset: no decoder.")
+    define_int_list(
+        "decoder_output_stride",
+        None,
+        "Output stride of the low-level features the decoder uses (4 or 8); unset: no decoder.",
+    )
     define_int_list("multi_grid", None, "Unit rates of the last Xception block, e.g. 1,2,4.")
-    define_int_list("image_pooling_crop_size", None,
-                    "Crop size (h,w) that sets the image-pooling window; unset: global pooling.")
+    define_int_list(
+        "image_pooling_crop_size",
+        None,
+        "Crop size (h,w) that sets the image-pooling window; unset: global pooling.",
+    )
     flags.DEFINE_boolean("add_image_level_feature", True, "Add the image-pooling ASPP branch.")
-    flags.DEFINE_boolean("aspp_with_batch_norm", True,
-                         "Use batch norm in ASPP (the only setting this implementation supports).")
+    flags.DEFINE_boolean(
+        "aspp_with_batch_norm",
+        True,
+        "Use batch norm in ASPP (the only setting this implementation supports).",
+    )
     flags.DEFINE_boolean("aspp_with_separable_conv", True, "Separable convs in the ASPP branches.")
     flags.DEFINE_boolean("decoder_use_separable_conv", True, "Separable convs in the decoder.")
     flags.DEFINE_float("depth_multiplier", 1.0, "Channel multiplier of MobileNetV2.")
-    flags.DEFINE_integer("divisible_by", None,
-                         "MobileNetV2 channels are rounded to a multiple of this (default 8 at "
-                         "depth_multiplier 1, else 1).")
-    flags.DEFINE_float("batch_norm_decay", None,
-                       "BatchNorm moving-average decay; unset keeps the official ones (0.9997, "
-                       "MobileNetV2 0.997).")
-    flags.DEFINE_integer("logits_kernel_size", 1,
-                         "Kernel size of the logits conv (1 is the only supported value).")
+    flags.DEFINE_integer(
+        "divisible_by",
+        None,
+        "MobileNetV2 channels are rounded to a multiple of this (default 8 at "
+        "depth_multiplier 1, else 1).",
+    )
+    flags.DEFINE_float(
+        "batch_norm_decay",
+        None,
+        "BatchNorm moving-average decay; unset keeps the official ones (0.9997, "
+        "MobileNetV2 0.997).",
+    )
+    flags.DEFINE_integer(
+        "logits_kernel_size", 1, "Kernel size of the logits conv (1 is the only supported value)."
+    )
 
 
-def model_options_from_flags(values=None, *, num_classes: Optional[int] = None,
-                             crop_size=None, **overrides) -> ModelOptions:
+def model_options_from_flags(
+    values=None, *, num_classes: Optional[int] = None, crop_size=None, **overrides
+) -> ModelOptions:
     """Builds ModelOptions from parsed model flags.
 
     `num_classes` is used when `--num_classes` is unset; `crop_size` is used for the image-pooling

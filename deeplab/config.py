@@ -1,4 +1,5 @@
 """Model options as a frozen dataclass, with the official defaults and their checks."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,7 +58,8 @@ class ModelOptions:
             # released recipe, so accept a one-element list.
             if len(dos) > 1:
                 raise ValueError(
-                    f"--decoder_output_stride: only one decoder stage is supported, got {list(dos)}")
+                    f"--decoder_output_stride: only one decoder stage is supported, got {list(dos)}"
+                )
             dos = dos[0] if dos else None
         set_("decoder_output_stride", None if dos is None else int(dos))
         if self.crop_size is not None:
@@ -67,24 +69,32 @@ class ModelOptions:
     def validate(self) -> None:
         """Raises ValueError naming the offending option."""
         if self.model_variant not in MODEL_VARIANTS:
-            raise ValueError(f"--model_variant={self.model_variant!r} is not one of {MODEL_VARIANTS}")
+            raise ValueError(
+                f"--model_variant={self.model_variant!r} is not one of {MODEL_VARIANTS}"
+            )
         if self.output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"--output_stride={self.output_stride} must be one of {OUTPUT_STRIDES}")
+            raise ValueError(
+                f"--output_stride={self.output_stride} must be one of {OUTPUT_STRIDES}"
+            )
         if self.num_classes < 1:
             raise ValueError(f"--num_classes={self.num_classes} must be >= 1")
         dos = self.decoder_output_stride
         if dos is not None:
             if dos not in DECODER_OUTPUT_STRIDES:
                 raise ValueError(
-                    f"--decoder_output_stride={dos} must be one of {DECODER_OUTPUT_STRIDES} or unset")
+                    f"--decoder_output_stride={dos} must be one of {DECODER_OUTPUT_STRIDES} or unset"
+                )
             if dos >= self.output_stride:
                 raise ValueError(
-                    f"--decoder_output_stride={dos} must be smaller than --output_stride={self.output_stride}")
+                    f"--decoder_output_stride={dos} must be smaller than --output_stride={self.output_stride}"
+                )
         if self.atrous_rates is not None and any(r < 1 for r in self.atrous_rates):
             raise ValueError(f"--atrous_rates={list(self.atrous_rates)} must be positive")
         if self.multi_grid is not None:
             if len(self.multi_grid) != 3 or any(r < 1 for r in self.multi_grid):
-                raise ValueError(f"--multi_grid={list(self.multi_grid)} must be three positive rates")
+                raise ValueError(
+                    f"--multi_grid={list(self.multi_grid)} must be three positive rates"
+                )
             if self.model_variant == "mobilenet_v2":
                 raise ValueError("--multi_grid applies to the Xception variants only")
         if self.crop_size is not None and (len(self.crop_size) != 2 or min(self.crop_size) < 1):

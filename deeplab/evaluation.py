@@ -6,6 +6,7 @@ summaries and continuous evaluation of new checkpoints.
 and accumulates a confusion matrix; metrics follow `deeplab.metrics` (the official
 `tf.metrics.mean_iou` with the ignore label weighted out).
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,17 +48,27 @@ def metric_tag(eval_scales: Sequence[float], add_flipped_images: bool) -> str:
     return tag + ("_flipped" if add_flipped_images else "")
 
 
-def make_eval_step(model, num_classes: int, ignore_label: int,
-                   eval_scales: Sequence[float] = (1.0,), add_flipped_images: bool = False,
-                   logits_output_stride: Optional[int] = None) -> Callable:
+def make_eval_step(
+    model,
+    num_classes: int,
+    ignore_label: int,
+    eval_scales: Sequence[float] = (1.0,),
+    add_flipped_images: bool = False,
+    logits_output_stride: Optional[int] = None,
+) -> Callable:
     """A compiled function (images, labels) -> (predictions int32 [B, H, W], confusion int64)."""
     scales = tuple(float(s) for s in eval_scales) or (1.0,)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
-                                  tf.TensorSpec(None, tf.int32)])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32),
+            tf.TensorSpec(None, tf.int32),
+        ]
+    )
     def step(images, labels):
-        predictions = inference.predict_labels(model, images, scales, add_flipped_images,
-                                               logits_output_stride)
+        predictions = inference.predict_labels(
+            model, images, scales, add_flipped_images, logits_output_stride
+        )
         labels = tf.reshape(labels, tf.shape(predictions))
         cm = metrics_lib.batch_confusion_matrix(labels, predictions, num_classes, ignore_label)
         return predictions, cm
@@ -65,12 +76,22 @@ def make_eval_step(model, num_classes: int, ignore_label: int,
     return step
 
 
-def evaluate(model, dataset, num_classes: int, ignore_label: int,
-             eval_scales: Sequence[float] = (1.0,), add_flipped_images: bool = False, *,
-             logits_output_stride: Optional[int] = None, class_names: Optional[Sequence[str]] = None,
-             max_batches: Optional[int] = None, verbose: int = 1, step_fn: Optional[Callable] = None,
-             on_batch: Optional[Callable] = None,
-             num_batches: Optional[int] = None) -> Dict[str, object]:
+def evaluate(
+    model,
+    dataset,
+    num_classes: int,
+    ignore_label: int,
+    eval_scales: Sequence[float] = (1.0,),
+    add_flipped_images: bool = False,
+    *,
+    logits_output_stride: Optional[int] = None,
+    class_names: Optional[Sequence[str]] = None,
+    max_batches: Optional[int] = None,
+    verbose: int = 1,
+    step_fn: Optional[Callable] = None,
+    on_batch: Optional[Callable] = None,
+    num_batches: Optional[int] = None,
+) -> Dict[str, object]:
     """Evaluates `model` on `dataset` (each element seen once).
 
     Returns a dict: `miou`, `pixel_accuracy`, `per_class_iou` (list in class order, NaN for
@@ -85,8 +106,9 @@ def evaluate(model, dataset, num_classes: int, ignore_label: int,
     """
     scales = tuple(float(s) for s in eval_scales) or (1.0,)
     if step_fn is None:
-        step_fn = make_eval_step(model, num_classes, ignore_label, scales, add_flipped_images,
-                                 logits_output_stride)
+        step_fn = make_eval_step(
+            model, num_classes, ignore_label, scales, add_flipped_images, logits_output_stride
+        )
     total = np.zeros((num_classes, num_classes), np.int64)
     num_images = 0
     target = None
@@ -101,6 +123,7 @@ def evaluate(model, dataset, num_classes: int, ignore_label: int,
     progress = None
     if verbose:
         import keras
+
         progress = keras.utils.Progbar(target, unit_name="batch")
     start = time.time()
     seen = 0
@@ -124,7 +147,9 @@ def evaluate(model, dataset, num_classes: int, ignore_label: int,
     results.update(
         confusion_matrix=total,
         num_images=num_images,
-        class_names=list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)],
+        class_names=list(class_names)
+        if class_names
+        else [f"class_{i}" for i in range(num_classes)],
         eval_scales=list(scales),
         add_flipped_images=bool(add_flipped_images),
         seconds=time.time() - start,
@@ -157,7 +182,8 @@ def results_to_json(results: Dict[str, object], **extra) -> Dict[str, object]:
     names = results.get("class_names") or []
     if names and len(names) == len(results["per_class_iou"]):
         out["per_class_iou_by_name"] = {
-            n: _json_value(v) for n, v in zip(names, results["per_class_iou"])}
+            n: _json_value(v) for n, v in zip(names, results["per_class_iou"])
+        }
     out.update(_json_value(extra))
     return out
 
@@ -171,8 +197,9 @@ def write_json(results: Dict[str, object], path: str, **extra) -> None:
         f.write("\n")
 
 
-def save_confusion_matrix_csv(confusion_matrix, path: str,
-                              class_names: Optional[Sequence[str]] = None) -> None:
+def save_confusion_matrix_csv(
+    confusion_matrix, path: str, class_names: Optional[Sequence[str]] = None
+) -> None:
     """CSV with a header row of predicted class names and one row per ground-truth class."""
     cm = np.asarray(confusion_matrix)
     names = list(class_names) if class_names else [str(i) for i in range(cm.shape[0])]
@@ -192,11 +219,15 @@ def read_confusion_matrix_csv(path: str):
     return np.array([[int(v) for v in row[1:]] for row in rows[1:]], np.int64), names
 
 
-def plot_confusion_matrix(confusion_matrix, path: str,
-                          class_names: Optional[Sequence[str]] = None,
-                          title: str = "Confusion matrix (rows normalised)") -> None:
+def plot_confusion_matrix(
+    confusion_matrix,
+    path: str,
+    class_names: Optional[Sequence[str]] = None,
+    title: str = "Confusion matrix (rows normalised)",
+) -> None:
     """PNG of the row-normalised confusion matrix (matplotlib, no display needed)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -222,17 +253,29 @@ def plot_confusion_matrix(confusion_matrix, path: str,
         for i in range(n):
             for j in range(n):
                 if cm[i, j] > 0:
-                    ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if normalised[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{normalised[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if normalised[i, j] > 0.5 else "black",
+                    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def write_result_files(results: Dict[str, object], output_dir: str, *,
-                       output_json: Optional[str] = None, prefix: str = "",
-                       **extra) -> Dict[str, str]:
+def write_result_files(
+    results: Dict[str, object],
+    output_dir: str,
+    *,
+    output_json: Optional[str] = None,
+    prefix: str = "",
+    **extra,
+) -> Dict[str, str]:
     """Writes the table (`<prefix>results.txt`), JSON, confusion-matrix CSV and PNG.
 
     Returns {kind: path}. `output_json` overrides the JSON path (default
@@ -265,8 +308,12 @@ def _summary_metadata(plugin: str):
 def _write_scalar(name: str, value: float, step: int) -> None:
     # tf.summary.scalar needs the `tensorboard` package, which TF 2.21 no longer installs;
     # tf.summary.write with the scalars plugin's metadata writes the same record.
-    tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
-                     metadata=_summary_metadata("scalars"))
+    tf.summary.write(
+        name,
+        tf.constant(float(value), tf.float32),
+        step=step,
+        metadata=_summary_metadata("scalars"),
+    )
 
 
 def write_summaries(writer, results: Dict[str, object], step: int) -> None:
@@ -285,10 +332,13 @@ def write_summaries(writer, results: Dict[str, object], step: int) -> None:
             if not math.isnan(results[key]):
                 _write_scalar(f"eval/{key}", results[key], step)
         names = results.get("class_names") or []
-        table = [["class", "IoU %"]] + [[str(n), "n/a" if math.isnan(v) else f"{100 * v:.2f}"]
-                                        for n, v in zip(names, results["per_class_iou"])]
-        tf.summary.write("eval/per_class_iou", tf.constant(table), step=step,
-                         metadata=_summary_metadata("text"))
+        table = [["class", "IoU %"]] + [
+            [str(n), "n/a" if math.isnan(v) else f"{100 * v:.2f}"]
+            for n, v in zip(names, results["per_class_iou"])
+        ]
+        tf.summary.write(
+            "eval/per_class_iou", tf.constant(table), step=step, metadata=_summary_metadata("text")
+        )
     writer.flush()
 
 
@@ -316,9 +366,12 @@ def checkpoint_step(path: str) -> int:
     try:
         reader = tf.train.load_checkpoint(path)
         shapes = reader.get_variable_to_shape_map()
-        for key in ("step/.ATTRIBUTES/VARIABLE_VALUE", "global_step",
-                    "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE",
-                    "save_counter/.ATTRIBUTES/VARIABLE_VALUE"):
+        for key in (
+            "step/.ATTRIBUTES/VARIABLE_VALUE",
+            "global_step",
+            "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE",
+            "save_counter/.ATTRIBUTES/VARIABLE_VALUE",
+        ):
             if key in shapes:
                 return int(reader.get_tensor(key))
     except (tf.errors.OpError, ValueError):
@@ -337,13 +390,18 @@ def is_static_checkpoint(path: str) -> bool:
         return True
     if os.path.isdir(path):
         return tf.train.latest_checkpoint(path) is None and any(
-            f.endswith(".index") for _, _, files in os.walk(path) for f in files)
+            f.endswith(".index") for _, _, files in os.walk(path) for f in files
+        )
     return False
 
 
-def checkpoints_to_evaluate(checkpoint_dir: str, *, eval_interval_secs: float = 300,
-                            max_number_of_evaluations: int = 0,
-                            timeout_secs: Optional[float] = None) -> Iterator[str]:
+def checkpoints_to_evaluate(
+    checkpoint_dir: str,
+    *,
+    eval_interval_secs: float = 300,
+    max_number_of_evaluations: int = 0,
+    timeout_secs: Optional[float] = None,
+) -> Iterator[str]:
     """Checkpoint paths to evaluate: one for a static checkpoint, else each new checkpoint of
     `checkpoint_dir` as training writes it (`tf.train.checkpoints_iterator`), until
     `max_number_of_evaluations` (0: no limit) or `timeout_secs` without a new one."""
@@ -351,8 +409,9 @@ def checkpoints_to_evaluate(checkpoint_dir: str, *, eval_interval_secs: float = 
         yield checkpoint_dir
         return
     count = 0
-    for path in tf.train.checkpoints_iterator(checkpoint_dir, min_interval_secs=eval_interval_secs,
-                                              timeout=timeout_secs):
+    for path in tf.train.checkpoints_iterator(
+        checkpoint_dir, min_interval_secs=eval_interval_secs, timeout=timeout_secs
+    ):
         yield path
         count += 1
         if max_number_of_evaluations and count >= max_number_of_evaluations:
@@ -363,8 +422,27 @@ def checkpoints_to_evaluate(checkpoint_dir: str, *, eval_interval_secs: float = 
 # Visualisation (vis.py).
 
 # Cityscapes: train ids 0..18 -> the official label ids (the evaluation server's format).
-CITYSCAPES_TRAIN_ID_TO_LABEL_ID = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28,
-                                   31, 32, 33)
+CITYSCAPES_TRAIN_ID_TO_LABEL_ID = (
+    7,
+    8,
+    11,
+    12,
+    13,
+    17,
+    19,
+    20,
+    21,
+    22,
+    23,
+    24,
+    25,
+    26,
+    27,
+    28,
+    31,
+    32,
+    33,
+)
 
 
 def train_id_to_label_id(prediction, table: Sequence[int] = CITYSCAPES_TRAIN_ID_TO_LABEL_ID):
@@ -372,8 +450,10 @@ def train_id_to_label_id(prediction, table: Sequence[int] = CITYSCAPES_TRAIN_ID_
     prediction = np.asarray(prediction)
     lookup = np.asarray(table, np.int64)
     if prediction.size and (prediction.min() < 0 or prediction.max() >= len(lookup)):
-        raise ValueError(f"train ids must lie in [0, {len(lookup)}), got "
-                         f"[{prediction.min()}, {prediction.max()}]")
+        raise ValueError(
+            f"train ids must lie in [0, {len(lookup)}), got "
+            f"[{prediction.min()}, {prediction.max()}]"
+        )
     return lookup[prediction.astype(np.int64)].astype(np.uint8)
 
 
@@ -386,8 +466,13 @@ def save_png(array, path: str) -> None:
     Image.fromarray(array.astype(np.uint8)).save(path, format="PNG")
 
 
-def colorize_label(label, colormap, ignore_label: Optional[int] = None,
-                   num_classes: Optional[int] = None, ignore_color=(255, 255, 255)):
+def colorize_label(
+    label,
+    colormap,
+    ignore_label: Optional[int] = None,
+    num_classes: Optional[int] = None,
+    ignore_color=(255, 255, 255),
+):
     """RGB uint8 [H, W, 3] of a label map; pixels of the ignore label (when it is not a class,
     as 255 in PASCAL / Cityscapes) are drawn in `ignore_color`."""
     from deeplab import colormaps
@@ -406,12 +491,23 @@ def colorize_label(label, colormap, ignore_label: Optional[int] = None,
     return color
 
 
-def save_side_by_side(path: str, image, prediction_color, label_color=None, overlay=None, *,
-                      prediction=None, label=None, colormap=None, class_names=None,
-                      title: Optional[str] = None) -> None:
+def save_side_by_side(
+    path: str,
+    image,
+    prediction_color,
+    label_color=None,
+    overlay=None,
+    *,
+    prediction=None,
+    label=None,
+    colormap=None,
+    class_names=None,
+    title: Optional[str] = None,
+) -> None:
     """A matplotlib figure: image | ground truth (if any) | prediction | overlay, with a legend
     of the classes that occur in the prediction or the ground truth."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
@@ -442,8 +538,13 @@ def save_side_by_side(path: str, image, prediction_color, label_color=None, over
                 name = class_names[c] if class_names and c < len(class_names) else str(c)
                 handles.append(Patch(color=np.asarray(colormap[c]) / 255.0, label=name))
         if handles:
-            fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6),
-                       fontsize=7, frameon=False)
+            fig.legend(
+                handles=handles,
+                loc="lower center",
+                ncol=min(len(handles), 6),
+                fontsize=7,
+                frameon=False,
+            )
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
@@ -452,10 +553,21 @@ def save_side_by_side(path: str, image, prediction_color, label_color=None, over
     plt.close(fig)
 
 
-def save_visualisation(output_dir: str, index: int, image, prediction, label=None, *,
-                       colormap, class_names=None, ignore_label: Optional[int] = None,
-                       num_classes: Optional[int] = None, alpha: float = 0.5,
-                       save_figure: bool = True, image_name: Optional[str] = None) -> Dict[str, str]:
+def save_visualisation(
+    output_dir: str,
+    index: int,
+    image,
+    prediction,
+    label=None,
+    *,
+    colormap,
+    class_names=None,
+    ignore_label: Optional[int] = None,
+    num_classes: Optional[int] = None,
+    alpha: float = 0.5,
+    save_figure: bool = True,
+    image_name: Optional[str] = None,
+) -> Dict[str, str]:
     """Writes `%06d_image.png`, `%06d_prediction.png` (colour), `%06d_overlay.png` and, with
     `save_figure`, `%06d_figure.png` (side by side with the ground truth) into `output_dir`.
     Returns {kind: path}."""
@@ -477,8 +589,16 @@ def save_visualisation(output_dir: str, index: int, image, prediction, label=Non
         if label is not None:
             label_color = colorize_label(label, colormap, ignore_label, num_classes)
         paths["figure"] = os.path.join(output_dir, f"{index:06d}_figure.png")
-        save_side_by_side(paths["figure"], image, prediction_color, label_color, overlay,
-                          prediction=prediction,
-                          label=None if label is None else np.asarray(label).squeeze(),
-                          colormap=colormap, class_names=class_names, title=image_name)
+        save_side_by_side(
+            paths["figure"],
+            image,
+            prediction_color,
+            label_color,
+            overlay,
+            prediction=prediction,
+            label=None if label is None else np.asarray(label).squeeze(),
+            colormap=colormap,
+            class_names=class_names,
+            title=image_name,
+        )
     return paths

@@ -18,6 +18,7 @@ TFLite (`export_tflite`): the TFLite model has a fixed input size (TFLite works 
 static shapes): uint8 [1, H, W, 3] -> the same two outputs at [1, H, W]. Resize the input to
 that size (or export one per size).
 """
+
 from __future__ import annotations
 
 import json
@@ -42,19 +43,28 @@ class DeepLabServingModule:
     `saveable()` is the object `tf.saved_model.save` writes.
     """
 
-    def __init__(self, model, num_classes: int, *, eval_scales: Sequence[float] = (1.0,),
-                 add_flipped_images: bool = False, logits_output_stride: Optional[int] = None):
+    def __init__(
+        self,
+        model,
+        num_classes: int,
+        *,
+        eval_scales: Sequence[float] = (1.0,),
+        add_flipped_images: bool = False,
+        logits_output_stride: Optional[int] = None,
+    ):
         self.model = model
         self.num_classes = int(num_classes)
         self.eval_scales = tuple(float(s) for s in eval_scales) or (1.0,)
         self.add_flipped_images = bool(add_flipped_images)
         self.logits_output_stride = logits_output_stride
         self.predict = tf.function(
-            self._predict, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
-                                                          name="images")])
+            self._predict,
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+        )
         self.predict_encoded = tf.function(
-            self._predict_encoded, input_signature=[tf.TensorSpec([None], tf.string,
-                                                                  name="encoded_images")])
+            self._predict_encoded,
+            input_signature=[tf.TensorSpec([None], tf.string, name="encoded_images")],
+        )
 
     def saveable(self, encoded_signature: bool = True) -> tf.Module:
         """The SavedModel root: the serving functions and the model's variables in a list.
@@ -81,8 +91,12 @@ class DeepLabServingModule:
 
     def _outputs(self, images):
         probabilities = inference.predict_probabilities(
-            self.model, tf.cast(images, tf.float32), self.eval_scales, self.add_flipped_images,
-            self.logits_output_stride)
+            self.model,
+            tf.cast(images, tf.float32),
+            self.eval_scales,
+            self.add_flipped_images,
+            self.logits_output_stride,
+        )
         probabilities = tf.ensure_shape(probabilities, [None, None, None, self.num_classes])
         return {
             "semantic_predictions": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
@@ -94,15 +108,20 @@ class DeepLabServingModule:
 
     def _predict_encoded(self, encoded_images):
         count = tf.shape(encoded_images)[0]
-        predictions = tf.TensorArray(tf.int32, size=count, infer_shape=False,
-                                     element_shape=tf.TensorShape([None, None]))
-        probabilities = tf.TensorArray(tf.float32, size=count, infer_shape=False,
-                                       element_shape=tf.TensorShape([None, None,
-                                                                     self.num_classes]))
+        predictions = tf.TensorArray(
+            tf.int32, size=count, infer_shape=False, element_shape=tf.TensorShape([None, None])
+        )
+        probabilities = tf.TensorArray(
+            tf.float32,
+            size=count,
+            infer_shape=False,
+            element_shape=tf.TensorShape([None, None, self.num_classes]),
+        )
         sizes = tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([2]))
         for i in tf.range(count):
-            image = tf.io.decode_image(encoded_images[i], channels=3, dtype=tf.uint8,
-                                       expand_animations=False)
+            image = tf.io.decode_image(
+                encoded_images[i], channels=3, dtype=tf.uint8, expand_animations=False
+            )
             image.set_shape([None, None, 3])
             out = self._outputs(image[tf.newaxis])
             predictions = predictions.write(i, out["semantic_predictions"][0])
@@ -110,22 +129,29 @@ class DeepLabServingModule:
             sizes = sizes.write(i, tf.shape(image)[:2])
         sizes = sizes.stack()
         max_size = tf.reduce_max(tf.concat([sizes, tf.zeros([1, 2], tf.int32)], axis=0), axis=0)
-        padded_predictions = tf.TensorArray(tf.int32, size=count,
-                                            element_shape=tf.TensorShape([None, None]))
+        padded_predictions = tf.TensorArray(
+            tf.int32, size=count, element_shape=tf.TensorShape([None, None])
+        )
         padded_probabilities = tf.TensorArray(
-            tf.float32, size=count, element_shape=tf.TensorShape([None, None, self.num_classes]))
+            tf.float32, size=count, element_shape=tf.TensorShape([None, None, self.num_classes])
+        )
         for i in tf.range(count):
             pad = [[0, max_size[0] - sizes[i][0]], [0, max_size[1] - sizes[i][1]]]
             padded_predictions = padded_predictions.write(
-                i, tf.pad(predictions.read(i), pad, constant_values=-1))
+                i, tf.pad(predictions.read(i), pad, constant_values=-1)
+            )
             padded_probabilities = padded_probabilities.write(
-                i, tf.pad(probabilities.read(i), pad + [[0, 0]]))
+                i, tf.pad(probabilities.read(i), pad + [[0, 0]])
+            )
         empty = tf.equal(count, 0)
         out_predictions = tf.cond(
-            empty, lambda: tf.zeros([0, 0, 0], tf.int32), padded_predictions.stack)
+            empty, lambda: tf.zeros([0, 0, 0], tf.int32), padded_predictions.stack
+        )
         out_probabilities = tf.cond(
-            empty, lambda: tf.zeros([0, 0, 0, self.num_classes], tf.float32),
-            padded_probabilities.stack)
+            empty,
+            lambda: tf.zeros([0, 0, 0, self.num_classes], tf.float32),
+            padded_probabilities.stack,
+        )
         return {
             "semantic_predictions": out_predictions,
             "semantic_probabilities": out_probabilities,
@@ -136,14 +162,21 @@ class DeepLabServingModule:
         """A concrete function for a static input shape uint8 [batch_size, height, width, 3]."""
         function = tf.function(self._predict)
         return function.get_concrete_function(
-            tf.TensorSpec([batch_size, int(height), int(width), 3], tf.uint8, name="images"))
+            tf.TensorSpec([batch_size, int(height), int(width), 3], tf.uint8, name="images")
+        )
 
 
-def export_saved_model(model, export_path: str, num_classes: int, *,
-                       eval_scales: Sequence[float] = (1.0,), add_flipped_images: bool = False,
-                       logits_output_stride: Optional[int] = None,
-                       metadata: Optional[Dict[str, object]] = None,
-                       encoded_signature: bool = True) -> DeepLabServingModule:
+def export_saved_model(
+    model,
+    export_path: str,
+    num_classes: int,
+    *,
+    eval_scales: Sequence[float] = (1.0,),
+    add_flipped_images: bool = False,
+    logits_output_stride: Optional[int] = None,
+    metadata: Optional[Dict[str, object]] = None,
+    encoded_signature: bool = True,
+) -> DeepLabServingModule:
     """Writes a SavedModel with the `serving_default` and `serve_encoded` signatures.
 
     `encoded_signature=False` leaves out `serve_encoded` (faster to export).
@@ -151,22 +184,34 @@ def export_saved_model(model, export_path: str, num_classes: int, *,
     `<export_path>/assets.extra/deeplab_export.json` next to the export settings.
     Returns the serving module (its `predict` is what the SavedModel serves).
     """
-    module = DeepLabServingModule(model, num_classes, eval_scales=eval_scales,
-                                  add_flipped_images=add_flipped_images,
-                                  logits_output_stride=logits_output_stride)
+    module = DeepLabServingModule(
+        model,
+        num_classes,
+        eval_scales=eval_scales,
+        add_flipped_images=add_flipped_images,
+        logits_output_stride=logits_output_stride,
+    )
     signatures = {SERVING_DEFAULT: module.predict.get_concrete_function()}
     if encoded_signature:
         signatures[SERVE_ENCODED] = module.predict_encoded.get_concrete_function()
     tf.saved_model.save(module.saveable(encoded_signature), export_path, signatures=signatures)
     info = {
         "signatures": {
-            SERVING_DEFAULT: {"inputs": {"images": "uint8 [N, H, W, 3]"},
-                              "outputs": {"semantic_predictions": "int32 [N, H, W]",
-                                          "semantic_probabilities": "float32 [N, H, W, C]"}},
-            SERVE_ENCODED: {"inputs": {"encoded_images": "string [N]"},
-                            "outputs": {"semantic_predictions": "int32 [N, Hmax, Wmax]",
-                                        "semantic_probabilities": "float32 [N, Hmax, Wmax, C]",
-                                        "image_sizes": "int32 [N, 2]"}},
+            SERVING_DEFAULT: {
+                "inputs": {"images": "uint8 [N, H, W, 3]"},
+                "outputs": {
+                    "semantic_predictions": "int32 [N, H, W]",
+                    "semantic_probabilities": "float32 [N, H, W, C]",
+                },
+            },
+            SERVE_ENCODED: {
+                "inputs": {"encoded_images": "string [N]"},
+                "outputs": {
+                    "semantic_predictions": "int32 [N, Hmax, Wmax]",
+                    "semantic_probabilities": "float32 [N, Hmax, Wmax, C]",
+                    "image_sizes": "int32 [N, 2]",
+                },
+            },
         },
         "num_classes": int(num_classes),
         "inference_scales": list(module.eval_scales),
@@ -183,8 +228,13 @@ def export_saved_model(model, export_path: str, num_classes: int, *,
     return module
 
 
-def export_tflite(module: DeepLabServingModule, tflite_path: str, input_size: Sequence[int], *,
-                  allow_select_tf_ops: bool = True) -> bytes:
+def export_tflite(
+    module: DeepLabServingModule,
+    tflite_path: str,
+    input_size: Sequence[int],
+    *,
+    allow_select_tf_ops: bool = True,
+) -> bytes:
     """Converts the serving function at a fixed input size [1, H, W, 3] uint8 to TFLite.
 
     Uses TFLite builtin ops; if the conversion needs an op TFLite lacks and
@@ -234,15 +284,20 @@ def run_tflite(tflite_path_or_content, image) -> Dict[str, object]:
     interpreter.allocate_tensors()
     (input_detail,) = interpreter.get_input_details()
     if tuple(input_detail["shape"]) != image.shape:
-        raise ValueError(f"the TFLite model takes images of shape {tuple(input_detail['shape'])}, "
-                         f"got {image.shape}; resize the image or export for that size")
+        raise ValueError(
+            f"the TFLite model takes images of shape {tuple(input_detail['shape'])}, "
+            f"got {image.shape}; resize the image or export for that size"
+        )
     interpreter.set_tensor(input_detail["index"], image)
     interpreter.invoke()
     outputs = {}
     for detail in interpreter.get_output_details():
         value = interpreter.get_tensor(detail["index"])
         # The frozen graph's outputs are named Identity*, so they are told apart by type.
-        key = ("semantic_predictions" if np.issubdtype(value.dtype, np.integer)
-               else "semantic_probabilities")
+        key = (
+            "semantic_predictions"
+            if np.issubdtype(value.dtype, np.integer)
+            else "semantic_probabilities"
+        )
         outputs[key] = value
     return outputs

@@ -24,6 +24,7 @@ pooling window fails (official FAQ Q8).
 Difference from the official eval: with `eval_scales=(1.0,)` the official `eval.py` silently
 ignores `add_flipped_images`; here the flipped image is always used when asked for.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,44 +98,55 @@ def _per_scale_logits(model, images, eval_scales, add_flipped_images, stride):
     return outputs
 
 
-def predict_probabilities(model, images, eval_scales: Sequence[float] = (1.0,),
-                          add_flipped_images: bool = False,
-                          logits_output_stride: Optional[int] = None):
+def predict_probabilities(
+    model,
+    images,
+    eval_scales: Sequence[float] = (1.0,),
+    add_flipped_images: bool = False,
+    logits_output_stride: Optional[int] = None,
+):
     """Class probabilities float32 [N, H, W, C] at the input size (mean over scales / flips).
 
     `images`: float32 (or uint8) [N, H, W, 3], values 0..255. `model`: a DeepLab Keras model.
     """
-    logits = _per_scale_logits(model, images, eval_scales, add_flipped_images,
-                               logits_output_stride)
+    logits = _per_scale_logits(model, images, eval_scales, add_flipped_images, logits_output_stride)
     probabilities = [tf.nn.softmax(x, axis=-1) for x in logits]
     if len(probabilities) == 1:
         return probabilities[0]
     return tf.add_n(probabilities) / float(len(probabilities))
 
 
-def predict_logits(model, images, eval_scales: Sequence[float] = (1.0,),
-                   add_flipped_images: bool = False,
-                   logits_output_stride: Optional[int] = None):
+def predict_logits(
+    model,
+    images,
+    eval_scales: Sequence[float] = (1.0,),
+    add_flipped_images: bool = False,
+    logits_output_stride: Optional[int] = None,
+):
     """Logits float32 [N, H, W, C] at the input size.
 
     One scale, no flip: the model's logits resized to the input size. Otherwise the log of the
     averaged probabilities, so that softmax of the result is exactly the official averaged
     probability and its argmax the official multi-scale prediction.
     """
-    logits = _per_scale_logits(model, images, eval_scales, add_flipped_images,
-                               logits_output_stride)
+    logits = _per_scale_logits(model, images, eval_scales, add_flipped_images, logits_output_stride)
     if len(logits) == 1:
         return logits[0]
     probabilities = tf.add_n([tf.nn.softmax(x, axis=-1) for x in logits]) / float(len(logits))
     return tf.math.log(tf.maximum(probabilities, 1e-30))
 
 
-def predict_labels(model, images, eval_scales: Sequence[float] = (1.0,),
-                   add_flipped_images: bool = False,
-                   logits_output_stride: Optional[int] = None):
+def predict_labels(
+    model,
+    images,
+    eval_scales: Sequence[float] = (1.0,),
+    add_flipped_images: bool = False,
+    logits_output_stride: Optional[int] = None,
+):
     """Predicted labels int32 [N, H, W] at the input size (argmax of the averaged probabilities)."""
-    probabilities = predict_probabilities(model, images, eval_scales, add_flipped_images,
-                                          logits_output_stride)
+    probabilities = predict_probabilities(
+        model, images, eval_scales, add_flipped_images, logits_output_stride
+    )
     return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
 
 
@@ -168,8 +180,9 @@ def read_model_options_file(path: str) -> Tuple[dict, Optional[str]]:
     return {k: v for k, v in data.items() if k in fields}, dataset
 
 
-def merge_model_options(flag_options: ModelOptions, explicit_fields: Iterable[str],
-                        saved: Optional[dict]) -> ModelOptions:
+def merge_model_options(
+    flag_options: ModelOptions, explicit_fields: Iterable[str], saved: Optional[dict]
+) -> ModelOptions:
     """Options saved by training, overridden by the fields given explicitly on the command line.
 
     `flag_options` are the options built from flags (defaults included); `explicit_fields`
@@ -194,8 +207,9 @@ def inference_options(options: ModelOptions, image_pooling_crop_size=None) -> Mo
     return options.replace(crop_size=crop, upsample_logits=False, weight_decay=0.0)
 
 
-def build_inference_model(options: ModelOptions, checkpoint_path: Optional[str] = None,
-                          **load_kwargs):
+def build_inference_model(
+    options: ModelOptions, checkpoint_path: Optional[str] = None, **load_kwargs
+):
     """Builds the model for `options` and loads `checkpoint_path` (ours or an official TF1
     checkpoint) with `deeplab.checkpoints.load_checkpoint`. Returns (model, load report or
     None)."""
@@ -205,6 +219,7 @@ def build_inference_model(options: ModelOptions, checkpoint_path: Optional[str] 
     report = None
     if checkpoint_path:
         from deeplab.checkpoints import load_checkpoint
+
         report = load_checkpoint(model, checkpoint_path, **load_kwargs)
     return model, report
 
@@ -214,13 +229,18 @@ def build_inference_model(options: ModelOptions, checkpoint_path: Optional[str] 
 
 # Model flags of `deeplab.cli_flags.define_model_flags` -> the ModelOptions field they set.
 MODEL_FLAG_FIELDS = {
-    "model_variant": "model_variant", "num_classes": "num_classes",
-    "output_stride": "output_stride", "atrous_rates": "atrous_rates",
-    "decoder_output_stride": "decoder_output_stride", "multi_grid": "multi_grid",
-    "image_pooling_crop_size": "crop_size", "add_image_level_feature": "add_image_level_feature",
+    "model_variant": "model_variant",
+    "num_classes": "num_classes",
+    "output_stride": "output_stride",
+    "atrous_rates": "atrous_rates",
+    "decoder_output_stride": "decoder_output_stride",
+    "multi_grid": "multi_grid",
+    "image_pooling_crop_size": "crop_size",
+    "add_image_level_feature": "add_image_level_feature",
     "aspp_with_separable_conv": "aspp_with_separable_conv",
     "decoder_use_separable_conv": "decoder_use_separable_conv",
-    "depth_multiplier": "depth_multiplier", "divisible_by": "divisible_by",
+    "depth_multiplier": "depth_multiplier",
+    "divisible_by": "divisible_by",
 }
 DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
 
@@ -236,8 +256,9 @@ def saved_run_info(checkpoint_path: Optional[str]) -> Tuple[Optional[dict], dict
     return fields, data
 
 
-def resolve_dataset(dataset: Optional[str], dataset_dir: Optional[str],
-                    saved: Optional[dict] = None) -> Tuple[str, Optional[str]]:
+def resolve_dataset(
+    dataset: Optional[str], dataset_dir: Optional[str], saved: Optional[dict] = None
+) -> Tuple[str, Optional[str]]:
     """(dataset name, dataset dir): the flags, else what the training run used, else the
     built-in synthetic set in data/synthetic (pascal_voc_seg when only a dir is given)."""
     saved = saved or {}
@@ -253,8 +274,9 @@ def resolve_dataset(dataset: Optional[str], dataset_dir: Optional[str],
     return dataset, dataset_dir
 
 
-def options_from_flags(flag_values, checkpoint_path: Optional[str],
-                       num_classes: Optional[int]) -> ModelOptions:
+def options_from_flags(
+    flag_values, checkpoint_path: Optional[str], num_classes: Optional[int]
+) -> ModelOptions:
     """Inference ModelOptions for a CLI: train.py's `model_options.json` next to the checkpoint
     (when there is one) with every model flag given on the command line applied over it, else
     the model flags (official checkpoints). `num_classes` is the default class count (the
@@ -262,13 +284,17 @@ def options_from_flags(flag_values, checkpoint_path: Optional[str],
     """
     from deeplab import cli_flags
 
-    explicit = {field for flag, field in MODEL_FLAG_FIELDS.items()
-                if flag in flag_values and flag_values[flag].present}
+    explicit = {
+        field
+        for flag, field in MODEL_FLAG_FIELDS.items()
+        if flag in flag_values and flag_values[flag].present
+    }
     saved, _ = saved_run_info(checkpoint_path)
     if saved and "num_classes" not in explicit and saved.get("num_classes"):
         num_classes = int(saved["num_classes"])
-    flag_options = cli_flags.model_options_from_flags(flag_values, num_classes=num_classes,
-                                                      crop_size=None)
+    flag_options = cli_flags.model_options_from_flags(
+        flag_values, num_classes=num_classes, crop_size=None
+    )
     options = merge_model_options(flag_options, explicit, saved)
     pooling = flag_options.crop_size if "crop_size" in explicit else None
     return inference_options(options, image_pooling_crop_size=pooling)
@@ -280,7 +306,8 @@ def checkpoint_num_classes(checkpoint_path: str) -> Optional[int]:
 
     try:
         shapes = tf.train.load_checkpoint(
-            resolve_checkpoint_prefix(checkpoint_path)).get_variable_to_shape_map()
+            resolve_checkpoint_prefix(checkpoint_path)
+        ).get_variable_to_shape_map()
     except (ValueError, tf.errors.OpError):
         return None
     shape = shapes.get("logits/semantic/biases")
@@ -289,8 +316,11 @@ def checkpoint_num_classes(checkpoint_path: str) -> Optional[int]:
 
 def default_output_dir(checkpoint_path: str, name: str) -> str:
     """`<checkpoint dir>/<name>` (the directory itself, or the one holding a prefix / archive)."""
-    folder = checkpoint_path if os.path.isdir(checkpoint_path) else os.path.dirname(
-        os.path.abspath(checkpoint_path))
+    folder = (
+        checkpoint_path
+        if os.path.isdir(checkpoint_path)
+        else os.path.dirname(os.path.abspath(checkpoint_path))
+    )
     return os.path.join(folder, name)
 
 
@@ -317,14 +347,23 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
     else:
         crop = cli_flags.parse_int_list(flag_values[crop_flag].value, crop_flag)
         if not crop or len(crop) != 2 or min(crop) < 1:
-            raise ValueError(f"--{crop_flag} must be two positive integers (height,width), "
-                             f"got {flag_values[crop_flag].value}")
+            raise ValueError(
+                f"--{crop_flag} must be two positive integers (height,width), "
+                f"got {flag_values[crop_flag].value}"
+            )
     scales = parse_float_list(flag_values[scales_flag].value, scales_flag) or [1.0]
     if dataset == "synthetic":
         from deeplab.data import synthetic
+
         synthetic.ensure_synthetic_dataset(dataset_dir)
-    return SimpleNamespace(dataset=dataset, dataset_dir=dataset_dir, info=info, options=options,
-                           crop=tuple(crop), scales=scales)
+    return SimpleNamespace(
+        dataset=dataset,
+        dataset_dir=dataset_dir,
+        info=info,
+        options=options,
+        crop=tuple(crop),
+        scales=scales,
+    )
 
 
 def cli_model_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag: str):
@@ -335,8 +374,9 @@ def cli_model_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales
     from absl import flags
 
     try:
-        setup = cli_setup(flag_values, checkpoint_path, crop_flag=crop_flag,
-                          scales_flag=scales_flag)
+        setup = cli_setup(
+            flag_values, checkpoint_path, crop_flag=crop_flag, scales_flag=scales_flag
+        )
     except (ValueError, flags.Error) as err:
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return None

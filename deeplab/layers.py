@@ -5,6 +5,7 @@ Every block names its Keras layers after the official TF1 variable scope with '/
 `a/b/biases`), a DepthwiseConv2D holds `a/b/depthwise_weights`, and the BatchNormalization
 `a.b.BatchNorm` holds `a/b/BatchNorm/{gamma,beta,moving_mean,moving_variance}`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,7 @@ class ConvStyle:
     bn_epsilon: float = 1e-3
     bn_momentum: float = 0.9997
     activation: str = "relu"
-    init_stddev: Optional[float] = 0.09   # truncated normal; None: glorot uniform (slim default)
+    init_stddev: Optional[float] = 0.09  # truncated normal; None: glorot uniform (slim default)
     fine_tune_batch_norm: bool = True
 
     def regularizer(self):
@@ -86,17 +87,19 @@ class BatchNorm(keras.layers.BatchNormalization):
             # times faster on CPU than moments + batch_normalization and their gradients. Its
             # variance output is already the unbiased one.
             outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-                x, self.gamma, self.beta, epsilon=self.epsilon, data_format="NHWC",
-                is_training=True)
+                x, self.gamma, self.beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
+            )
         else:
             mean, variance = self._moments(x, None)
             count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
             unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
-            outputs = tf.nn.batch_normalization(x, mean, variance, offset=self.beta,
-                                                scale=self.gamma, variance_epsilon=self.epsilon)
+            outputs = tf.nn.batch_normalization(
+                x, mean, variance, offset=self.beta, scale=self.gamma, variance_epsilon=self.epsilon
+            )
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(
-            self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum))
+            self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum)
+        )
         return tf.cast(outputs, self.compute_dtype)
 
     def get_config(self):
@@ -105,8 +108,12 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 def batch_norm(x, scope: str, style: ConvStyle):
     """slim.batch_norm(scale=True) under `scope/BatchNorm` (frozen unless fine-tuned)."""
-    return BatchNorm(frozen=not style.fine_tune_batch_norm, momentum=style.bn_momentum,
-                     epsilon=style.bn_epsilon, name=layer_name(scope + "/BatchNorm"))(x)
+    return BatchNorm(
+        frozen=not style.fine_tune_batch_norm,
+        momentum=style.bn_momentum,
+        epsilon=style.bn_epsilon,
+        name=layer_name(scope + "/BatchNorm"),
+    )(x)
 
 
 def fixed_padding(x, kernel_size: int, rate: int, scope: str):
@@ -114,13 +121,24 @@ def fixed_padding(x, kernel_size: int, rate: int, scope: str):
     effective = kernel_size + (kernel_size - 1) * (rate - 1)
     total = effective - 1
     begin = total // 2
-    return keras.layers.ZeroPadding2D(((begin, total - begin), (begin, total - begin)),
-                                      name=layer_name(scope + "/pad"))(x)
+    return keras.layers.ZeroPadding2D(
+        ((begin, total - begin), (begin, total - begin)), name=layer_name(scope + "/pad")
+    )(x)
 
 
-def conv_bn(x, filters: int, kernel_size: int, scope: str, style: ConvStyle, *, stride: int = 1,
-            rate: int = 1, activation: Optional[str] = "default", explicit_padding: bool = False,
-            init_stddev: Optional[float] = None):
+def conv_bn(
+    x,
+    filters: int,
+    kernel_size: int,
+    scope: str,
+    style: ConvStyle,
+    *,
+    stride: int = 1,
+    rate: int = 1,
+    activation: Optional[str] = "default",
+    explicit_padding: bool = False,
+    init_stddev: Optional[float] = None,
+):
     """slim.conv2d + batch norm (+ activation), no bias.
 
     `explicit_padding=True` with stride > 1 is the official `conv2d_same`: fixed padding then
@@ -131,9 +149,16 @@ def conv_bn(x, filters: int, kernel_size: int, scope: str, style: ConvStyle, *, 
         x = fixed_padding(x, kernel_size, rate, scope)
         padding = "valid"
     x = keras.layers.Conv2D(
-        filters, kernel_size, strides=stride, dilation_rate=rate, padding=padding, use_bias=False,
-        kernel_initializer=style.initializer(init_stddev), kernel_regularizer=style.regularizer(),
-        name=layer_name(scope))(x)
+        filters,
+        kernel_size,
+        strides=stride,
+        dilation_rate=rate,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer=style.initializer(init_stddev),
+        kernel_regularizer=style.regularizer(),
+        name=layer_name(scope),
+    )(x)
     x = batch_norm(x, scope, style)
     act = style.activation if activation == "default" else activation
     if act:
@@ -141,13 +166,28 @@ def conv_bn(x, filters: int, kernel_size: int, scope: str, style: ConvStyle, *, 
     return x
 
 
-def depthwise_bn(x, scope: str, style: ConvStyle, *, kernel_size: int = 3, stride: int = 1,
-                 rate: int = 1, activation: Optional[str] = "default", padding: str = "same",
-                 init_stddev: Optional[float] = None):
+def depthwise_bn(
+    x,
+    scope: str,
+    style: ConvStyle,
+    *,
+    kernel_size: int = 3,
+    stride: int = 1,
+    rate: int = 1,
+    activation: Optional[str] = "default",
+    padding: str = "same",
+    init_stddev: Optional[float] = None,
+):
     """slim.separable_conv2d(num_outputs=None): depthwise conv + batch norm (+ activation)."""
     x = keras.layers.DepthwiseConv2D(
-        kernel_size, strides=stride, dilation_rate=rate, padding=padding, use_bias=False,
-        depthwise_initializer=style.initializer(init_stddev), name=layer_name(scope))(x)
+        kernel_size,
+        strides=stride,
+        dilation_rate=rate,
+        padding=padding,
+        use_bias=False,
+        depthwise_initializer=style.initializer(init_stddev),
+        name=layer_name(scope),
+    )(x)
     x = batch_norm(x, scope, style)
     act = style.activation if activation == "default" else activation
     if act:
@@ -155,15 +195,17 @@ def depthwise_bn(x, scope: str, style: ConvStyle, *, kernel_size: int = 3, strid
     return x
 
 
-def split_separable_conv(x, filters: int, scope: str, style: ConvStyle, *, rate: int = 1,
-                         kernel_size: int = 3):
+def split_separable_conv(
+    x, filters: int, scope: str, style: ConvStyle, *, rate: int = 1, kernel_size: int = 3
+):
     """The official `split_separable_conv2d` of ASPP and the decoder.
 
     `scope_depthwise`: depthwise + BN + activation; `scope_pointwise`: 1x1 conv + BN + activation.
     Initialisers are the official truncated normals (stddev 0.33 and 0.06).
     """
-    x = depthwise_bn(x, scope + "_depthwise", style, kernel_size=kernel_size, rate=rate,
-                     init_stddev=0.33)
+    x = depthwise_bn(
+        x, scope + "_depthwise", style, kernel_size=kernel_size, rate=rate, init_stddev=0.33
+    )
     return conv_bn(x, filters, 1, scope + "_pointwise", style, init_stddev=0.06)
 
 
@@ -229,8 +271,12 @@ class ImagePooling(keras.layers.Layer):
         if self.pool_size is None:
             return (input_shape[0], 1, 1, input_shape[3])
         h, w = input_shape[1], input_shape[2]
-        return (input_shape[0], None if h is None else h - self.pool_size[0] + 1,
-                None if w is None else w - self.pool_size[1] + 1, input_shape[3])
+        return (
+            input_shape[0],
+            None if h is None else h - self.pool_size[0] + 1,
+            None if w is None else w - self.pool_size[1] + 1,
+            input_shape[3],
+        )
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size}

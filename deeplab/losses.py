@@ -20,6 +20,7 @@ The functions return the *sum* and the *count* separately as well, so that a dis
 trainer can normalise by the count of the whole global batch (see
 `deeplab.training.trainer`).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple, Union
@@ -29,8 +30,9 @@ import tensorflow as tf
 LabelWeights = Union[None, float, Sequence[float]]
 
 
-def label_weight_mask(labels: tf.Tensor, ignore_label: int, num_classes: int,
-                      label_weights: LabelWeights = None) -> tf.Tensor:
+def label_weight_mask(
+    labels: tf.Tensor, ignore_label: int, num_classes: int, label_weights: LabelWeights = None
+) -> tf.Tensor:
     """Per-pixel weights: 0 at `ignore_label`, else 1 / the class weight.
 
     `labels` is an integer tensor of any shape. `label_weights` is None or a float (every
@@ -44,7 +46,8 @@ def label_weight_mask(labels: tf.Tensor, ignore_label: int, num_classes: int,
     weights = [float(w) for w in label_weights]
     if len(weights) != num_classes:
         raise ValueError(
-            f"label_weights has {len(weights)} entries but there are {num_classes} classes")
+            f"label_weights has {len(weights)} entries but there are {num_classes} classes"
+        )
     # Ignored pixels (whatever their label value) index a valid class, then get masked.
     safe_labels = tf.where(labels == ignore_label, tf.zeros_like(labels), labels)
     safe_labels = tf.clip_by_value(safe_labels, 0, num_classes - 1)
@@ -67,8 +70,7 @@ def resize_labels_nearest(labels: tf.Tensor, size) -> tf.Tensor:
 
 def resize_logits_bilinear(logits: tf.Tensor, size) -> tf.Tensor:
     """Bilinear resize of [N, h, w, C] logits with align_corners=True (float32)."""
-    return tf.compat.v1.image.resize_bilinear(tf.cast(logits, tf.float32), size,
-                                              align_corners=True)
+    return tf.compat.v1.image.resize_bilinear(tf.cast(logits, tf.float32), size, align_corners=True)
 
 
 def _match_sizes(logits, labels, upsample_logits: bool):
@@ -76,24 +78,37 @@ def _match_sizes(logits, labels, upsample_logits: bool):
         labels = labels[..., tf.newaxis]
     logits_hw = tf.shape(logits)[1:3]
     labels_hw = tf.shape(labels)[1:3]
-    static_same = (logits.shape[1:3].is_fully_defined() and labels.shape[1:3].is_fully_defined()
-                   and logits.shape[1:3] == labels.shape[1:3])
+    static_same = (
+        logits.shape[1:3].is_fully_defined()
+        and labels.shape[1:3].is_fully_defined()
+        and logits.shape[1:3] == labels.shape[1:3]
+    )
     if static_same:
         return logits, labels
     if upsample_logits:
-        logits = tf.cond(tf.reduce_all(tf.equal(logits_hw, labels_hw)),
-                         lambda: tf.cast(logits, tf.float32),
-                         lambda: resize_logits_bilinear(logits, labels_hw))
+        logits = tf.cond(
+            tf.reduce_all(tf.equal(logits_hw, labels_hw)),
+            lambda: tf.cast(logits, tf.float32),
+            lambda: resize_logits_bilinear(logits, labels_hw),
+        )
     else:
-        labels = tf.cond(tf.reduce_all(tf.equal(logits_hw, labels_hw)),
-                         lambda: labels,
-                         lambda: resize_labels_nearest(labels, logits_hw))
+        labels = tf.cond(
+            tf.reduce_all(tf.equal(logits_hw, labels_hw)),
+            lambda: labels,
+            lambda: resize_labels_nearest(labels, logits_hw),
+        )
     return logits, labels
 
 
-def pixel_losses(logits: tf.Tensor, labels: tf.Tensor, *, num_classes: int, ignore_label: int,
-                 label_weights: LabelWeights = None, upsample_logits: bool = True
-                 ) -> Tuple[tf.Tensor, tf.Tensor]:
+def pixel_losses(
+    logits: tf.Tensor,
+    labels: tf.Tensor,
+    *,
+    num_classes: int,
+    ignore_label: int,
+    label_weights: LabelWeights = None,
+    upsample_logits: bool = True,
+) -> Tuple[tf.Tensor, tf.Tensor]:
     """Weighted per-pixel cross-entropy (flat, float32) and the non-ignored mask (flat)."""
     logits, labels = _match_sizes(logits, labels, upsample_logits)
     labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
@@ -102,16 +117,22 @@ def pixel_losses(logits: tf.Tensor, labels: tf.Tensor, *, num_classes: int, igno
     keep = tf.cast(tf.not_equal(labels, ignore_label), tf.float32)
     # One-hot of an out-of-range label (the ignore label) is all zeros: loss 0, weight 0.
     onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)
-    losses = tf.nn.softmax_cross_entropy_with_logits(labels=tf.stop_gradient(onehot),
-                                                     logits=logits)
+    losses = tf.nn.softmax_cross_entropy_with_logits(labels=tf.stop_gradient(onehot), logits=logits)
     return losses * weights, keep
 
 
-def cross_entropy_sum_and_count(logits: tf.Tensor, labels: tf.Tensor, *, num_classes: int,
-                                ignore_label: int, label_weights: LabelWeights = None,
-                                upsample_logits: bool = True, top_k_percent_pixels: float = 1.0,
-                                hard_example_mining_step: int = 0, step=0
-                                ) -> Tuple[tf.Tensor, tf.Tensor]:
+def cross_entropy_sum_and_count(
+    logits: tf.Tensor,
+    labels: tf.Tensor,
+    *,
+    num_classes: int,
+    ignore_label: int,
+    label_weights: LabelWeights = None,
+    upsample_logits: bool = True,
+    top_k_percent_pixels: float = 1.0,
+    hard_example_mining_step: int = 0,
+    step=0,
+) -> Tuple[tf.Tensor, tf.Tensor]:
     """(sum of counted weighted pixel losses, number of counted pixels), both float32.
 
     The official loss is `sum / count` (0 when count is 0); see `softmax_cross_entropy`.
@@ -120,9 +141,14 @@ def cross_entropy_sum_and_count(logits: tf.Tensor, labels: tf.Tensor, *, num_cla
         raise ValueError(f"top_k_percent_pixels={top_k_percent_pixels} must be in (0, 1]")
     if hard_example_mining_step < 0:
         raise ValueError(f"hard_example_mining_step={hard_example_mining_step} must be >= 0")
-    weighted, keep = pixel_losses(logits, labels, num_classes=num_classes,
-                                  ignore_label=ignore_label, label_weights=label_weights,
-                                  upsample_logits=upsample_logits)
+    weighted, keep = pixel_losses(
+        logits,
+        labels,
+        num_classes=num_classes,
+        ignore_label=ignore_label,
+        label_weights=label_weights,
+        upsample_logits=upsample_logits,
+    )
     if top_k_percent_pixels == 1.0:
         return tf.reduce_sum(weighted), tf.reduce_sum(keep)
     num_pixels = tf.cast(tf.size(weighted), tf.float32)
@@ -138,16 +164,30 @@ def normalize(total: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
     return tf.cast(count > 0, tf.float32) * (total / tf.maximum(1e-5, count))
 
 
-def softmax_cross_entropy(logits: tf.Tensor, labels: tf.Tensor, *, num_classes: int,
-                          ignore_label: int, label_weights: LabelWeights = None,
-                          upsample_logits: bool = True, top_k_percent_pixels: float = 1.0,
-                          hard_example_mining_step: int = 0, step=0) -> tf.Tensor:
+def softmax_cross_entropy(
+    logits: tf.Tensor,
+    labels: tf.Tensor,
+    *,
+    num_classes: int,
+    ignore_label: int,
+    label_weights: LabelWeights = None,
+    upsample_logits: bool = True,
+    top_k_percent_pixels: float = 1.0,
+    hard_example_mining_step: int = 0,
+    step=0,
+) -> tf.Tensor:
     """The official single-device cross-entropy loss (a float32 scalar)."""
     total, count = cross_entropy_sum_and_count(
-        logits, labels, num_classes=num_classes, ignore_label=ignore_label,
-        label_weights=label_weights, upsample_logits=upsample_logits,
+        logits,
+        labels,
+        num_classes=num_classes,
+        ignore_label=ignore_label,
+        label_weights=label_weights,
+        upsample_logits=upsample_logits,
         top_k_percent_pixels=top_k_percent_pixels,
-        hard_example_mining_step=hard_example_mining_step, step=step)
+        hard_example_mining_step=hard_example_mining_step,
+        step=step,
+    )
     return normalize(total, count)
 
 
@@ -161,7 +201,8 @@ def parse_label_weights(values: Optional[Sequence], num_classes: int) -> LabelWe
     if len(weights) != num_classes:
         raise ValueError(
             f"--label_weights has {len(weights)} values; it needs one per class "
-            f"({num_classes}) or a single value")
+            f"({num_classes}) or a single value"
+        )
     if any(w < 0 for w in weights):
         raise ValueError(f"--label_weights={weights} must be non-negative")
     return weights

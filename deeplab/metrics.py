@@ -9,6 +9,7 @@ Semantics follow the official evaluation (`tf.metrics.mean_iou` with weights):
   predictions (empty union) has IoU NaN and is left out of the mean, exactly as the official
   `mean_iou` averages over the classes with a non-empty union.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
@@ -35,13 +36,18 @@ def batch_confusion_matrix(labels, predictions, num_classes: int, ignore_label: 
     # bincount of label * C + prediction is the confusion matrix, and much faster on CPU than
     # tf.math.confusion_matrix's scatter for large images.
     flat = labels * num_classes + predictions
-    counts = tf.math.bincount(flat, minlength=num_classes * num_classes,
-                              maxlength=num_classes * num_classes, dtype=tf.int64)
+    counts = tf.math.bincount(
+        flat,
+        minlength=num_classes * num_classes,
+        maxlength=num_classes * num_classes,
+        dtype=tf.int64,
+    )
     return tf.reshape(counts, [num_classes, num_classes])
 
 
-def confusion_matrix_update(confusion_matrix, labels, predictions, num_classes: int,
-                            ignore_label: int = 255):
+def confusion_matrix_update(
+    confusion_matrix, labels, predictions, num_classes: int, ignore_label: int = 255
+):
     """Returns `confusion_matrix + batch_confusion_matrix(labels, predictions, ...)`.
 
     `confusion_matrix` may be a numpy array, a tensor or a `tf.Variable` (then it is updated in
@@ -99,7 +105,8 @@ def _labels_from_predictions(y_pred, label_shape):
         y_pred = tf.cond(
             tf.reduce_all(tf.equal(tf.shape(y_pred)[1:3], size)),
             lambda: y_pred,
-            lambda: tf.compat.v1.image.resize_bilinear(y_pred, size, align_corners=True))
+            lambda: tf.compat.v1.image.resize_bilinear(y_pred, size, align_corners=True),
+        )
         return tf.argmax(y_pred, axis=-1, output_type=tf.int32)
     return tf.cast(y_pred, tf.int32)
 
@@ -114,14 +121,18 @@ class MeanIoUWithIgnore(keras.metrics.Metric):
     finite); `per_class_iou()` and `pixel_accuracy()` give the rest.
     """
 
-    def __init__(self, num_classes: int, ignore_label: int = 255, name: str = "miou",
-                 dtype=None, **kwargs):
+    def __init__(
+        self, num_classes: int, ignore_label: int = 255, name: str = "miou", dtype=None, **kwargs
+    ):
         super().__init__(name=name, dtype=dtype, **kwargs)
         self.num_classes = int(num_classes)
         self.ignore_label = int(ignore_label)
         self.total_cm = self.add_variable(
-            shape=(self.num_classes, self.num_classes), initializer="zeros",
-            dtype="float64", name="total_confusion_matrix")
+            shape=(self.num_classes, self.num_classes),
+            initializer="zeros",
+            dtype="float64",
+            name="total_confusion_matrix",
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = tf.convert_to_tensor(y_true)
@@ -168,8 +179,11 @@ class MeanIoUWithIgnore(keras.metrics.Metric):
         return config
 
 
-def format_iou_table(results: Dict[str, object], class_names: Optional[Sequence[str]] = None,
-                     title: Optional[str] = None) -> str:
+def format_iou_table(
+    results: Dict[str, object],
+    class_names: Optional[Sequence[str]] = None,
+    title: Optional[str] = None,
+) -> str:
     """A readable text table: one row per class (name, IoU %, accuracy %), then the summary."""
     per_class = list(results["per_class_iou"])
     accuracy = list(results.get("per_class_accuracy") or [float("nan")] * len(per_class))
@@ -192,8 +206,11 @@ def format_iou_table(results: Dict[str, object], class_names: Optional[Sequence[
     lines.append(f"{'':>3}  {'mIoU':<{width}}{pct(results['miou'])}")
     lines.append(f"{'':>3}  {'pixel accuracy':<{width}}{pct(results['pixel_accuracy'])}")
     if "mean_class_accuracy" in results:
-        lines.append(f"{'':>3}  {'mean class accuracy':<{width}}"
-                     f"{pct(results['mean_class_accuracy'])}")
-    lines.append("(n/a: class absent from both labels and predictions; left out of the mIoU, "
-                 "as in the official mean_iou)")
+        lines.append(
+            f"{'':>3}  {'mean class accuracy':<{width}}{pct(results['mean_class_accuracy'])}"
+        )
+    lines.append(
+        "(n/a: class absent from both labels and predictions; left out of the mIoU, "
+        "as in the official mean_iou)"
+    )
     return "\n".join(lines)

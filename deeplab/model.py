@@ -3,6 +3,7 @@
 images (0..255) -> x*2/255-1 -> backbone (atrous to the output stride) -> ASPP -> [decoder]
 -> logits/semantic -> bilinear upsampling (align_corners) to the input size.
 """
+
 from __future__ import annotations
 
 from typing import List
@@ -31,20 +32,30 @@ def _bn_decay(options: ModelOptions, official: float) -> float:
 
 def _backbone(images, options: ModelOptions):
     if options.model_variant == "mobilenet_v2":
-        style = ConvStyle(weight_decay=options.weight_decay, bn_epsilon=1e-3,
-                          bn_momentum=_bn_decay(options, 0.997),
-                          activation="relu6", init_stddev=0.09,
-                          fine_tune_batch_norm=options.fine_tune_batch_norm)
+        style = ConvStyle(
+            weight_decay=options.weight_decay,
+            bn_epsilon=1e-3,
+            bn_momentum=_bn_decay(options, 0.997),
+            activation="relu6",
+            init_stddev=0.09,
+            fine_tune_batch_norm=options.fine_tune_batch_norm,
+        )
         features, end_points = mobilenet_v2.build_mobilenet_v2(
-            images, options.output_stride, style, options.depth_multiplier, options.divisible_by)
+            images, options.output_stride, style, options.depth_multiplier, options.divisible_by
+        )
         decoder_points = mobilenet_v2.DECODER_END_POINTS
     else:
-        style = ConvStyle(weight_decay=options.weight_decay, bn_epsilon=1e-3,
-                          bn_momentum=_bn_decay(options, 0.9997),
-                          activation="relu", init_stddev=0.09,
-                          fine_tune_batch_norm=options.fine_tune_batch_norm)
+        style = ConvStyle(
+            weight_decay=options.weight_decay,
+            bn_epsilon=1e-3,
+            bn_momentum=_bn_decay(options, 0.9997),
+            activation="relu",
+            init_stddev=0.09,
+            fine_tune_batch_norm=options.fine_tune_batch_norm,
+        )
         features, end_points = xception.build_xception(
-            images, options.model_variant, options.output_stride, style, options.multi_grid)
+            images, options.model_variant, options.output_stride, style, options.multi_grid
+        )
         decoder_points = xception.DECODER_END_POINTS[options.model_variant]
     low_level = None
     if options.decoder_output_stride is not None:
@@ -52,8 +63,9 @@ def _backbone(images, options: ModelOptions):
     return features, low_level
 
 
-def build_deeplab_from_options(options: ModelOptions, name: str = "deeplab",
-                               input_size=None) -> keras.Model:
+def build_deeplab_from_options(
+    options: ModelOptions, name: str = "deeplab", input_size=None
+) -> keras.Model:
     """Builds the DeepLab model described by `options` (see `build_deeplab`).
 
     `input_size=(H, W)` fixes the input shape (static shapes for summaries and TFLite);
@@ -63,13 +75,18 @@ def build_deeplab_from_options(options: ModelOptions, name: str = "deeplab",
     images = keras.Input(shape=(height, width, 3), name="image")
     x = ScaleToUnitRange(name="preprocess")(images)
     features, low_level = _backbone(x, options)
-    style = head_style(options.weight_decay, options.fine_tune_batch_norm,
-                       _bn_decay(options, 0.9997))
+    style = head_style(
+        options.weight_decay, options.fine_tune_batch_norm, _bn_decay(options, 0.9997)
+    )
     if options.aspp_with_batch_norm:
-        features = aspp(features, style, atrous_rates=options.atrous_rates,
-                        add_image_level_feature=options.add_image_level_feature,
-                        separable=options.aspp_with_separable_conv,
-                        pool_size=image_pooling_window(options.crop_size, options.output_stride))
+        features = aspp(
+            features,
+            style,
+            atrous_rates=options.atrous_rates,
+            add_image_level_feature=options.add_image_level_feature,
+            separable=options.aspp_with_separable_conv,
+            pool_size=image_pooling_window(options.crop_size, options.output_stride),
+        )
     if low_level is not None:
         features = decoder(features, low_level, style, separable=options.decoder_use_separable_conv)
     logits = logits_layer(features, options.num_classes, options.weight_decay)
@@ -78,14 +95,25 @@ def build_deeplab_from_options(options: ModelOptions, name: str = "deeplab",
     return keras.Model(images, logits, name=name)
 
 
-def build_deeplab(model_variant: str = "xception_65", num_classes: int = 21,
-                  output_stride: int = 16, atrous_rates=(6, 12, 18), decoder_output_stride=4,
-                  crop_size=None, add_image_level_feature: bool = True,
-                  aspp_with_separable_conv: bool = True, decoder_use_separable_conv: bool = True,
-                  multi_grid=None, depth_multiplier: float = 1.0, divisible_by=None,
-                  weight_decay: float = 4e-5, fine_tune_batch_norm: bool = True,
-                  upsample_logits: bool = True, batch_norm_decay=None,
-                  name: str = "deeplab") -> keras.Model:
+def build_deeplab(
+    model_variant: str = "xception_65",
+    num_classes: int = 21,
+    output_stride: int = 16,
+    atrous_rates=(6, 12, 18),
+    decoder_output_stride=4,
+    crop_size=None,
+    add_image_level_feature: bool = True,
+    aspp_with_separable_conv: bool = True,
+    decoder_use_separable_conv: bool = True,
+    multi_grid=None,
+    depth_multiplier: float = 1.0,
+    divisible_by=None,
+    weight_decay: float = 4e-5,
+    fine_tune_batch_norm: bool = True,
+    upsample_logits: bool = True,
+    batch_norm_decay=None,
+    name: str = "deeplab",
+) -> keras.Model:
     """DeepLabV3+ as a Keras functional model; keyword arguments are the official flags.
 
     Input: float32 images [N, H, W, 3] with values 0..255, any H and W. Output: float32 logits
@@ -99,14 +127,23 @@ def build_deeplab(model_variant: str = "xception_65", num_classes: int = 21,
     Layer names are the official variable scopes with '/' -> '.'.
     """
     options = ModelOptions(
-        model_variant=model_variant, num_classes=num_classes, output_stride=output_stride,
-        atrous_rates=atrous_rates, decoder_output_stride=decoder_output_stride,
-        crop_size=crop_size, add_image_level_feature=add_image_level_feature,
+        model_variant=model_variant,
+        num_classes=num_classes,
+        output_stride=output_stride,
+        atrous_rates=atrous_rates,
+        decoder_output_stride=decoder_output_stride,
+        crop_size=crop_size,
+        add_image_level_feature=add_image_level_feature,
         aspp_with_separable_conv=aspp_with_separable_conv,
-        decoder_use_separable_conv=decoder_use_separable_conv, multi_grid=multi_grid,
-        depth_multiplier=depth_multiplier, divisible_by=divisible_by, weight_decay=weight_decay,
-        fine_tune_batch_norm=fine_tune_batch_norm, upsample_logits=upsample_logits,
-        batch_norm_decay=batch_norm_decay)
+        decoder_use_separable_conv=decoder_use_separable_conv,
+        multi_grid=multi_grid,
+        depth_multiplier=depth_multiplier,
+        divisible_by=divisible_by,
+        weight_decay=weight_decay,
+        fine_tune_batch_norm=fine_tune_batch_norm,
+        upsample_logits=upsample_logits,
+        batch_norm_decay=batch_norm_decay,
+    )
     return build_deeplab_from_options(options, name=name)
 
 

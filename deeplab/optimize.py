@@ -19,6 +19,7 @@ original to ~1e-5 relative (see tests/test_optimize.py).
 `inference_function(model, input_shape, jit_compile=False)` wraps `model(x, training=False)` in a
 `tf.function` with a fixed input signature, so it is traced once.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -38,10 +39,20 @@ class FusedConv(keras.layers.Layer):
     conv -> BiasAdd -> Relu is what Grappler's remapper fuses into `_FusedConv2D`.
     """
 
-    def __init__(self, filters: Optional[int], kernel_size, *, depthwise: bool = False,
-                 depth_multiplier: int = 1, strides=(1, 1), padding: str = "same",
-                 dilation_rate=(1, 1), activation: Optional[str] = None,
-                 relu_max_value: Optional[float] = None, **kwargs):
+    def __init__(
+        self,
+        filters: Optional[int],
+        kernel_size,
+        *,
+        depthwise: bool = False,
+        depth_multiplier: int = 1,
+        strides=(1, 1),
+        padding: str = "same",
+        dilation_rate=(1, 1),
+        activation: Optional[str] = None,
+        relu_max_value: Optional[float] = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = None if filters is None else int(filters)
         self.kernel_size = tuple(int(k) for k in kernel_size)
@@ -70,11 +81,17 @@ class FusedConv(keras.layers.Layer):
         kernel = tf.cast(self.kernel, x.dtype)
         padding = self.padding.upper()
         if self.depthwise:
-            y = tf.nn.depthwise_conv2d(x, kernel, strides=(1,) + self.strides + (1,),
-                                       padding=padding, dilations=self.dilation_rate)
+            y = tf.nn.depthwise_conv2d(
+                x,
+                kernel,
+                strides=(1,) + self.strides + (1,),
+                padding=padding,
+                dilations=self.dilation_rate,
+            )
         else:
-            y = tf.nn.conv2d(x, kernel, strides=self.strides, padding=padding,
-                             dilations=self.dilation_rate)
+            y = tf.nn.conv2d(
+                x, kernel, strides=self.strides, padding=padding, dilations=self.dilation_rate
+            )
         y = tf.nn.bias_add(y, tf.cast(self.bias, x.dtype))
         if self.activation == "relu":
             if self.relu_max_value == 6.0 and self.depthwise:
@@ -98,15 +115,26 @@ class FusedConv(keras.layers.Layer):
                 return (d + s - 1) // s
             return (d - (k - 1) * r - 1) // s + 1
 
-        return (n, size(h, self.kernel_size[0], self.strides[0], self.dilation_rate[0]),
-                size(w, self.kernel_size[1], self.strides[1], self.dilation_rate[1]), out)
+        return (
+            n,
+            size(h, self.kernel_size[0], self.strides[0], self.dilation_rate[0]),
+            size(w, self.kernel_size[1], self.strides[1], self.dilation_rate[1]),
+            out,
+        )
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "depthwise": self.depthwise, "depth_multiplier": self.depth_multiplier,
-                "strides": self.strides, "padding": self.padding,
-                "dilation_rate": self.dilation_rate, "activation": self.activation,
-                "relu_max_value": self.relu_max_value}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "depthwise": self.depthwise,
+            "depth_multiplier": self.depth_multiplier,
+            "strides": self.strides,
+            "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
+            "activation": self.activation,
+            "relu_max_value": self.relu_max_value,
+        }
 
 
 class AddN(keras.layers.Layer):
@@ -135,8 +163,12 @@ class ReluMax(keras.layers.Layer):
         return input_shape
 
 
-def fold_batch_norm_weights(kernel: np.ndarray, bias: Optional[np.ndarray],
-                            bn: keras.layers.BatchNormalization, depthwise: bool):
+def fold_batch_norm_weights(
+    kernel: np.ndarray,
+    bias: Optional[np.ndarray],
+    bn: keras.layers.BatchNormalization,
+    depthwise: bool,
+):
     """The kernel and bias of `conv -> bn` as one conv (BatchNorm in inference mode)."""
     variance = np.asarray(bn.moving_variance, np.float64)
     mean = np.asarray(bn.moving_mean, np.float64)
@@ -144,7 +176,7 @@ def fold_batch_norm_weights(kernel: np.ndarray, bias: Optional[np.ndarray],
     beta = np.asarray(bn.beta, np.float64) if bn.center else np.zeros_like(variance)
     scale = gamma / np.sqrt(variance + bn.epsilon)
     kernel = np.asarray(kernel, np.float64)
-    if depthwise:   # [kh, kw, in, mult]: output channel = in * mult + m
+    if depthwise:  # [kh, kw, in, mult]: output channel = in * mult + m
         folded = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
     else:
         folded = kernel * scale
@@ -181,22 +213,39 @@ def _fused_from(conv, bn, relu, name_dtype) -> FusedConv:
         activation = "relu"
         max_value = None if relu.max_value is None else float(relu.max_value)
     return FusedConv(
-        None if depthwise else conv.filters, conv.kernel_size, depthwise=depthwise,
-        depth_multiplier=conv.depth_multiplier if depthwise else 1, strides=conv.strides,
-        padding=conv.padding, dilation_rate=conv.dilation_rate, activation=activation,
-        relu_max_value=max_value, name=conv.name, dtype=name_dtype(conv))
+        None if depthwise else conv.filters,
+        conv.kernel_size,
+        depthwise=depthwise,
+        depth_multiplier=conv.depth_multiplier if depthwise else 1,
+        strides=conv.strides,
+        padding=conv.padding,
+        dilation_rate=conv.dilation_rate,
+        activation=activation,
+        relu_max_value=max_value,
+        name=conv.name,
+        dtype=name_dtype(conv),
+    )
 
 
 def _foldable_relu(layer) -> bool:
-    return (isinstance(layer, keras.layers.ReLU) and float(layer.negative_slope) == 0.0
-            and float(layer.threshold) == 0.0)
+    return (
+        isinstance(layer, keras.layers.ReLU)
+        and float(layer.negative_slope) == 0.0
+        and float(layer.threshold) == 0.0
+    )
 
 
-def optimize_for_inference(model: keras.Model, *, fold_batch_norm: bool = True,
-                           fuse_activations: bool = True, dtype: Optional[str] = None,
-                           float32_layers: Sequence[str] = FLOAT32_LAYERS,
-                           residual_add_n: bool = True, residual_relu_max: bool = True,
-                           name: Optional[str] = None) -> keras.Model:
+def optimize_for_inference(
+    model: keras.Model,
+    *,
+    fold_batch_norm: bool = True,
+    fuse_activations: bool = True,
+    dtype: Optional[str] = None,
+    float32_layers: Sequence[str] = FLOAT32_LAYERS,
+    residual_add_n: bool = True,
+    residual_relu_max: bool = True,
+    name: Optional[str] = None,
+) -> keras.Model:
     """A new inference-only functional model equal to `model(x, training=False)`.
 
     fold_batch_norm: fold each BatchNorm that alone consumes a conv's output into that conv.
@@ -229,29 +278,36 @@ def optimize_for_inference(model: keras.Model, *, fold_batch_norm: bool = True,
         return dtype
 
     mapping: Dict[int, object] = {}
-    absorbed = set()   # ids of nodes folded into an earlier FusedConv
+    absorbed = set()  # ids of nodes folded into an earlier FusedConv
     for node in nodes:
         layer = node.operation
         if id(node) in absorbed:
             continue
         if isinstance(layer, keras.layers.InputLayer) or not node.input_tensors:
             out = node.outputs[0]
-            mapping[id(out)] = keras.Input(shape=out.shape[1:], batch_size=out.shape[0],
-                                           dtype=out.dtype, name=layer.name)
+            mapping[id(out)] = keras.Input(
+                shape=out.shape[1:], batch_size=out.shape[0], dtype=out.dtype, name=layer.name
+            )
             continue
         args = keras.tree.map_structure(
             lambda t: mapping[id(t)] if keras.backend.is_keras_tensor(t) else t,
-            (node.arguments.args, node.arguments.kwargs))
-        bn_node = only_consumer(node.outputs[0]) if (
-            fold_batch_norm and isinstance(layer, _CONV_TYPES)
-            and layer.activation in (None, keras.activations.linear)) else None
+            (node.arguments.args, node.arguments.kwargs),
+        )
+        bn_node = (
+            only_consumer(node.outputs[0])
+            if (
+                fold_batch_norm
+                and isinstance(layer, _CONV_TYPES)
+                and layer.activation in (None, keras.activations.linear)
+            )
+            else None
+        )
         if bn_node is not None and isinstance(bn_node.operation, keras.layers.BatchNormalization):
             bn = bn_node.operation
             relu_node = only_consumer(bn_node.outputs[0]) if fuse_activations else None
             if relu_node is not None and not _foldable_relu(relu_node.operation):
                 relu_node = None
-            fused = _fused_from(layer, bn, relu_node.operation if relu_node else None,
-                                layer_dtype)
+            fused = _fused_from(layer, bn, relu_node.operation if relu_node else None, layer_dtype)
             depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
             result = fused(args[0][0])
             kernel = layer.kernel.numpy()
@@ -271,8 +327,12 @@ def optimize_for_inference(model: keras.Model, *, fold_batch_norm: bool = True,
         producer = node.input_tensors[0]._keras_history.operation
         if residual_add_n and type(layer) is keras.layers.Add:
             target = AddN(name=layer.name, dtype=layer_dtype(layer))
-        elif (residual_relu_max and _foldable_relu(layer) and layer.max_value is None
-              and isinstance(producer, keras.layers.Add)):
+        elif (
+            residual_relu_max
+            and _foldable_relu(layer)
+            and layer.max_value is None
+            and isinstance(producer, keras.layers.Add)
+        ):
             target = ReluMax(name=layer.name, dtype=layer_dtype(layer))
         else:
             target = _clone_layer(layer, layer_dtype(layer))
@@ -282,9 +342,11 @@ def optimize_for_inference(model: keras.Model, *, fold_batch_norm: bool = True,
             mapping[id(old)] = new
     inputs = [mapping[id(t)] for t in model.inputs]
     outputs = [mapping[id(t)] for t in model.outputs]
-    return keras.Model(inputs[0] if len(inputs) == 1 else inputs,
-                       outputs[0] if len(outputs) == 1 else outputs,
-                       name=name or model.name + "_inference")
+    return keras.Model(
+        inputs[0] if len(inputs) == 1 else inputs,
+        outputs[0] if len(outputs) == 1 else outputs,
+        name=name or model.name + "_inference",
+    )
 
 
 def _clone_layer(layer, dtype):
@@ -308,8 +370,12 @@ def bfloat16_inference_model(model: keras.Model, **kwargs) -> keras.Model:
     return optimize_for_inference(model, dtype="bfloat16", **kwargs)
 
 
-def inference_function(model: keras.Model, input_shape: Sequence[Optional[int]],
-                       jit_compile: bool = False, input_dtype=tf.float32):
+def inference_function(
+    model: keras.Model,
+    input_shape: Sequence[Optional[int]],
+    jit_compile: bool = False,
+    input_dtype=tf.float32,
+):
     """`model(x, training=False)` as a tf.function traced once for `input_shape` (NHWC)."""
     spec = tf.TensorSpec(list(input_shape), input_dtype, name="image")
 

@@ -7,10 +7,10 @@ official figures (profiler float ops / 2) also count BatchNorm, resizes, pooling
 sums, and the official graph runs atrous depthwise convs through space_to_batch, which adds
 padded positions; `madds_tf1_conv_only` reproduces the official conv-only count exactly.
 """
+
 from __future__ import annotations
 
 import json
-import sys
 from typing import Dict, List
 
 import keras
@@ -59,8 +59,13 @@ def official_layer_madds(layer: keras.layers.Layer) -> int:
         h, w, c = layer.output.shape[1:]
         kh, kw = layer.kernel.shape[:2]
         rate = int(layer.dilation_rate[0])
-        return (tf1_atrous_depthwise_outputs(h, rate, kh) * tf1_atrous_depthwise_outputs(w, rate, kw)
-                * c * kh * kw)
+        return (
+            tf1_atrous_depthwise_outputs(h, rate, kh)
+            * tf1_atrous_depthwise_outputs(w, rate, kw)
+            * c
+            * kh
+            * kw
+        )
     madds = layer_madds(layer)
     if kind == "Conv2D" and layer.use_bias:
         madds -= int(np.prod(layer.output.shape[1:]))
@@ -72,7 +77,7 @@ def block_of(layer_name: str, model_variant: str) -> str:
     scope = scope_of(layer_name)
     backbone = backbone_scope(model_variant) + "/"
     if scope.startswith(backbone):
-        parts = scope[len(backbone):].split("/")
+        parts = scope[len(backbone) :].split("/")
         if parts[0] in ("entry_flow", "middle_flow", "exit_flow"):
             depth = 2 if parts[1].startswith("conv") else 3
             return backbone + "/".join(parts[:depth])
@@ -90,12 +95,24 @@ def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
     model = build_deeplab_from_options(options, input_size=tuple(crop_size))
     rows: Dict[str, Dict[str, object]] = {}
     for layer in model.layers:
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
-                                  keras.layers.BatchNormalization)):
+        if not isinstance(
+            layer,
+            (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization),
+        ):
             continue
         key = block_of(layer.name, options.model_variant)
-        row = rows.setdefault(key, {"block": key, "stride": 0, "rate": 1, "size": None,
-                                    "channels": 0, "params": 0, "madds": 0})
+        row = rows.setdefault(
+            key,
+            {
+                "block": key,
+                "stride": 0,
+                "rate": 1,
+                "size": None,
+                "channels": 0,
+                "params": 0,
+                "madds": 0,
+            },
+        )
         row["params"] += int(sum(np.prod(w.shape) for w in layer.trainable_weights))
         row["madds"] += layer_madds(layer)
         if type(layer).__name__ in _CONV_TYPES:
@@ -116,8 +133,13 @@ def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
         "trainable_params": trainable,
         "total_params": total,
         "madds": int(sum(r["madds"] for r in table)),
-        "madds_tf1_conv_only": int(sum(official_layer_madds(layer) for layer in model.layers
-                                       if type(layer).__name__ in _CONV_TYPES)),
+        "madds_tf1_conv_only": int(
+            sum(
+                official_layer_madds(layer)
+                for layer in model.layers
+                if type(layer).__name__ in _CONV_TYPES
+            )
+        ),
         "blocks": table,
     }
 
@@ -130,19 +152,25 @@ def _stride(input_size: int, output_size: int) -> int:
 
 def format_table(summary: Dict[str, object]) -> str:
     """The human-readable table of `summarize`."""
-    header = f"{'block':<58} {'stride':>6} {'rate':>4} {'features':>11} {'ch':>5} " \
-             f"{'params':>11} {'Mult-Adds':>15}"
+    header = (
+        f"{'block':<58} {'stride':>6} {'rate':>4} {'features':>11} {'ch':>5} "
+        f"{'params':>11} {'Mult-Adds':>15}"
+    )
     lines = [header, "-" * len(header)]
     for row in summary["blocks"]:
         size = "x".join(str(s) for s in row["size"])
-        lines.append(f"{row['block']:<58} {row['stride']:>6} {row['rate']:>4} {size:>11} "
-                     f"{row['channels']:>5} {row['params']:>11,} {row['madds']:>15,}")
+        lines.append(
+            f"{row['block']:<58} {row['stride']:>6} {row['rate']:>4} {size:>11} "
+            f"{row['channels']:>5} {row['params']:>11,} {row['madds']:>15,}"
+        )
     lines.append("-" * len(header))
-    lines.append(f"trainable parameters {summary['trainable_params']:,}; all variables "
-                 f"{summary['total_params']:,}; Mult-Adds {summary['madds'] / 1e9:.2f}B at "
-                 f"{summary['crop_size'][0]}x{summary['crop_size'][1]}, output stride "
-                 f"{summary['output_stride']}, atrous rates {summary['atrous_rates'] or 'none'}, "
-                 f"decoder stride {summary['decoder_output_stride'] or 'none'}")
+    lines.append(
+        f"trainable parameters {summary['trainable_params']:,}; all variables "
+        f"{summary['total_params']:,}; Mult-Adds {summary['madds'] / 1e9:.2f}B at "
+        f"{summary['crop_size'][0]}x{summary['crop_size'][1]}, output stride "
+        f"{summary['output_stride']}, atrous rates {summary['atrous_rates'] or 'none'}, "
+        f"decoder stride {summary['decoder_output_stride'] or 'none'}"
+    )
     return "\n".join(lines)
 
 
@@ -161,8 +189,12 @@ def main(argv) -> None:
     options = model_options_from_flags(values, num_classes=21)
     summary = summarize(options, crop)
     if values.json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "blocks"}
-                         | {"blocks": summary["blocks"]}, default=list))
+        print(
+            json.dumps(
+                {k: v for k, v in summary.items() if k != "blocks"} | {"blocks": summary["blocks"]},
+                default=list,
+            )
+        )
     else:
         print(format_table(summary))
 

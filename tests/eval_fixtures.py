@@ -7,6 +7,7 @@ step=...)` in `run_dir`, checkpoints `ckpt-<step>`, and `run_dir/model_options.j
 (`dataclasses.asdict(ModelOptions)` + `dataset`, `dataset_dir`). A plain training loop keeps
 these tests independent of train.py's flags.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,9 +27,16 @@ TRAIN_CROP = (65, 65)
 CHECKPOINT_STEPS = (4, 8)
 _VERSION = "v4"  # bump to rebuild the shared run after changing this file
 
-TINY_OPTIONS = dict(model_variant="mobilenet_v2", num_classes=NUM_CLASSES, output_stride=16,
-                    atrous_rates=None, decoder_output_stride=4, crop_size=TRAIN_CROP,
-                    depth_multiplier=0.25, batch_norm_decay=0.5)
+TINY_OPTIONS = dict(
+    model_variant="mobilenet_v2",
+    num_classes=NUM_CLASSES,
+    output_stride=16,
+    atrous_rates=None,
+    decoder_output_stride=4,
+    crop_size=TRAIN_CROP,
+    depth_multiplier=0.25,
+    batch_norm_decay=0.5,
+)
 # batch_norm_decay: a few steps from scratch need fast BatchNorm statistics for the moving
 # averages (used at inference) to follow the weights.
 
@@ -39,9 +47,10 @@ def official_fixture_dir():
     Looks in tests/fixtures first (a user's clone), then ../shared/reference. The full-size
     `logits_upsampled.npy` may exist only in the latter.
     """
-    for folder in (os.path.join(HERE, "fixtures", "mobilenet_v2_os8"),
-                   os.path.join(REPO, "..", "shared", "reference", "fixtures",
-                                "mobilenet_v2_os8")):
+    for folder in (
+        os.path.join(HERE, "fixtures", "mobilenet_v2_os8"),
+        os.path.join(REPO, "..", "shared", "reference", "fixtures", "mobilenet_v2_os8"),
+    ):
         if os.path.isfile(os.path.join(folder, "model.ckpt.index")):
             return os.path.normpath(folder)
     return None
@@ -49,9 +58,10 @@ def official_fixture_dir():
 
 def official_upsampled_logits():
     """The official graph's upsampled logits for the fixture input, or None when unavailable."""
-    for folder in (os.path.join(HERE, "fixtures", "mobilenet_v2_os8"),
-                   os.path.join(REPO, "..", "shared", "reference", "fixtures",
-                                "mobilenet_v2_os8")):
+    for folder in (
+        os.path.join(HERE, "fixtures", "mobilenet_v2_os8"),
+        os.path.join(REPO, "..", "shared", "reference", "fixtures", "mobilenet_v2_os8"),
+    ):
         path = os.path.join(folder, "logits_upsampled.npy")
         if os.path.isfile(path):
             return np.load(path)
@@ -79,8 +89,9 @@ def build_synthetic(data_dir):
     from deeplab.data import synthetic
 
     if not os.path.isfile(os.path.join(data_dir, "DONE")):
-        synthetic.build_synthetic_dataset(data_dir, seed=0, num_train=16, num_val=6,
-                                          num_shards=1, min_size=48, max_size=96)
+        synthetic.build_synthetic_dataset(
+            data_dir, seed=0, num_train=16, num_val=6, num_shards=1, min_size=48, max_size=96
+        )
         open(os.path.join(data_dir, "DONE"), "w").close()
     return data_dir
 
@@ -99,12 +110,19 @@ def train_tiny_run(run_dir, data_dir, steps=CHECKPOINT_STEPS, batch_size=4, seed
     optimizer = keras.optimizers.Adam(2e-3)
     step = tf.Variable(0, dtype=tf.int64, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, run_dir, max_to_keep=5,
-                                         checkpoint_name="ckpt")
-    dataset = build_dataset("synthetic", data_dir, "train", crop_size=TRAIN_CROP,
-                            batch_size=batch_size, is_training=True, seed=seed,
-                            min_scale_factor=0.75, max_scale_factor=1.25,
-                            scale_factor_step_size=0.25)
+    manager = tf.train.CheckpointManager(checkpoint, run_dir, max_to_keep=5, checkpoint_name="ckpt")
+    dataset = build_dataset(
+        "synthetic",
+        data_dir,
+        "train",
+        crop_size=TRAIN_CROP,
+        batch_size=batch_size,
+        is_training=True,
+        seed=seed,
+        min_scale_factor=0.75,
+        max_scale_factor=1.25,
+        scale_factor_step_size=0.25,
+    )
 
     # Eager: a handful of steps run faster than tracing and optimising the gradient graph.
     def train_step(images, labels):
@@ -113,7 +131,8 @@ def train_tiny_run(run_dir, data_dir, steps=CHECKPOINT_STEPS, batch_size=4, seed
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.where(labels == 255, 0, labels), logits=logits)
+                labels=tf.where(labels == 255, 0, labels), logits=logits
+            )
             loss = tf.reduce_sum(ce * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -127,8 +146,12 @@ def train_tiny_run(run_dir, data_dir, steps=CHECKPOINT_STEPS, batch_size=4, seed
         if int(step.numpy()) in steps:
             manager.save(checkpoint_number=int(step.numpy()))
     data = dataclasses.asdict(options)
-    data.update(dataset="synthetic", dataset_dir=data_dir, train_split="train",
-                train_crop_size=list(TRAIN_CROP))
+    data.update(
+        dataset="synthetic",
+        dataset_dir=data_dir,
+        train_split="train",
+        train_crop_size=list(TRAIN_CROP),
+    )
     with open(os.path.join(run_dir, "model_options.json"), "w") as f:
         json.dump(data, f, indent=2, default=list)
     return manager.latest_checkpoint
@@ -150,9 +173,12 @@ def trained_run(tmp_path_factory):
             (run_dir / "DONE").write_text("ok")
     import tensorflow as tf
 
-    return SimpleNamespace(run_dir=str(run_dir), data_dir=str(data_dir),
-                           checkpoint=tf.train.latest_checkpoint(str(run_dir)),
-                           options=ModelOptions(**TINY_OPTIONS))
+    return SimpleNamespace(
+        run_dir=str(run_dir),
+        data_dir=str(data_dir),
+        checkpoint=tf.train.latest_checkpoint(str(run_dir)),
+        options=ModelOptions(**TINY_OPTIONS),
+    )
 
 
 def run_cli(script, *args, timeout=600, cwd=None):
@@ -163,6 +189,11 @@ def run_cli(script, *args, timeout=600, cwd=None):
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""
-    return subprocess.run([sys.executable, os.path.join(REPO, script), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or REPO,
+        env=env,
+    )

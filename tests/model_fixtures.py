@@ -4,6 +4,7 @@ The small official-format fixture (checkpoint, input, pre-upsampling logits) and
 lists are copied into tests/fixtures so a user's clone can run them; the large upsampled-logits
 array is read from ../shared/reference when that checkout exists.
 """
+
 import json
 import os
 

@@ -1,4 +1,5 @@
 """Loading official TF1 checkpoints (and ours): the official fixture and every error path."""
+
 import os
 import shutil
 import tarfile
@@ -8,8 +9,12 @@ import pytest
 import tensorflow as tf
 
 from deeplab import build_deeplab
-from deeplab.checkpoints import (CheckpointError, load_checkpoint, load_official_checkpoint,
-                                 official_variables)
+from deeplab.checkpoints import (
+    CheckpointError,
+    load_checkpoint,
+    load_official_checkpoint,
+    official_variables,
+)
 from tests import model_fixtures
 
 FIXTURE = model_fixtures.MOBILENET_FIXTURE
@@ -39,8 +44,9 @@ def test_official_fixture_pre_upsampling_logits(fixture_model, fixture_input):
 
 
 def test_official_fixture_upsampled_logits(fixture_model, fixture_input):
-    path = os.path.join(model_fixtures.SHARED_REFERENCE, "fixtures", "mobilenet_v2_os8",
-                        "logits_upsampled.npy")
+    path = os.path.join(
+        model_fixtures.SHARED_REFERENCE, "fixtures", "mobilenet_v2_os8", "logits_upsampled.npy"
+    )
     if not os.path.exists(path):
         pytest.skip(f"{path} is absent (only the project's shared checkout has it)")
     official = np.load(path)
@@ -106,14 +112,21 @@ def test_failed_load_assigns_nothing():
 
 def _write_tf1_checkpoint(prefix, tensors):
     names = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(tensors[n]) for n in names])
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
 
 
 def test_backbone_only_checkpoint_initialises_the_backbone(tmp_path, fixture_model):
     """An ImageNet checkpoint holds backbone variables (plus its classifier, ignored)."""
-    backbone = {name: v.numpy() for name, v in official_variables(fixture_model).items()
-                if name.startswith("MobilenetV2/")}
+    backbone = {
+        name: v.numpy()
+        for name, v in official_variables(fixture_model).items()
+        if name.startswith("MobilenetV2/")
+    }
     backbone["MobilenetV2/Logits/Conv2d_1c_1x1/weights"] = np.zeros([1, 1, 1280, 1001], "float32")
     backbone["global_step"] = np.array(5, dtype=np.int64)
     backbone["MobilenetV2/Conv/weights/Momentum"] = backbone["MobilenetV2/Conv/weights"]
@@ -122,11 +135,14 @@ def test_backbone_only_checkpoint_initialises_the_backbone(tmp_path, fixture_mod
     model = build_deeplab(**dict(model_fixtures.fixture_flags(), num_classes=7))
     report = load_official_checkpoint(model, prefix)
     assert len(report.loaded) == len(backbone) - 3
-    assert all(name.startswith(("aspp", "image_pooling", "concat_projection", "logits"))
-               for name in report.skipped)
+    assert all(
+        name.startswith(("aspp", "image_pooling", "concat_projection", "logits"))
+        for name in report.skipped
+    )
     assert report.unused == ["MobilenetV2/Logits/Conv2d_1c_1x1/weights"]
-    np.testing.assert_array_equal(model.get_layer("MobilenetV2.Conv").kernel.numpy(),
-                                  backbone["MobilenetV2/Conv/weights"])
+    np.testing.assert_array_equal(
+        model.get_layer("MobilenetV2.Conv").kernel.numpy(), backbone["MobilenetV2/Conv/weights"]
+    )
     with pytest.raises(CheckpointError, match="missing"):
         load_official_checkpoint(model, prefix, backbone_only=False)
 
@@ -141,8 +157,9 @@ def test_object_based_checkpoint_round_trip_and_partial_load(tmp_path, fixture_m
     other = build_deeplab(**dict(model_fixtures.fixture_flags(), num_classes=4))
     report = load_checkpoint(other, prefix, skip_logits=True)
     assert len(report.skipped) == 2 and len(report.loaded) == 270
-    np.testing.assert_array_equal(other.get_layer("aspp0").kernel.numpy(),
-                                  fixture_model.get_layer("aspp0").kernel.numpy())
+    np.testing.assert_array_equal(
+        other.get_layer("aspp0").kernel.numpy(), fixture_model.get_layer("aspp0").kernel.numpy()
+    )
     with pytest.raises(CheckpointError, match="object-based"):
         load_official_checkpoint(model, prefix)
 

@@ -1,131 +1,147 @@
 """Bad input: each case raises an error naming the file, or is skipped and
 logged with skip_bad_examples; grayscale and RGBA images are converted."""
-import os
 
+import os
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import data_fixtures as fx
 from deeplab.data import pipeline
+from tests import data_fixtures as fx
 
 
-def _folder(tmp_path, entries, split='val'):
-  """entries: stem -> (image bytes or None, label bytes or None)."""
-  root = str(tmp_path)
-  for stem, (image, label) in entries.items():
-    if image is not None:
-      fx.write(os.path.join(root, 'images', split, stem + '.png'), image)
-    if label is not None:
-      fx.write(os.path.join(root, 'labels', split, stem + '.png'), label)
-  return root
+def _folder(tmp_path, entries, split="val"):
+    """entries: stem -> (image bytes or None, label bytes or None)."""
+    root = str(tmp_path)
+    for stem, (image, label) in entries.items():
+        if image is not None:
+            fx.write(os.path.join(root, "images", split, stem + ".png"), image)
+        if label is not None:
+            fx.write(os.path.join(root, "labels", split, stem + ".png"), label)
+    return root
 
 
 def _good(rng, size=(8, 10)):
-  image, label = fx.random_pair(rng, size[0], size[1], 7)
-  return fx.encode(image, 'PNG'), fx.encode(label, 'PNG', mode='L')
+    image, label = fx.random_pair(rng, size[0], size[1], 7)
+    return fx.encode(image, "PNG"), fx.encode(label, "PNG", mode="L")
 
 
-def _read(root, skip=False, split='val'):
-  ds = pipeline.build_dataset('synthetic', root, split, crop_size=(12, 12),
-                              batch_size=1, is_training=False,
-                              skip_bad_examples=skip)
-  return [b['image_name'][0].decode() for b in ds.as_numpy_iterator()]
+def _read(root, skip=False, split="val"):
+    ds = pipeline.build_dataset(
+        "synthetic",
+        root,
+        split,
+        crop_size=(12, 12),
+        batch_size=1,
+        is_training=False,
+        skip_bad_examples=skip,
+    )
+    return [b["image_name"][0].decode() for b in ds.as_numpy_iterator()]
 
 
 def _bad_cases(rng):
-  image, label = fx.random_pair(rng, 8, 10, 7)
-  wrong_values = label.copy()
-  wrong_values[2, 2] = 9  # synthetic has 7 classes; 9 is neither class nor 255
-  jpeg = fx.encode(image, 'JPEG')
-  return {
-      'corrupt_jpeg': (jpeg[:20] + b'\x00garbage' * 20,
-                       fx.encode(label, 'PNG', mode='L'), 'could not read'),
-      'corrupt_png': (fx.encode(image, 'PNG'), b'\x89PNG\r\n\x1a\nbroken',
-                      'could not read'),
-      'size_mismatch': (fx.encode(image, 'PNG'),
-                        fx.encode(label[:6], 'PNG', mode='L'),
-                        'label size 6x10 differs from image size 8x10'),
-      'bad_values': (fx.encode(image, 'PNG'),
-                     fx.encode(wrong_values, 'PNG', mode='L'),
-                     'label value 9 outside 0..6'),
-  }
+    image, label = fx.random_pair(rng, 8, 10, 7)
+    wrong_values = label.copy()
+    wrong_values[2, 2] = 9  # synthetic has 7 classes; 9 is neither class nor 255
+    jpeg = fx.encode(image, "JPEG")
+    return {
+        "corrupt_jpeg": (
+            jpeg[:20] + b"\x00garbage" * 20,
+            fx.encode(label, "PNG", mode="L"),
+            "could not read",
+        ),
+        "corrupt_png": (fx.encode(image, "PNG"), b"\x89PNG\r\n\x1a\nbroken", "could not read"),
+        "size_mismatch": (
+            fx.encode(image, "PNG"),
+            fx.encode(label[:6], "PNG", mode="L"),
+            "label size 6x10 differs from image size 8x10",
+        ),
+        "bad_values": (
+            fx.encode(image, "PNG"),
+            fx.encode(wrong_values, "PNG", mode="L"),
+            "label value 9 outside 0..6",
+        ),
+    }
 
 
-@pytest.mark.parametrize('case', ['corrupt_jpeg', 'corrupt_png',
-                                  'size_mismatch', 'bad_values'])
+@pytest.mark.parametrize("case", ["corrupt_jpeg", "corrupt_png", "size_mismatch", "bad_values"])
 def test_bad_example_error_names_the_file(tmp_path, case):
-  rng = np.random.default_rng(0)
-  image, label, message = _bad_cases(rng)[case]
-  root = _folder(tmp_path, {'a_good': _good(rng), case: (image, label)})
-  with pytest.raises(tf.errors.InvalidArgumentError) as info:
-    _read(root)
-  assert case + '.png' in str(info.value)
-  assert message in str(info.value)
+    rng = np.random.default_rng(0)
+    image, label, message = _bad_cases(rng)[case]
+    root = _folder(tmp_path, {"a_good": _good(rng), case: (image, label)})
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _read(root)
+    assert case + ".png" in str(info.value)
+    assert message in str(info.value)
 
 
 def test_bad_examples_skipped_and_counted(tmp_path, capfd):
-  rng = np.random.default_rng(1)
-  entries = {k: v[:2] for k, v in _bad_cases(rng).items()}
-  entries.update(a_good=_good(rng), z_good=_good(rng))
-  root = _folder(tmp_path, entries)
-  assert _read(root, skip=True) == ['a_good', 'z_good']
-  # tf.print writes from TensorFlow's own threads: give a loaded machine time to flush.
-  log = ''
-  for _ in range(50):
-    captured = capfd.readouterr()
-    log += captured.out + captured.err
-    if 'skipped so far: 4' in log:
-      break
-    time.sleep(0.1)
-  assert 'skipping' in log and 'bad_values.png' in log
-  assert 'skipped so far: 4' in log
+    rng = np.random.default_rng(1)
+    entries = {k: v[:2] for k, v in _bad_cases(rng).items()}
+    entries.update(a_good=_good(rng), z_good=_good(rng))
+    root = _folder(tmp_path, entries)
+    assert _read(root, skip=True) == ["a_good", "z_good"]
+    # tf.print writes from TensorFlow's own threads: give a loaded machine time to flush.
+    log = ""
+    for _ in range(50):
+        captured = capfd.readouterr()
+        log += captured.out + captured.err
+        if "skipped so far: 4" in log:
+            break
+        time.sleep(0.1)
+    assert "skipping" in log and "bad_values.png" in log
+    assert "skipped so far: 4" in log
 
 
 def test_missing_label_file(tmp_path):
-  rng = np.random.default_rng(2)
-  image, _ = _good(rng)
-  root = _folder(tmp_path, {'a_good': _good(rng), 'lonely': (image, None)})
-  with pytest.raises(FileNotFoundError, match='lonely'):
-    _read(root)
-  assert _read(root, skip=True) == ['a_good']
+    rng = np.random.default_rng(2)
+    image, _ = _good(rng)
+    root = _folder(tmp_path, {"a_good": _good(rng), "lonely": (image, None)})
+    with pytest.raises(FileNotFoundError, match="lonely"):
+        _read(root)
+    assert _read(root, skip=True) == ["a_good"]
 
 
 def test_missing_voc_image(tmp_path):
-  rng = np.random.default_rng(3)
-  fx.write_voc_folder(str(tmp_path), {'val': ['a', 'b']}, rng)
-  os.remove(os.path.join(str(tmp_path), 'JPEGImages', 'b.jpg'))
-  with pytest.raises(FileNotFoundError, match='b.jpg'):
-    _read(str(tmp_path))
+    rng = np.random.default_rng(3)
+    fx.write_voc_folder(str(tmp_path), {"val": ["a", "b"]}, rng)
+    os.remove(os.path.join(str(tmp_path), "JPEGImages", "b.jpg"))
+    with pytest.raises(FileNotFoundError, match="b.jpg"):
+        _read(str(tmp_path))
 
 
 def test_empty_splits(tmp_path):
-  empty_list = tmp_path / 'list'
-  fx.write(str(empty_list / 'images' / 'x.png'), _good(np.random.default_rng(4))[0])
-  fx.write(str(empty_list / 'val.txt'), b'\n')
-  with pytest.raises(ValueError, match='Empty split'):
-    _read(str(empty_list))
-  empty_shards = tmp_path / 'shards'
-  fx.write(str(empty_shards / 'val-00000-of-00001.tfrecord'), b'')
-  with pytest.raises(ValueError, match='Empty split.*val-00000'):
-    _read(str(empty_shards))
-  with pytest.raises(FileNotFoundError, match="split 'test'"):
-    _read(str(empty_shards), split='test')
+    empty_list = tmp_path / "list"
+    fx.write(str(empty_list / "images" / "x.png"), _good(np.random.default_rng(4))[0])
+    fx.write(str(empty_list / "val.txt"), b"\n")
+    with pytest.raises(ValueError, match="Empty split"):
+        _read(str(empty_list))
+    empty_shards = tmp_path / "shards"
+    fx.write(str(empty_shards / "val-00000-of-00001.tfrecord"), b"")
+    with pytest.raises(ValueError, match="Empty split.*val-00000"):
+        _read(str(empty_shards))
+    with pytest.raises(FileNotFoundError, match="split 'test'"):
+        _read(str(empty_shards), split="test")
 
 
 def test_grayscale_and_rgba_images_are_converted(tmp_path):
-  rng = np.random.default_rng(5)
-  gray = rng.integers(0, 256, size=(8, 10), dtype=np.uint8)
-  rgba = rng.integers(0, 256, size=(8, 10, 4), dtype=np.uint8)
-  label = fx.encode(np.zeros((8, 10), np.uint8), 'PNG', mode='L')
-  root = _folder(tmp_path, {'gray': (fx.encode(gray, 'PNG', mode='L'), label),
-                            'rgba': (fx.encode(rgba, 'PNG', mode='RGBA'),
-                                     label)})
-  ds = pipeline.build_dataset('synthetic', root, 'val', crop_size=(8, 10),
-                              batch_size=2, is_training=False)
-  batch = next(iter(ds))
-  assert batch['image'].shape == (2, 8, 10, 3)
-  np.testing.assert_array_equal(batch['image'][0], np.stack([gray] * 3, -1))
-  np.testing.assert_array_equal(batch['image'][1], rgba[..., :3])
+    rng = np.random.default_rng(5)
+    gray = rng.integers(0, 256, size=(8, 10), dtype=np.uint8)
+    rgba = rng.integers(0, 256, size=(8, 10, 4), dtype=np.uint8)
+    label = fx.encode(np.zeros((8, 10), np.uint8), "PNG", mode="L")
+    root = _folder(
+        tmp_path,
+        {
+            "gray": (fx.encode(gray, "PNG", mode="L"), label),
+            "rgba": (fx.encode(rgba, "PNG", mode="RGBA"), label),
+        },
+    )
+    ds = pipeline.build_dataset(
+        "synthetic", root, "val", crop_size=(8, 10), batch_size=2, is_training=False
+    )
+    batch = next(iter(ds))
+    assert batch["image"].shape == (2, 8, 10, 3)
+    np.testing.assert_array_equal(batch["image"][0], np.stack([gray] * 3, -1))
+    np.testing.assert_array_equal(batch["image"][1], rgba[..., :3])

@@ -1,4 +1,5 @@
 """evaluate() and eval.py on a tiny model trained a few steps on the synthetic set."""
+
 import json
 import math
 import os
@@ -25,8 +26,14 @@ def run(tmp_path_factory):
 def _val_dataset(run, batch_size=2):
     from deeplab.data.pipeline import build_dataset
 
-    return build_dataset("synthetic", run.data_dir, "val", crop_size=EVAL_CROP,
-                         batch_size=batch_size, is_training=False)
+    return build_dataset(
+        "synthetic",
+        run.data_dir,
+        "val",
+        crop_size=EVAL_CROP,
+        batch_size=batch_size,
+        is_training=False,
+    )
 
 
 def test_evaluate_counts_every_labelled_pixel_once(run):
@@ -35,15 +42,19 @@ def test_evaluate_counts_every_labelled_pixel_once(run):
     assert report.loaded
     seen = []
     results = evaluation.evaluate(
-        model, _val_dataset(run), options.num_classes, 255,
-        logits_output_stride=inference.logits_output_stride(options), verbose=0,
-        class_names=["c%d" % i for i in range(7)],
-        on_batch=lambda batch, predictions: seen.append(predictions.shape))
+        model,
+        _val_dataset(run),
+        options.num_classes,
+        255,
+        logits_output_stride=inference.logits_output_stride(options),
+        verbose=0,
+        class_names=[f"c{i}" for i in range(7)],
+        on_batch=lambda batch, predictions: seen.append(predictions.shape),
+    )
     labels = np.concatenate([b["label"].numpy().ravel() for b in _val_dataset(run)])
     cm = results["confusion_matrix"]
     assert cm.shape == (7, 7) and cm.sum() == np.sum(labels != 255)
-    np.testing.assert_array_equal(cm.sum(axis=1), np.bincount(labels[labels != 255],
-                                                              minlength=7))
+    np.testing.assert_array_equal(cm.sum(axis=1), np.bincount(labels[labels != 255], minlength=7))
     assert results["num_images"] == 6 and len(seen) == 3
     assert len(results["per_class_iou"]) == 7
     assert results["miou"] == pytest.approx(np.nanmean(results["per_class_iou"]))
@@ -52,7 +63,7 @@ def test_evaluate_counts_every_labelled_pixel_once(run):
     # JSON: valid (NaN -> null), per-class IoU as a list in class order, names attached.
     data = evaluation.results_to_json(results)
     json.dumps(data, allow_nan=False)
-    assert list(data["per_class_iou_by_name"]) == ["c%d" % i for i in range(7)]
+    assert list(data["per_class_iou_by_name"]) == [f"c{i}" for i in range(7)]
 
 
 def test_checkpoint_helpers(run, tmp_path):
@@ -72,7 +83,9 @@ def test_checkpoint_helpers(run, tmp_path):
 def _copy_checkpoint(run, target, step):
     for path in tf.io.gfile.glob(os.path.join(run.run_dir, f"ckpt-{step}.*")):
         shutil.copy(path, target)
-    tf.compat.v1.train.update_checkpoint_state(str(target), os.path.join(str(target), f"ckpt-{step}"))
+    tf.compat.v1.train.update_checkpoint_state(
+        str(target), os.path.join(str(target), f"ckpt-{step}")
+    )
 
 
 def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_path):
@@ -84,16 +97,29 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
     first, second = eval_fixtures.CHECKPOINT_STEPS
     _copy_checkpoint(run, train_dir, first)
     output_json = tmp_path / "out" / "metrics.json"
-    env = dict(os.environ, PYTHONPATH=eval_fixtures.REPO, TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="")
+    env = dict(
+        os.environ, PYTHONPATH=eval_fixtures.REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""
+    )
     process = subprocess.Popen(
-        [sys.executable, os.path.join(eval_fixtures.REPO, "eval.py"),
-         f"--checkpoint_dir={train_dir}", "--eval_crop_size=97,97", "--eval_batch_size=3",
-         "--eval_scales=0.75,1.25", "--add_flipped_images", "--eval_interval_secs=1",
-         "--max_number_of_evaluations=2", "--eval_timeout_secs=300",
-         f"--output_json={output_json}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        cwd=eval_fixtures.REPO)
+        [
+            sys.executable,
+            os.path.join(eval_fixtures.REPO, "eval.py"),
+            f"--checkpoint_dir={train_dir}",
+            "--eval_crop_size=97,97",
+            "--eval_batch_size=3",
+            "--eval_scales=0.75,1.25",
+            "--add_flipped_images",
+            "--eval_interval_secs=1",
+            "--max_number_of_evaluations=2",
+            "--eval_timeout_secs=300",
+            f"--output_json={output_json}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=eval_fixtures.REPO,
+    )
     history = train_dir / "eval" / "eval_history.jsonl"
     deadline = time.time() + 400
     while not history.exists() and process.poll() is None and time.time() < deadline:
@@ -137,7 +163,11 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
 
 
 def test_eval_cli_rejects_bad_flags(run):
-    result = eval_fixtures.run_cli("eval.py", f"--checkpoint_dir={run.run_dir}",
-                                   "--output_stride=7", "--max_number_of_evaluations=1")
+    result = eval_fixtures.run_cli(
+        "eval.py",
+        f"--checkpoint_dir={run.run_dir}",
+        "--output_stride=7",
+        "--max_number_of_evaluations=1",
+    )
     assert result.returncode == 2
     assert "--output_stride=7" in result.stderr

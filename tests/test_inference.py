@@ -1,4 +1,5 @@
 """Single / multi-scale / flipped inference, the official recipe, any input size."""
+
 import json
 import os
 
@@ -7,11 +8,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import ModelOptions, build_deeplab, build_deeplab_from_options, inference
+from deeplab import ModelOptions, build_deeplab, inference
 from tests import eval_fixtures
 
-TINY = dict(model_variant="mobilenet_v2", num_classes=5, output_stride=16, atrous_rates=None,
-            decoder_output_stride=4, depth_multiplier=0.25)
+TINY = dict(
+    model_variant="mobilenet_v2",
+    num_classes=5,
+    output_stride=16,
+    atrous_rates=None,
+    decoder_output_stride=4,
+    depth_multiplier=0.25,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,8 @@ def models():
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
             kernel = layer.kernel
             fan_in = np.prod(kernel.shape[:2]) * (
-                1 if isinstance(layer, keras.layers.DepthwiseConv2D) else kernel.shape[2])
+                1 if isinstance(layer, keras.layers.DepthwiseConv2D) else kernel.shape[2]
+            )
             kernel.assign(rng.normal(0, np.sqrt(2.0 / fan_in), kernel.shape).astype(np.float32))
     low = build_deeplab(**TINY, upsample_logits=False)
     low.set_weights(upsampled.get_weights())
@@ -45,9 +53,11 @@ def _official_multi_scale(model, images, scales, flip, stride):
         size = [int((height - 1) * scale + 1), int((width - 1) * scale + 1)]
         scaled = images if scale == 1.0 else _resize(images, size)
         # multi_scale_logits with image_pyramid=[scale] brings the logits to this grid first.
-        grid = [int((height - 1) * max(1.0, scale) / stride + 1),
-                int((width - 1) * max(1.0, scale) / stride + 1)]
-        for flipped in ([False, True] if flip else [False]):
+        grid = [
+            int((height - 1) * max(1.0, scale) / stride + 1),
+            int((width - 1) * max(1.0, scale) / stride + 1),
+        ]
+        for flipped in [False, True] if flip else [False]:
             x = tf.reverse(scaled, [2]) if flipped else scaled
             logits = _resize(model(x, training=False), grid)
             if flipped:
@@ -119,7 +129,8 @@ def test_options_from_training_json_and_explicit_flags(tmp_path):
     final = inference.inference_options(merged)
     assert final.crop_size is None and not final.upsample_logits
     assert inference.find_model_options_file(str(tmp_path / "ckpt-5")) == str(
-        tmp_path / "model_options.json")
+        tmp_path / "model_options.json"
+    )
     assert inference.resolve_dataset(None, None, saved) == ("synthetic", "somewhere")
     assert inference.resolve_dataset(None, "/voc") == ("pascal_voc_seg", "/voc")
 
@@ -127,8 +138,10 @@ def test_options_from_training_json_and_explicit_flags(tmp_path):
 def test_official_checkpoint_reproduces_the_official_logits():
     folder = eval_fixtures.official_fixture_dir()
     if folder is None:
-        pytest.skip("official fixture not found (tests/fixtures/mobilenet_v2_os8 or "
-                    "../shared/reference/fixtures/mobilenet_v2_os8)")
+        pytest.skip(
+            "official fixture not found (tests/fixtures/mobilenet_v2_os8 or "
+            "../shared/reference/fixtures/mobilenet_v2_os8)"
+        )
     with open(os.path.join(folder, "flags.json")) as f:
         kwargs = json.load(f)["build_deeplab"]
     options = inference.inference_options(ModelOptions(**kwargs))
@@ -137,8 +150,11 @@ def test_official_checkpoint_reproduces_the_official_logits():
     images = np.load(os.path.join(folder, "input.npy"))
     # The official upsampled logits are its pre-upsampling logits resized with align_corners.
     official = _resize(np.load(os.path.join(folder, "logits.npy")), images.shape[1:3]).numpy()
-    logits = inference.predict_logits(model, images.astype(np.float32),
-                                      logits_output_stride=inference.logits_output_stride(options))
+    logits = inference.predict_logits(
+        model,
+        images.astype(np.float32),
+        logits_output_stride=inference.logits_output_stride(options),
+    )
     assert np.abs(logits.numpy() - official).max() < 1e-3
     assert (logits.numpy().argmax(-1) == official.argmax(-1)).mean() >= 0.999
     upsampled = eval_fixtures.official_upsampled_logits()

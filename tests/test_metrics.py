@@ -1,4 +1,5 @@
 """Confusion-matrix metrics against the official tf.metrics.mean_iou and plain numpy."""
+
 import math
 
 import numpy as np
@@ -53,8 +54,9 @@ def test_miou_equals_official_tf_metrics_mean_iou():
     labels, predictions = _random_batch(1)
     cm = metrics.batch_confusion_matrix(labels, predictions, NUM_CLASSES, IGNORE)
     ours = metrics.iou_from_confusion_matrix(cm)["miou"]
-    assert ours == pytest.approx(_official_mean_iou(labels, predictions, NUM_CLASSES, IGNORE),
-                                 abs=1e-6)
+    assert ours == pytest.approx(
+        _official_mean_iou(labels, predictions, NUM_CLASSES, IGNORE), abs=1e-6
+    )
 
 
 def test_absent_class_is_nan_and_left_out_of_the_mean_like_the_official_metric():
@@ -67,7 +69,8 @@ def test_absent_class_is_nan_and_left_out_of_the_mean_like_the_official_metric()
     present = [v for v in result["per_class_iou"] if not math.isnan(v)]
     assert result["miou"] == pytest.approx(np.mean(present))
     assert result["miou"] == pytest.approx(
-        _official_mean_iou(labels, predictions, NUM_CLASSES, IGNORE), abs=1e-6)
+        _official_mean_iou(labels, predictions, NUM_CLASSES, IGNORE), abs=1e-6
+    )
     assert result["num_classes_present"] == NUM_CLASSES - 1
 
 
@@ -91,8 +94,9 @@ def test_streaming_updates_add_up():
         metrics.confusion_matrix_update(variable, labels, predictions, NUM_CLASSES, IGNORE)
         all_labels.append(labels)
         all_predictions.append(predictions)
-    once = metrics.batch_confusion_matrix(np.concatenate(all_labels),
-                                          np.concatenate(all_predictions), NUM_CLASSES, IGNORE)
+    once = metrics.batch_confusion_matrix(
+        np.concatenate(all_labels), np.concatenate(all_predictions), NUM_CLASSES, IGNORE
+    )
     np.testing.assert_array_equal(total, once.numpy())
     np.testing.assert_array_equal(variable.numpy(), once.numpy())
 
@@ -104,11 +108,11 @@ def test_keras_metric_with_logits_at_lower_resolution():
     # Full-resolution one-hot logits and integer predictions give the same confusion matrix.
     metric.update_state(labels, tf.one_hot(predictions, NUM_CLASSES))
     expected = metrics.iou_from_confusion_matrix(
-        metrics.batch_confusion_matrix(labels, predictions, NUM_CLASSES, IGNORE))
+        metrics.batch_confusion_matrix(labels, predictions, NUM_CLASSES, IGNORE)
+    )
     assert float(metric.result()) == pytest.approx(expected["miou"], abs=1e-6)
     assert float(metric.pixel_accuracy()) == pytest.approx(expected["pixel_accuracy"], abs=1e-6)
-    np.testing.assert_allclose(metric.per_class_iou().numpy(), expected["per_class_iou"],
-                               atol=1e-6)
+    np.testing.assert_allclose(metric.per_class_iou().numpy(), expected["per_class_iou"], atol=1e-6)
     metric.reset_state()
     # Logits on a 5x5 grid (stride 2 of 9x9, align-corners) are resized to the labels first.
     small = tf.one_hot(predictions[:, ::2, ::2], NUM_CLASSES) * 10.0
@@ -119,8 +123,9 @@ def test_keras_metric_with_logits_at_lower_resolution():
 
 def test_table_names_classes_and_marks_absent_ones():
     cm = np.array([[5, 0, 0], [1, 3, 0], [0, 0, 0]])
-    table = metrics.format_iou_table(metrics.iou_from_confusion_matrix(cm),
-                                     ["background", "cat", "dog"])
+    table = metrics.format_iou_table(
+        metrics.iou_from_confusion_matrix(cm), ["background", "cat", "dog"]
+    )
     lines = table.splitlines()
     assert any("cat" in line and "75.00" in line for line in lines)
     assert any("dog" in line and "n/a" in line for line in lines)

@@ -6,6 +6,7 @@ labelled pixels and the gradients are summed across replicas. The check runs in 
 because logical devices must be configured before TensorFlow starts. The model has no
 BatchNorm: its statistics are per replica by design, as in the official multi-clone code.
 """
+
 import json
 import os
 import subprocess
@@ -61,16 +62,23 @@ print("RESULT " + json.dumps({"max_abs_diff": diff, "max_abs_weight": scale, **r
 @pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
 def test_two_replicas_match_one_device_with_the_whole_batch(tmp_path, jit):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), "1" if jit else "0"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), "1" if jit else "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [lyr for lyr in proc.stdout.splitlines() if lyr.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["one_device"]["replicas"] == 1
     assert result["mirrored"]["replicas"] == 2
     assert result["mirrored"]["step"] == result["one_device"]["step"] == 3
     # The weights moved (a large learning rate), and moved the same way on both.
     assert result["max_abs_weight"] > 0
     assert result["max_abs_diff"] < 1e-4 * max(1.0, result["max_abs_weight"]), result
-    assert result["mirrored"]["total_loss"] == pytest.approx(result["one_device"]["total_loss"],
-                                                            rel=1e-4)
+    assert result["mirrored"]["total_loss"] == pytest.approx(
+        result["one_device"]["total_loss"], rel=1e-4
+    )

@@ -1,4 +1,5 @@
 """The model: shapes, official variables and parameter counts, Mult-Adds, numerics."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,9 +19,14 @@ def _rates(output_stride):
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_output_shapes_for_every_variant_and_stride(variant, output_stride):
     decoder = 4 if output_stride > 4 else None
-    model = build_deeplab(model_variant=variant, num_classes=5, output_stride=output_stride,
-                          atrous_rates=_rates(output_stride), decoder_output_stride=decoder,
-                          weight_decay=0.0)
+    model = build_deeplab(
+        model_variant=variant,
+        num_classes=5,
+        output_stride=output_stride,
+        atrous_rates=_rates(output_stride),
+        decoder_output_stride=decoder,
+        weight_decay=0.0,
+    )
     raw = tf.keras.Model(model.input, model.get_layer("logits.semantic").output)
     for height, width in [(65, 49), (33, 97)]:
         images = tf.random.uniform([2, height, width, 3], 0, 255)
@@ -33,9 +39,14 @@ def test_output_shapes_for_every_variant_and_stride(variant, output_stride):
 
 def test_features_follow_output_stride_without_decoder():
     for output_stride in (8, 16, 32):
-        model = build_deeplab(model_variant="xception_41", num_classes=3,
-                              output_stride=output_stride, atrous_rates=None,
-                              decoder_output_stride=None, upsample_logits=False)
+        model = build_deeplab(
+            model_variant="xception_41",
+            num_classes=3,
+            output_stride=output_stride,
+            atrous_rates=None,
+            decoder_output_stride=None,
+            upsample_logits=False,
+        )
         out = model(tf.zeros([1, 65, 65, 3]))
         assert out.shape[1] == (65 - 1) // output_stride + 1
 
@@ -70,13 +81,21 @@ def test_parameter_count_for_19_classes():
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == facts["trainable_params"]
 
 
-@pytest.mark.parametrize("output_stride,rates,key,zoo", [
-    (16, (6, 12, 18), "xception_65_os16_21", 54.17e9),
-    (8, (12, 24, 36), "xception_65_os8_21", 177.10e9),
-])
+@pytest.mark.parametrize(
+    "output_stride,rates,key,zoo",
+    [
+        (16, (6, 12, 18), "xception_65_os16_21", 54.17e9),
+        (8, (12, 24, 36), "xception_65_os8_21", 177.10e9),
+    ],
+)
 def test_mult_adds_match_official(output_stride, rates, key, zoo):
-    options = ModelOptions(model_variant="xception_65", output_stride=output_stride,
-                           atrous_rates=rates, decoder_output_stride=4, num_classes=21)
+    options = ModelOptions(
+        model_variant="xception_65",
+        output_stride=output_stride,
+        atrous_rates=rates,
+        decoder_output_stride=4,
+        num_classes=21,
+    )
     summary = summarize(options, (513, 513))
     facts = model_fixtures.facts()[key]
     assert abs(summary["madds"] - zoo) / zoo < 0.01
@@ -89,8 +108,13 @@ def test_mult_adds_match_official(output_stride, rates, key, zoo):
 
 
 def test_mobilenet_mult_adds_match_model_zoo():
-    options = ModelOptions(model_variant="mobilenet_v2", output_stride=16, atrous_rates=None,
-                           decoder_output_stride=None, num_classes=21)
+    options = ModelOptions(
+        model_variant="mobilenet_v2",
+        output_stride=16,
+        atrous_rates=None,
+        decoder_output_stride=None,
+        num_classes=21,
+    )
     summary = summarize(options, (513, 513))
     official = model_fixtures.facts()["mobilenet_v2_os16_21"]["madds_513"]
     assert abs(summary["madds"] - official) / official < 0.01
@@ -106,33 +130,48 @@ def test_space_to_batch_position_count():
 def test_atrous_rates_follow_output_stride():
     rates = {}
     for output_stride in (8, 16):
-        model = build_deeplab(model_variant="xception_65", output_stride=output_stride,
-                              multi_grid=(1, 2, 4))
+        model = build_deeplab(
+            model_variant="xception_65", output_stride=output_stride, multi_grid=(1, 2, 4)
+        )
         unit = "xception_65.exit_flow.block2.unit_1.xception_module"
-        rates[output_stride] = [model.get_layer(f"{unit}.separable_conv{i}_depthwise")
-                                .dilation_rate[0] for i in (1, 2, 3)]
+        rates[output_stride] = [
+            model.get_layer(f"{unit}.separable_conv{i}_depthwise").dilation_rate[0]
+            for i in (1, 2, 3)
+        ]
     # Official: rate doubles per skipped stride, times the multi-grid unit rates.
     assert rates[16] == [2, 4, 8]
     assert rates[8] == [4, 8, 16]
 
 
 def test_weight_decay_on_conv_and_pointwise_weights_only():
-    model = build_deeplab(model_variant="mobilenet_v2", num_classes=3, atrous_rates=(6,),
-                          decoder_output_stride=4, weight_decay=1e-3, depth_multiplier=0.5)
+    model = build_deeplab(
+        model_variant="mobilenet_v2",
+        num_classes=3,
+        atrous_rates=(6,),
+        decoder_output_stride=4,
+        weight_decay=1e-3,
+        depth_multiplier=0.5,
+    )
     regularised = [layer for layer in model.layers if getattr(layer, "kernel_regularizer", None)]
     assert regularised
     assert all(type(layer).__name__ == "Conv2D" for layer in regularised)
     convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
     assert len(regularised) == len(convs)
-    expected = sum(1e-3 / 2 * float(tf.reduce_sum(tf.square(layer.kernel)))
-                   for layer in regularised)
+    expected = sum(
+        1e-3 / 2 * float(tf.reduce_sum(tf.square(layer.kernel))) for layer in regularised
+    )
     assert np.isclose(float(tf.add_n(model.losses)), expected, rtol=1e-5)
 
 
 def test_frozen_batch_norm_keeps_moving_statistics_and_trains_gamma():
-    model = build_deeplab(model_variant="mobilenet_v2", num_classes=3, atrous_rates=None,
-                          decoder_output_stride=None, depth_multiplier=0.25,
-                          fine_tune_batch_norm=False)
+    model = build_deeplab(
+        model_variant="mobilenet_v2",
+        num_classes=3,
+        atrous_rates=None,
+        decoder_output_stride=None,
+        depth_multiplier=0.25,
+        fine_tune_batch_norm=False,
+    )
     bn = model.get_layer("MobilenetV2.Conv.BatchNorm")
     before = bn.moving_mean.numpy().copy()
     images = tf.random.uniform([2, 33, 33, 3], 0, 255)
@@ -144,8 +183,13 @@ def test_frozen_batch_norm_keeps_moving_statistics_and_trains_gamma():
 
 
 def test_fine_tuned_batch_norm_updates_moving_statistics():
-    model = build_deeplab(model_variant="mobilenet_v2", num_classes=3, atrous_rates=None,
-                          decoder_output_stride=None, depth_multiplier=0.25)
+    model = build_deeplab(
+        model_variant="mobilenet_v2",
+        num_classes=3,
+        atrous_rates=None,
+        decoder_output_stride=None,
+        depth_multiplier=0.25,
+    )
     bn = model.get_layer("MobilenetV2.Conv.BatchNorm")
     before = bn.moving_mean.numpy().copy()
     model(tf.random.uniform([2, 33, 33, 3], 0, 255), training=True)
@@ -153,18 +197,34 @@ def test_fine_tuned_batch_norm_updates_moving_statistics():
 
 
 def test_last_layers_follow_official_exclude_list():
-    model = build_deeplab(model_variant="mobilenet_v2", num_classes=3, atrous_rates=(6,),
-                          decoder_output_stride=4, depth_multiplier=0.25)
+    model = build_deeplab(
+        model_variant="mobilenet_v2",
+        num_classes=3,
+        atrous_rates=(6,),
+        decoder_output_stride=4,
+        depth_multiplier=0.25,
+    )
     assert [layer.name for layer in last_layers(model, logits_only=True)] == ["logits.semantic"]
     names = {layer.name for layer in last_layers(model)}
-    assert {"logits.semantic", "aspp0", "aspp1_depthwise", "image_pooling", "concat_projection",
-            "decoder.feature_projection0"} <= names
+    assert {
+        "logits.semantic",
+        "aspp0",
+        "aspp1_depthwise",
+        "image_pooling",
+        "concat_projection",
+        "decoder.feature_projection0",
+    } <= names
     assert not any(name.startswith("MobilenetV2") for name in names)
 
 
 def test_image_pooling_window_from_crop_size_equals_global_at_crop_size():
-    kwargs = dict(model_variant="mobilenet_v2", num_classes=4, atrous_rates=(6,),
-                  decoder_output_stride=None, depth_multiplier=0.25)
+    kwargs = dict(
+        model_variant="mobilenet_v2",
+        num_classes=4,
+        atrous_rates=(6,),
+        decoder_output_stride=None,
+        depth_multiplier=0.25,
+    )
     fixed = build_deeplab(crop_size=(65, 65), **kwargs)
     free = build_deeplab(crop_size=None, **kwargs)
     free.set_weights(fixed.get_weights())
@@ -172,36 +232,46 @@ def test_image_pooling_window_from_crop_size_equals_global_at_crop_size():
     np.testing.assert_allclose(fixed(images), free(images), atol=1e-5)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(model_variant="resnet_50"), "--model_variant"),
-    (dict(output_stride=4), "--output_stride"),
-    (dict(decoder_output_stride=2), "--decoder_output_stride"),
-    (dict(output_stride=8, decoder_output_stride=8), "--decoder_output_stride"),
-    (dict(multi_grid=(1, 2)), "--multi_grid"),
-    (dict(num_classes=0), "--num_classes"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(model_variant="resnet_50"), "--model_variant"),
+        (dict(output_stride=4), "--output_stride"),
+        (dict(decoder_output_stride=2), "--decoder_output_stride"),
+        (dict(output_stride=8, decoder_output_stride=8), "--decoder_output_stride"),
+        (dict(multi_grid=(1, 2)), "--multi_grid"),
+        (dict(num_classes=0), "--num_classes"),
+    ],
+)
 def test_bad_options_raise_naming_the_flag(bad, message):
     with pytest.raises(ValueError, match=message):
         ModelOptions(**bad)
 
 
 def test_static_input_size_builds_static_shapes():
-    options = ModelOptions(model_variant="mobilenet_v2", num_classes=3, atrous_rates=None,
-                           decoder_output_stride=None, depth_multiplier=0.25)
+    options = ModelOptions(
+        model_variant="mobilenet_v2",
+        num_classes=3,
+        atrous_rates=None,
+        decoder_output_stride=None,
+        depth_multiplier=0.25,
+    )
     model = build_deeplab_from_options(options, input_size=(65, 97))
     assert tuple(model.output.shape) == (None, 65, 97, 3)
 
 
 def test_batch_norm_updates_moving_variance_with_unbiased_batch_variance():
     from deeplab.layers import BatchNorm
+
     bn = BatchNorm(momentum=0.5, epsilon=1e-3)
     x = tf.random.normal([2, 3, 2, 4], seed=3)
     out = bn(x, training=True)
     mean, var = tf.nn.moments(x, [0, 1, 2])
     n = 2 * 3 * 2
     np.testing.assert_allclose(bn.moving_mean.numpy(), 0.5 * mean.numpy(), rtol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance.numpy(),
-                               0.5 + 0.5 * var.numpy() * n / (n - 1), rtol=1e-5)
+    np.testing.assert_allclose(
+        bn.moving_variance.numpy(), 0.5 + 0.5 * var.numpy() * n / (n - 1), rtol=1e-5
+    )
     # The batch itself is normalised with the biased variance.
     expected = (x - mean) / tf.sqrt(var + 1e-3)
     np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)

@@ -7,6 +7,7 @@ the run their weights, BatchNorm statistics included, must be identical. A secon
 more steps restores the chief's checkpoint on both workers and continues from it (backup and
 restore).
 """
+
 import json
 import os
 import socket
@@ -82,14 +83,25 @@ def _run_cluster(script, logdir, data_dir, steps, tmp_path, tag):
     procs = []
     for index in range(2):
         env = dict(os.environ)
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster,
-                                       "task": {"type": "worker", "index": index}})
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        )
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         out = str(tmp_path / f"{tag}_{index}.npz")
-        procs.append((subprocess.Popen(
-            [sys.executable, script, logdir, data_dir, str(steps), out], env=env, cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out))
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, script, logdir, data_dir, str(steps), out],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+                out,
+            )
+        )
     results = []
     for proc, out in procs:
         try:
@@ -99,8 +111,8 @@ def _run_cluster(script, logdir, data_dir, steps, tmp_path, tag):
                 if other.poll() is None and proc.returncode != 0:
                     other.kill()
         assert proc.returncode == 0, stderr[-4000:]
-        line = next(l for l in stdout.splitlines() if l.startswith("RESULT "))
-        results.append((json.loads(line[len("RESULT "):]), np.load(out), stderr))
+        line = next(lyr for lyr in stdout.splitlines() if lyr.startswith("RESULT "))
+        results.append((json.loads(line[len("RESULT ") :]), np.load(out), stderr))
     return results
 
 
@@ -112,8 +124,9 @@ def _assert_same_weights(a, b):
 
 def test_two_workers_on_localhost_end_identical_and_resume(tmp_path):
     data_dir = str(tmp_path / "data")
-    synthetic.build_synthetic_dataset(data_dir, num_train=8, num_val=2, num_shards=2,
-                                      min_size=48, max_size=64)
+    synthetic.build_synthetic_dataset(
+        data_dir, num_train=8, num_val=2, num_shards=2, min_size=48, max_size=64
+    )
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     logdir = str(tmp_path / "logdir")
@@ -126,8 +139,11 @@ def test_two_workers_on_localhost_end_identical_and_resume(tmp_path):
     _assert_same_weights(w0, w1)
     # Only the chief's checkpoint stays; the other worker's temporary copy is gone.
     assert tf.train.latest_checkpoint(logdir).endswith("ckpt-3")
-    assert not os.listdir(os.path.join(logdir, ".worker_tmp")) if os.path.isdir(
-        os.path.join(logdir, ".worker_tmp")) else True
+    assert (
+        not os.listdir(os.path.join(logdir, ".worker_tmp"))
+        if os.path.isdir(os.path.join(logdir, ".worker_tmp"))
+        else True
+    )
 
     second = _run_cluster(str(script), logdir, data_dir, 5, tmp_path, "second")
     (s0, v0, err0), (s1, v1, err1) = second

@@ -1,4 +1,5 @@
 """benchmarks.op_profile reads a real tf.profiler trace and ranks its op types."""
+
 import pytest
 import tensorflow as tf
 
@@ -26,8 +27,9 @@ def test_ranks_the_ops_of_a_profiled_function(tmp_path, capsys):
     assert "Conv2D" in table and "share" in table
     by_name, _, _ = op_profile.op_times(op_profile.newest_trace(str(tmp_path)), by_name=True)
     assert sum(by_name.values()) == pytest.approx(sum(seconds.values()))
-    assert any(key.startswith(convs[0] + "  ") and "Conv2D" in key.split("  ")[1]
-               for key in by_name), list(by_name)
+    assert any(
+        key.startswith(convs[0] + "  ") and "Conv2D" in key.split("  ")[1] for key in by_name
+    ), list(by_name)
 
 
 def test_a_directory_without_a_trace_is_an_error(tmp_path, capsys):

@@ -11,6 +11,7 @@ well-conditioned BatchNorm statistics it stays ~1% of the logits and the argmax 
 >= 99% of pixels (observed 99.8-100%); only near-ties can swap. (The official fixture's
 random weights amplify perturbations chaotically, so there the bfloat16 check is per layer.)
 """
+
 import os
 
 import keras
@@ -19,8 +20,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.inference import randomize_batch_norms as _randomize_batch_norms
-from deeplab import build_deeplab
-from deeplab import optimize
+from deeplab import build_deeplab, optimize
 from deeplab.checkpoints import load_official_checkpoint
 from tests import model_fixtures
 
@@ -39,11 +39,21 @@ def official():
     return model, images
 
 
-@pytest.mark.parametrize("variant,kwargs", [
-    ("xception_41", dict(output_stride=8, atrous_rates=(2, 4), decoder_output_stride=4)),
-    ("mobilenet_v2", dict(output_stride=16, atrous_rates=None, decoder_output_stride=None,
-                          depth_multiplier=0.5)),
-])
+@pytest.mark.parametrize(
+    "variant,kwargs",
+    [
+        ("xception_41", dict(output_stride=8, atrous_rates=(2, 4), decoder_output_stride=4)),
+        (
+            "mobilenet_v2",
+            dict(
+                output_stride=16,
+                atrous_rates=None,
+                decoder_output_stride=None,
+                depth_multiplier=0.5,
+            ),
+        ),
+    ],
+)
 def test_folded_model_equals_unfolded(variant, kwargs):
     model = build_deeplab(model_variant=variant, num_classes=5, **kwargs)
     _randomize_batch_norms(model)
@@ -53,10 +63,12 @@ def test_folded_model_equals_unfolded(variant, kwargs):
     convs = optimize.count_layers(model, [keras.layers.Conv2D, keras.layers.DepthwiseConv2D])
     # Every conv except the logits (no BatchNorm) is folded; names are kept.
     assert optimize.count_layers(folded, [optimize.FusedConv]) == convs - 1
-    assert {l.name for l in folded.layers if isinstance(l, optimize.FusedConv)} == {
-        l.name for l in model.layers
-        if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
-        and l.name != "logits.semantic"}
+    assert {lyr.name for lyr in folded.layers if isinstance(lyr, optimize.FusedConv)} == {
+        lyr.name
+        for lyr in model.layers
+        if isinstance(lyr, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+        and lyr.name != "logits.semantic"
+    }
     images = _images([2, 57, 41, 3])
     expected = model(images, training=False).numpy()
     got = folded(images).numpy()
@@ -75,8 +87,9 @@ def test_folded_model_keeps_official_fixture_numerics(official):
     assert np.abs(ours - expected).max() <= 1e-3
     assert (ours.argmax(-1) == expected.argmax(-1)).mean() >= 0.999
     unfolded = model(images, training=False).numpy()
-    np.testing.assert_allclose(folded(images).numpy(), unfolded,
-                               atol=1e-4 * np.abs(unfolded).max(), rtol=0)
+    np.testing.assert_allclose(
+        folded(images).numpy(), unfolded, atol=1e-4 * np.abs(unfolded).max(), rtol=0
+    )
 
 
 def test_original_model_is_untouched(official):
@@ -87,11 +100,21 @@ def test_original_model_is_untouched(official):
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights))
 
 
-@pytest.mark.parametrize("variant,kwargs", [
-    ("xception_41", dict(output_stride=16)),
-    ("mobilenet_v2", dict(output_stride=16, atrous_rates=None, decoder_output_stride=None,
-                          depth_multiplier=0.5)),
-])
+@pytest.mark.parametrize(
+    "variant,kwargs",
+    [
+        ("xception_41", dict(output_stride=16)),
+        (
+            "mobilenet_v2",
+            dict(
+                output_stride=16,
+                atrous_rates=None,
+                decoder_output_stride=None,
+                depth_multiplier=0.5,
+            ),
+        ),
+    ],
+)
 def test_bfloat16_path_agrees_on_argmax(variant, kwargs):
     model = build_deeplab(model_variant=variant, num_classes=21, **kwargs)
     _randomize_batch_norms(model)
@@ -100,7 +123,7 @@ def test_bfloat16_path_agrees_on_argmax(variant, kwargs):
     bf16 = optimize.bfloat16_inference_model(model)
     assert bf16.get_layer("aspp0").compute_dtype == "bfloat16"
     got = bf16(images)
-    assert got.dtype == tf.float32      # logits stay float32
+    assert got.dtype == tf.float32  # logits stay float32
     got = got.numpy()
     scale = np.abs(expected).max()
     assert np.abs(got - expected).max() <= 0.05 * scale
@@ -114,8 +137,11 @@ def test_bfloat16_layers_round_like_bfloat16(official):
     bf16 = optimize.bfloat16_inference_model(model)
     x = folded.get_layer("preprocess")(images)
     checked = 0
-    for name in ("MobilenetV2.Conv", "MobilenetV2.expanded_conv.depthwise",
-                 "MobilenetV2.expanded_conv.project"):
+    for name in (
+        "MobilenetV2.Conv",
+        "MobilenetV2.expanded_conv.depthwise",
+        "MobilenetV2.expanded_conv.project",
+    ):
         ref = folded.get_layer(name)(x).numpy()
         low = bf16.get_layer(name)(tf.cast(x, tf.bfloat16)).numpy().astype(np.float32)
         assert np.abs(low - ref).max() <= 2e-2 * np.abs(ref).max()
@@ -125,15 +151,22 @@ def test_bfloat16_layers_round_like_bfloat16(official):
 
 
 def test_frozen_batch_norm_model_and_no_upsampling_fold():
-    model = build_deeplab(model_variant="mobilenet_v2", num_classes=3, atrous_rates=None,
-                          decoder_output_stride=None, depth_multiplier=0.35,
-                          fine_tune_batch_norm=False, upsample_logits=False)
+    model = build_deeplab(
+        model_variant="mobilenet_v2",
+        num_classes=3,
+        atrous_rates=None,
+        decoder_output_stride=None,
+        depth_multiplier=0.35,
+        fine_tune_batch_norm=False,
+        upsample_logits=False,
+    )
     _randomize_batch_norms(model, seed=3)
     folded = optimize.fold_batch_norms(model)
     images = _images([1, 65, 65, 3], seed=2)
     expected = model(images, training=False).numpy()
-    np.testing.assert_allclose(folded(images).numpy(), expected,
-                               atol=1e-4 * np.abs(expected).max(), rtol=0)
+    np.testing.assert_allclose(
+        folded(images).numpy(), expected, atol=1e-4 * np.abs(expected).max(), rtol=0
+    )
 
 
 def test_residual_rewrites_keep_values():
@@ -142,17 +175,28 @@ def test_residual_rewrites_keep_values():
     _randomize_batch_norms(model, seed=5)
     plain = optimize.optimize_for_inference(model, residual_add_n=False, residual_relu_max=False)
     rewritten = optimize.optimize_for_inference(model)
-    assert optimize.count_layers(rewritten, [optimize.AddN]) == optimize.count_layers(
-        model, [keras.layers.Add]) > 0
+    assert (
+        optimize.count_layers(rewritten, [optimize.AddN])
+        == optimize.count_layers(model, [keras.layers.Add])
+        > 0
+    )
     assert optimize.count_layers(rewritten, [optimize.ReluMax]) > 0
     images = _images([1, 49, 49, 3], seed=4)
     np.testing.assert_allclose(rewritten(images).numpy(), plain(images).numpy(), atol=1e-6)
 
 
 def test_fused_conv_config_round_trip_and_shapes():
-    layer = optimize.FusedConv(None, (3, 3), depthwise=True, strides=(2, 2), padding="valid",
-                               dilation_rate=(1, 1), activation="relu", relu_max_value=6.0,
-                               name="dw")
+    layer = optimize.FusedConv(
+        None,
+        (3, 3),
+        depthwise=True,
+        strides=(2, 2),
+        padding="valid",
+        dilation_rate=(1, 1),
+        activation="relu",
+        relu_max_value=6.0,
+        name="dw",
+    )
     clone = optimize.FusedConv.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     out = clone(tf.zeros([1, 9, 9, 4]))
@@ -160,8 +204,13 @@ def test_fused_conv_config_round_trip_and_shapes():
 
 
 def test_inference_function_traces_once():
-    model = build_deeplab(model_variant="mobilenet_v2", num_classes=3, atrous_rates=None,
-                          decoder_output_stride=None, depth_multiplier=0.35)
+    model = build_deeplab(
+        model_variant="mobilenet_v2",
+        num_classes=3,
+        atrous_rates=None,
+        decoder_output_stride=None,
+        depth_multiplier=0.35,
+    )
     predict = optimize.inference_function(optimize.fold_batch_norms(model), [1, 33, 33, 3])
     for seed in range(3):
         predict(_images([1, 33, 33, 3], seed=seed))

@@ -1,9 +1,10 @@
 """Learning-rate policies (official get_model_learning_rate) and the TF1 momentum rule."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab.training import optimizers, schedules
+from deeplab.training import optimizers
 from deeplab.training.schedules import LearningRateConfig, learning_rate_at
 
 
@@ -18,12 +19,17 @@ def test_poly_is_tf_polynomial_decay():
         assert _lr(step, **kw) == pytest.approx(want, rel=1e-5, abs=1e-12)
     # end_learning_rate: (base - end) * (1 - t)^p + end.
     got = _lr(50, end_learning_rate=0.001, **kw)
-    assert got == pytest.approx((0.007 - 0.001) * 0.5 ** 0.9 + 0.001, rel=1e-5)
+    assert got == pytest.approx((0.007 - 0.001) * 0.5**0.9 + 0.001, rel=1e-5)
 
 
 def test_slow_start_replaces_the_rate_and_shifts_the_decay():
-    kw = dict(base_learning_rate=0.01, training_number_of_steps=110, slow_start_step=10,
-              slow_start_learning_rate=1e-4, learning_power=1.0)
+    kw = dict(
+        base_learning_rate=0.01,
+        training_number_of_steps=110,
+        slow_start_step=10,
+        slow_start_learning_rate=1e-4,
+        learning_power=1.0,
+    )
     assert _lr(0, **kw) == pytest.approx(1e-4)
     assert _lr(9, **kw) == pytest.approx(1e-4)
     # Official: polynomial_decay(base, step - slow_start_step, steps - slow_start_step).
@@ -33,18 +39,35 @@ def test_slow_start_replaces_the_rate_and_shifts_the_decay():
 
 
 def test_step_policy_is_staircase_exponential_decay():
-    kw = dict(learning_policy="step", base_learning_rate=0.1, learning_rate_decay_step=10,
-              learning_rate_decay_factor=0.5)
-    assert [round(_lr(s, **kw), 6) for s in (0, 9, 10, 19, 20, 35)] == \
-        [0.1, 0.1, 0.05, 0.05, 0.025, 0.0125]
+    kw = dict(
+        learning_policy="step",
+        base_learning_rate=0.1,
+        learning_rate_decay_step=10,
+        learning_rate_decay_factor=0.5,
+    )
+    assert [round(_lr(s, **kw), 6) for s in (0, 9, 10, 19, 20, 35)] == [
+        0.1,
+        0.1,
+        0.05,
+        0.05,
+        0.025,
+        0.0125,
+    ]
 
 
 def test_defaults_are_official():
     c = LearningRateConfig()
-    assert (c.learning_policy, c.base_learning_rate, c.learning_power,
-            c.training_number_of_steps, c.end_learning_rate, c.slow_start_step,
-            c.slow_start_learning_rate, c.learning_rate_decay_step,
-            c.learning_rate_decay_factor) == ("poly", 1e-4, 0.9, 30000, 0.0, 0, 1e-4, 2000, 0.1)
+    assert (
+        c.learning_policy,
+        c.base_learning_rate,
+        c.learning_power,
+        c.training_number_of_steps,
+        c.end_learning_rate,
+        c.slow_start_step,
+        c.slow_start_learning_rate,
+        c.learning_rate_decay_step,
+        c.learning_rate_decay_factor,
+    ) == ("poly", 1e-4, 0.9, 30000, 0.0, 0, 1e-4, 2000, 0.1)
 
 
 def test_bad_policy_is_named():
@@ -70,6 +93,7 @@ def test_tf1_momentum_rule_with_changing_learning_rate():
 
 def test_gradient_multipliers_double_biases_and_boost_last_layers():
     import keras
+
     inp = keras.Input((4,))
     hidden = keras.layers.Dense(3, name="features")
     logits = keras.layers.Dense(2, name="logits.semantic")

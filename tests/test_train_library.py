@@ -1,4 +1,5 @@
 """Training semantics through the library (tiny models, tiny crops, few steps)."""
+
 import glob
 import os
 
@@ -8,17 +9,28 @@ import tensorflow as tf
 
 from deeplab.config import ModelOptions
 from deeplab.data import synthetic
-from deeplab.training import LearningRateConfig, NonFiniteLossError, TrainConfig, Trainer
-from deeplab.training import checkpointing
+from deeplab.training import (
+    LearningRateConfig,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    checkpointing,
+)
 
 CROP = 49
 NUM_CLASSES = synthetic.NUM_CLASSES
 
 
 def tiny_options(**overrides):
-    kwargs = dict(model_variant="mobilenet_v2", num_classes=NUM_CLASSES, output_stride=16,
-                  atrous_rates=None, decoder_output_stride=None, depth_multiplier=0.25,
-                  crop_size=(CROP, CROP))
+    kwargs = dict(
+        model_variant="mobilenet_v2",
+        num_classes=NUM_CLASSES,
+        output_stride=16,
+        atrous_rates=None,
+        decoder_output_stride=None,
+        depth_multiplier=0.25,
+        crop_size=(CROP, CROP),
+    )
     kwargs.update(overrides)
     return ModelOptions(**kwargs)
 
@@ -27,18 +39,22 @@ def small_model(options):
     """A stand-in with the official layer naming (conv + BN + logits), fast to trace; for the
     tests of the loop itself rather than of the DeepLab graph."""
     import keras
+
     reg = keras.regularizers.L2(options.weight_decay / 2)
     images = keras.Input((None, None, 3))
     x = keras.layers.Rescaling(2 / 255, -1.0)(images)
-    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, kernel_regularizer=reg,
-                            name="features.conv1")(x)
+    x = keras.layers.Conv2D(
+        8, 3, padding="same", use_bias=False, kernel_regularizer=reg, name="features.conv1"
+    )(x)
     x = keras.layers.BatchNormalization(name="features.conv1.BatchNorm")(x)
     x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, kernel_regularizer=reg,
-                            name="aspp0")(x)
+    x = keras.layers.Conv2D(
+        8, 3, padding="same", use_bias=False, kernel_regularizer=reg, name="aspp0"
+    )(x)
     x = keras.layers.ReLU()(x)
-    logits = keras.layers.Conv2D(options.num_classes, 1, kernel_regularizer=reg,
-                                 name="logits.semantic")(x)
+    logits = keras.layers.Conv2D(
+        options.num_classes, 1, kernel_regularizer=reg, name="logits.semantic"
+    )(x)
     return keras.Model(images, logits)
 
 
@@ -56,28 +72,44 @@ def fixed_batches(num_images=4, crop=CROP, nan_from_step=None):
         ds = tf.data.Dataset.from_tensors({"image": images, "label": labels}).repeat()
         ds = ds.unbatch().batch(per_replica, drop_remainder=True)
         if nan_from_step is not None:
+
             def poison(step, batch):
-                image = tf.where(step >= nan_from_step, tf.fill(tf.shape(batch["image"]), np.nan),
-                                 batch["image"])
+                image = tf.where(
+                    step >= nan_from_step, tf.fill(tf.shape(batch["image"]), np.nan), batch["image"]
+                )
                 return {"image": image, "label": batch["label"]}
+
             ds = tf.data.Dataset.zip((tf.data.Dataset.range(1, 10**9), ds)).map(poison)
         return ds
+
     return dataset_fn
 
 
 def make_config(logdir, options=None, steps=4, **overrides):
-    kwargs = dict(train_logdir=str(logdir), model_options=options or tiny_options(),
-                  dataset="synthetic", train_crop_size=(CROP, CROP), train_batch_size=4,
-                  learning_rate=LearningRateConfig(base_learning_rate=0.01,
-                                                   training_number_of_steps=steps),
-                  log_steps=2, save_interval_steps=2, seed=1)
+    kwargs = dict(
+        train_logdir=str(logdir),
+        model_options=options or tiny_options(),
+        dataset="synthetic",
+        train_crop_size=(CROP, CROP),
+        train_batch_size=4,
+        learning_rate=LearningRateConfig(base_learning_rate=0.01, training_number_of_steps=steps),
+        log_steps=2,
+        save_interval_steps=2,
+        seed=1,
+    )
     kwargs.update(overrides)
     return TrainConfig(**kwargs)
 
 
 def test_overfits_a_few_images(tmp_path):
-    config = make_config(tmp_path, steps=40, optimizer="adam", adam_learning_rate=5e-3,
-                         log_steps=1, save_interval_steps=1000)
+    config = make_config(
+        tmp_path,
+        steps=40,
+        optimizer="adam",
+        adam_learning_rate=5e-3,
+        log_steps=1,
+        save_interval_steps=1000,
+    )
     trainer = Trainer(config, dataset_fn=fixed_batches(num_images=2))
     first = []
     orig = trainer._train_step
@@ -87,6 +119,7 @@ def test_overfits_a_few_images(tmp_path):
         if len(first) < 3:
             first.append(float(out["losses/cross_entropy"]))
         return out
+
     trainer._train_step = spy
     result = trainer.run()
     start = np.mean(first)
@@ -116,11 +149,12 @@ def _bn_layers(model):
 
 def test_fine_tune_batch_norm_false_keeps_moving_stats_and_trains_gamma_beta(tmp_path):
     options = tiny_options(fine_tune_batch_norm=False)
-    trainer = Trainer(make_config(tmp_path, options, steps=2, save_interval_steps=0),
-                      dataset_fn=fixed_batches())
+    trainer = Trainer(
+        make_config(tmp_path, options, steps=2, save_interval_steps=0), dataset_fn=fixed_batches()
+    )
     bns = _bn_layers(trainer.model)
     assert bns
-    before = {l.name: [w.numpy().copy() for w in l.weights] for l in bns}
+    before = {lyr.name: [w.numpy().copy() for w in lyr.weights] for lyr in bns}
     trainer.run()
     for layer in bns:
         gamma, beta, mean, var = (w.numpy() for w in layer.weights)
@@ -132,6 +166,7 @@ def test_fine_tune_batch_norm_false_keeps_moving_stats_and_trains_gamma_beta(tmp
 
 def _official_l2(model, weight_decay):
     import keras
+
     total = 0.0
     for layer in model.layers:
         if isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -152,7 +187,8 @@ def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(tmp_
     result = trainer.run()
     assert result["losses/regularization"] == pytest.approx(want, rel=1e-4)
     assert result["total_loss"] == pytest.approx(
-        result["losses/cross_entropy"] + result["losses/regularization"], rel=1e-5)
+        result["losses/cross_entropy"] + result["losses/regularization"], rel=1e-5
+    )
     # fine_tune_batch_norm=True (the default): batch statistics update the moving mean.
     assert not np.array_equal(mean_before, bn.moving_mean.numpy())
 
@@ -167,9 +203,17 @@ def test_batch_of_one_summaries_and_rerun_when_done(tmp_path):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 tags.add(value.tag)
-    assert {"total_loss", "losses/cross_entropy", "losses/regularization", "learning_rate",
-            "pixel_accuracy", "images_per_second", "samples/image", "samples/label",
-            "samples/prediction"} <= tags
+    assert {
+        "total_loss",
+        "losses/cross_entropy",
+        "losses/regularization",
+        "learning_rate",
+        "pixel_accuracy",
+        "images_per_second",
+        "samples/image",
+        "samples/label",
+        "samples/prediction",
+    } <= tags
     again = Trainer(config, dataset_fn=fixed_batches(num_images=1), model_fn=small_model).run()
     assert again == {"step": 3, "steps_run": 0, "already_done": True}
     options = checkpointing.read_model_options(str(tmp_path))
@@ -183,9 +227,14 @@ def test_initialise_from_checkpoint_skipping_the_last_layers(tmp_path):
     source = tiny_model_from(first_ckpt)
     # A new class count: the logits cannot come from the checkpoint, everything else does.
     options = tiny_options(num_classes=3)
-    config = make_config(tmp_path / "second", options, steps=1,
-                         tf_initial_checkpoint=str(first), initialize_last_layer=False,
-                         last_layers_contain_logits_only=True)
+    config = make_config(
+        tmp_path / "second",
+        options,
+        steps=1,
+        tf_initial_checkpoint=str(first),
+        initialize_last_layer=False,
+        last_layers_contain_logits_only=True,
+    )
     trainer = Trainer(config, dataset_fn=fixed_batches())
     trainer._restore_or_initialize()
     for layer in trainer.model.layers:
@@ -200,6 +249,7 @@ def test_initialise_from_checkpoint_skipping_the_last_layers(tmp_path):
 
 def tiny_model_from(checkpoint):
     from deeplab import build_deeplab_from_options
+
     model = build_deeplab_from_options(tiny_options())
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model

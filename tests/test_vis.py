@@ -1,4 +1,5 @@
 """vis.py and the visualisation helpers: colour maps, overlays, figures, raw label ids."""
+
 import os
 
 import numpy as np
@@ -34,8 +35,7 @@ def test_colour_maps_of_the_three_datasets(dataset):
 
 def test_ignore_label_is_drawn_white_when_it_is_not_a_class():
     cmap = colormaps.get_colormap("pascal_voc_seg")
-    color = evaluation.colorize_label(np.array([[0, 255]]), cmap, ignore_label=255,
-                                      num_classes=21)
+    color = evaluation.colorize_label(np.array([[0, 255]]), cmap, ignore_label=255, num_classes=21)
     np.testing.assert_array_equal(color[0, 1], [255, 255, 255])
     np.testing.assert_array_equal(color[0, 0], cmap[0])
 
@@ -47,16 +47,26 @@ def test_save_visualisation_writes_image_prediction_overlay_and_figure(tmp_path)
     label = prediction.copy()
     label[0] = 255
     cmap = colormaps.get_colormap("pascal_voc_seg")
-    paths = evaluation.save_visualisation(str(tmp_path), 7, image, prediction, label,
-                                          colormap=cmap, class_names=["bg", "a", "b"],
-                                          ignore_label=255, num_classes=3, image_name="x")
+    paths = evaluation.save_visualisation(
+        str(tmp_path),
+        7,
+        image,
+        prediction,
+        label,
+        colormap=cmap,
+        class_names=["bg", "a", "b"],
+        ignore_label=255,
+        num_classes=3,
+        image_name="x",
+    )
     assert sorted(paths) == ["figure", "image", "overlay", "prediction"]
     assert os.path.basename(paths["prediction"]) == "000007_prediction.png"
     color = np.asarray(Image.open(paths["prediction"]))
     np.testing.assert_array_equal(color, cmap[prediction])
     overlay = np.asarray(Image.open(paths["overlay"]))
     np.testing.assert_array_equal(
-        overlay, colormaps.overlay(np.round(image).astype(np.uint8), cmap[prediction], 0.5))
+        overlay, colormaps.overlay(np.round(image).astype(np.uint8), cmap[prediction], 0.5)
+    )
     figure = Image.open(paths["figure"])
     assert figure.size[0] > figure.size[1] > 0  # panels side by side
 
@@ -64,9 +74,16 @@ def test_save_visualisation_writes_image_prediction_overlay_and_figure(tmp_path)
 def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
     vis_dir = tmp_path / "vis"
     result = eval_fixtures.run_cli(
-        "vis.py", f"--checkpoint_dir={run.run_dir}", f"--vis_logdir={vis_dir}",
-        "--vis_crop_size=97,97", "--vis_batch_size=2", "--max_number_of_iterations=1",
-        "--num_vis_examples=3", "--also_save_raw_predictions", "--colormap_type=cityscapes")
+        "vis.py",
+        f"--checkpoint_dir={run.run_dir}",
+        f"--vis_logdir={vis_dir}",
+        "--vis_crop_size=97,97",
+        "--vis_batch_size=2",
+        "--max_number_of_iterations=1",
+        "--num_vis_examples=3",
+        "--also_save_raw_predictions",
+        "--colormap_type=cityscapes",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = vis_dir / "segmentation_results"
     for index in range(3):
@@ -77,8 +94,18 @@ def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
     assert [p.name for p in raw] == ["val_000000.png", "val_000001.png", "val_000002.png"]
     from deeplab.data.pipeline import build_dataset
 
-    first = next(iter(build_dataset("synthetic", run.data_dir, "val", crop_size=(97, 97),
-                                    batch_size=1, is_training=False)))
+    first = next(
+        iter(
+            build_dataset(
+                "synthetic",
+                run.data_dir,
+                "val",
+                crop_size=(97, 97),
+                batch_size=1,
+                is_training=False,
+            )
+        )
+    )
     height, width = int(first["height"][0]), int(first["width"][0])
     raw0 = np.asarray(Image.open(raw[0]))
     assert raw0.shape == (height, width)  # the original size, not the padded one
@@ -94,8 +121,9 @@ def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
 
 @pytest.mark.parametrize("flag", ["--vis_crop_size=97", "--eval_scales=1.0,x"])
 def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, flag):
-    result = eval_fixtures.run_cli("vis.py", f"--checkpoint_dir={run.run_dir}",
-                                   f"--vis_logdir={tmp_path / 'vis'}", flag)
+    result = eval_fixtures.run_cli(
+        "vis.py", f"--checkpoint_dir={run.run_dir}", f"--vis_logdir={tmp_path / 'vis'}", flag
+    )
     assert result.returncode == 2
     assert flag.split("=")[0] in result.stderr
     assert not (tmp_path / "vis").exists()

@@ -4,6 +4,7 @@ Inverted residual units: 1x1 expand (BN, ReLU6), 3x3 depthwise (BN, ReLU6), 1x1 
 (BN), with a residual sum when the stride is 1 and the depth is unchanged. SAME padding
 throughout, BN epsilon 1e-3 and decay 0.997 (the official mobilenet training scope).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
@@ -14,9 +15,17 @@ from deeplab.layers import ConvStyle, conv_bn, depthwise_bn
 
 # (num_outputs, stride, expansion factor) of `expanded_conv`, `expanded_conv_1`, ... (V2_DEF).
 _UNITS: List[Tuple[int, int, int]] = (
-    [(16, 1, 1)] + [(24, 2, 6), (24, 1, 6)] + [(32, 2, 6)] + [(32, 1, 6)] * 2
-    + [(64, 2, 6)] + [(64, 1, 6)] * 3 + [(96, 1, 6)] * 3 + [(160, 2, 6)] + [(160, 1, 6)] * 2
-    + [(320, 1, 6)])
+    [(16, 1, 1)]
+    + [(24, 2, 6), (24, 1, 6)]
+    + [(32, 2, 6)]
+    + [(32, 1, 6)] * 2
+    + [(64, 2, 6)]
+    + [(64, 1, 6)] * 3
+    + [(96, 1, 6)] * 3
+    + [(160, 2, 6)]
+    + [(160, 1, 6)] * 2
+    + [(320, 1, 6)]
+)
 
 # Low-level features for the decoder by output stride (official DECODER_END_POINTS); layer_N
 # is the N-th op of the spec counting `Conv` as layer_1.
@@ -36,8 +45,13 @@ def _unit_scope(index: int) -> str:
     return "expanded_conv" if index == 0 else f"expanded_conv_{index}"
 
 
-def build_mobilenet_v2(images, output_stride: int, style: ConvStyle, depth_multiplier: float = 1.0,
-                       divisible_by: Optional[int] = None):
+def build_mobilenet_v2(
+    images,
+    output_stride: int,
+    style: ConvStyle,
+    depth_multiplier: float = 1.0,
+    divisible_by: Optional[int] = None,
+):
     """MobileNetV2 features from preprocessed images ([-1, 1]); returns (features, end_points)."""
     if divisible_by is None:
         divisible_by = 8 if depth_multiplier == 1.0 else 1

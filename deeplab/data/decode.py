@@ -6,186 +6,228 @@ good, otherwise a sentence naming the file and the problem. Decoding failures
 each example is decoded in a one-element dataset with ``ignore_errors`` and a
 fallback element that carries the error (see decode_dataset).
 """
-import os
 
+import os
 import sys
 
 import numpy as np
-
 import tensorflow as tf
 
 _EMPTY_IMAGE = tf.zeros([0, 0, 3], tf.uint8)
 
 
 def decode_image(data):
-  """Decodes JPEG/PNG/BMP/GIF bytes to uint8 RGB [H, W, 3].
+    """Decodes JPEG/PNG/BMP/GIF bytes to uint8 RGB [H, W, 3].
 
-  Grayscale is replicated to RGB and an alpha channel is dropped (decode with
-  channels=3 does both).
-  """
-  image = tf.io.decode_image(data, channels=3, expand_animations=False)
-  image.set_shape([None, None, 3])
-  return image
+    Grayscale is replicated to RGB and an alpha channel is dropped (decode with
+    channels=3 does both).
+    """
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
 
 
 def palette_lookup_table(palette):
-  """Returns a hash table: packed RGB colour -> first palette index (-1 if none)."""
-  palette = np.asarray(palette, dtype=np.int64)[:256]
-  codes = palette[:, 0] * 65536 + palette[:, 1] * 256 + palette[:, 2]
-  _, first = np.unique(codes, return_index=True)
-  return tf.lookup.StaticHashTable(
-      tf.lookup.KeyValueTensorInitializer(
-          tf.constant(codes[first], tf.int64),
-          tf.constant(first.astype(np.int64), tf.int64)),
-      default_value=-1)
+    """Returns a hash table: packed RGB colour -> first palette index (-1 if none)."""
+    palette = np.asarray(palette, dtype=np.int64)[:256]
+    codes = palette[:, 0] * 65536 + palette[:, 1] * 256 + palette[:, 2]
+    _, first = np.unique(codes, return_index=True)
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(codes[first], tf.int64), tf.constant(first.astype(np.int64), tf.int64)
+        ),
+        default_value=-1,
+    )
 
 
 def decode_label(data, colour_table=None):
-  """Decodes a label PNG to int32 [H, W, 1] and an error string.
+    """Decodes a label PNG to int32 [H, W, 1] and an error string.
 
-  A single-channel PNG (the official format) gives its values. A colour label
-  (RGB, or a palette PNG that the decoder expands to RGB) is mapped back to
-  indices through ``colour_table`` (see palette_lookup_table); colours not in
-  the palette become -1, which validation reports. Without a table a colour
-  label is an error.
-  """
-  raw = tf.io.decode_image(data, channels=0, expand_animations=False)
-  channels = tf.shape(raw)[-1]
+    A single-channel PNG (the official format) gives its values. A colour label
+    (RGB, or a palette PNG that the decoder expands to RGB) is mapped back to
+    indices through ``colour_table`` (see palette_lookup_table); colours not in
+    the palette become -1, which validation reports. Without a table a colour
+    label is an error.
+    """
+    raw = tf.io.decode_image(data, channels=0, expand_animations=False)
+    channels = tf.shape(raw)[-1]
 
-  def single():
-    return tf.cast(raw[..., :1], tf.int32), tf.constant('')
+    def single():
+        return tf.cast(raw[..., :1], tf.int32), tf.constant("")
 
-  def colour():
-    if colour_table is None:
-      return (tf.zeros_like(tf.cast(raw[..., :1], tf.int32)),
-              tf.constant('label is a colour image; expected single-channel '
-                          'class indices (remove the colour map first)'))
-    rgb = tf.cast(raw[..., :3], tf.int64)
-    codes = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
-    return tf.cast(colour_table.lookup(codes), tf.int32)[..., tf.newaxis], \
-        tf.constant('')
+    def colour():
+        if colour_table is None:
+            return (
+                tf.zeros_like(tf.cast(raw[..., :1], tf.int32)),
+                tf.constant(
+                    "label is a colour image; expected single-channel "
+                    "class indices (remove the colour map first)"
+                ),
+            )
+        rgb = tf.cast(raw[..., :3], tf.int64)
+        codes = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
+        return tf.cast(colour_table.lookup(codes), tf.int32)[..., tf.newaxis], tf.constant("")
 
-  label, error = tf.cond(channels >= 3, colour, single)
-  label.set_shape([None, None, 1])
-  return label, error
+    label, error = tf.cond(channels >= 3, colour, single)
+    label.set_shape([None, None, 1])
+    return label, error
 
 
 def read_and_decode(raw, colour_table=None):
-  """Turns a raw element into a decoded one (may raise on corrupt data).
+    """Turns a raw element into a decoded one (may raise on corrupt data).
 
-  raw: dict with 'image_name', 'source' and either 'image_bytes' /
-  'label_bytes' or 'image_path' / 'label_path'. An empty label (a test split)
-  becomes all ignore later, marked by 'has_label' False.
-  """
-  if 'image_path' in raw:
-    image_bytes = tf.io.read_file(raw['image_path'])
-    label_bytes = tf.cond(tf.equal(raw['label_path'], ''),
-                          lambda: tf.constant(''),
-                          lambda: tf.io.read_file(raw['label_path']))
-  else:
-    image_bytes, label_bytes = raw['image_bytes'], raw['label_bytes']
-  image = decode_image(image_bytes)
-  has_label = tf.not_equal(label_bytes, '')
-  label, error = tf.cond(
-      has_label, lambda: decode_label(label_bytes, colour_table),
-      lambda: (tf.zeros([0, 0, 1], tf.int32), tf.constant('')))
-  return {'image': image, 'label': label, 'has_label': has_label,
-          'image_name': raw['image_name'], 'source': raw['source'],
-          'error': error}
+    raw: dict with 'image_name', 'source' and either 'image_bytes' /
+    'label_bytes' or 'image_path' / 'label_path'. An empty label (a test split)
+    becomes all ignore later, marked by 'has_label' False.
+    """
+    if "image_path" in raw:
+        image_bytes = tf.io.read_file(raw["image_path"])
+        label_bytes = tf.cond(
+            tf.equal(raw["label_path"], ""),
+            lambda: tf.constant(""),
+            lambda: tf.io.read_file(raw["label_path"]),
+        )
+    else:
+        image_bytes, label_bytes = raw["image_bytes"], raw["label_bytes"]
+    image = decode_image(image_bytes)
+    has_label = tf.not_equal(label_bytes, "")
+    label, error = tf.cond(
+        has_label,
+        lambda: decode_label(label_bytes, colour_table),
+        lambda: (tf.zeros([0, 0, 1], tf.int32), tf.constant("")),
+    )
+    return {
+        "image": image,
+        "label": label,
+        "has_label": has_label,
+        "image_name": raw["image_name"],
+        "source": raw["source"],
+        "error": error,
+    }
 
 
 def _failed(raw):
-  return {'image': _EMPTY_IMAGE, 'label': tf.zeros([0, 0, 1], tf.int32),
-          'has_label': tf.constant(False), 'image_name': raw['image_name'],
-          'source': raw['source'],
-          'error': tf.constant('could not read or decode the image or label '
-                               '(missing, corrupt or unsupported data)')}
+    return {
+        "image": _EMPTY_IMAGE,
+        "label": tf.zeros([0, 0, 1], tf.int32),
+        "has_label": tf.constant(False),
+        "image_name": raw["image_name"],
+        "source": raw["source"],
+        "error": tf.constant(
+            "could not read or decode the image or label (missing, corrupt or unsupported data)"
+        ),
+    }
 
 
-def decode_dataset(raw_dataset, colour_table=None, deterministic=True,
-                   parallelism=tf.data.AUTOTUNE):
-  """Decodes a dataset of raw elements; failures become elements with 'error'."""
-  def safe_decode(raw):
-    good = tf.data.Dataset.from_tensors(raw).map(
-        lambda r: read_and_decode(r, colour_table)).ignore_errors()
-    fallback = tf.data.Dataset.from_tensors(raw).map(_failed)
-    return good.concatenate(fallback).take(1)
+def decode_dataset(
+    raw_dataset, colour_table=None, deterministic=True, parallelism=tf.data.AUTOTUNE
+):
+    """Decodes a dataset of raw elements; failures become elements with 'error'."""
 
-  return raw_dataset.interleave(
-      safe_decode, cycle_length=max(2, os.cpu_count() or 2), block_length=1,
-      num_parallel_calls=parallelism, deterministic=deterministic)
+    def safe_decode(raw):
+        good = (
+            tf.data.Dataset.from_tensors(raw)
+            .map(lambda r: read_and_decode(r, colour_table))
+            .ignore_errors()
+        )
+        fallback = tf.data.Dataset.from_tensors(raw).map(_failed)
+        return good.concatenate(fallback).take(1)
+
+    return raw_dataset.interleave(
+        safe_decode,
+        cycle_length=max(2, os.cpu_count() or 2),
+        block_length=1,
+        num_parallel_calls=parallelism,
+        deterministic=deterministic,
+    )
 
 
 def validate(example, num_classes, ignore_label):
-  """Adds checks to a decoded element: missing labels become all-ignore,
-  then size mismatch and label values outside 0..num_classes-1 (other than the
-  ignore label) set 'error'. The final 'error' names the file.
-  """
-  image, label = example['image'], example['label']
-  image_hw = tf.shape(image)[:2]
-  label = tf.cond(
-      example['has_label'], lambda: label,
-      lambda: tf.fill(tf.concat([image_hw, [1]], 0), ignore_label))
-  label_hw = tf.shape(label)[:2]
-  error = example['error']
-  size_error = tf.strings.format(
-      'label size {}x{} differs from image size {}x{}',
-      (label_hw[0], label_hw[1], image_hw[0], image_hw[1]))
-  error = tf.where(
-      tf.logical_and(tf.equal(error, ''),
-                     tf.reduce_any(tf.not_equal(label_hw, image_hw))),
-      size_error, error)
-  if num_classes is not None:
-    bad_values = tf.logical_and(
-        tf.logical_or(label < 0, label >= num_classes),
-        tf.not_equal(label, ignore_label))
-    first_bad = tf.cond(tf.reduce_any(bad_values),
-                        lambda: tf.boolean_mask(label, bad_values)[0],
-                        lambda: tf.constant(0))
-    value_error = tf.strings.format(
-        'label value {} outside 0..{} and not the ignore label {}',
-        (first_bad, num_classes - 1, ignore_label))
+    """Adds checks to a decoded element: missing labels become all-ignore,
+    then size mismatch and label values outside 0..num_classes-1 (other than the
+    ignore label) set 'error'. The final 'error' names the file.
+    """
+    image, label = example["image"], example["label"]
+    image_hw = tf.shape(image)[:2]
+    label = tf.cond(
+        example["has_label"],
+        lambda: label,
+        lambda: tf.fill(tf.concat([image_hw, [1]], 0), ignore_label),
+    )
+    label_hw = tf.shape(label)[:2]
+    error = example["error"]
+    size_error = tf.strings.format(
+        "label size {}x{} differs from image size {}x{}",
+        (label_hw[0], label_hw[1], image_hw[0], image_hw[1]),
+    )
     error = tf.where(
-        tf.logical_and(tf.equal(error, ''), tf.reduce_any(bad_values)),
-        value_error, error)
-  full_error = tf.where(
-      tf.equal(error, ''), error,
-      tf.strings.join(['bad example ', example['source'], ': ', error]))
-  out = dict(example)
-  out.pop('has_label')
-  out.update(label=label, error=full_error)
-  return out
+        tf.logical_and(tf.equal(error, ""), tf.reduce_any(tf.not_equal(label_hw, image_hw))),
+        size_error,
+        error,
+    )
+    if num_classes is not None:
+        bad_values = tf.logical_and(
+            tf.logical_or(label < 0, label >= num_classes), tf.not_equal(label, ignore_label)
+        )
+        first_bad = tf.cond(
+            tf.reduce_any(bad_values),
+            lambda: tf.boolean_mask(label, bad_values)[0],
+            lambda: tf.constant(0),
+        )
+        value_error = tf.strings.format(
+            "label value {} outside 0..{} and not the ignore label {}",
+            (first_bad, num_classes - 1, ignore_label),
+        )
+        error = tf.where(
+            tf.logical_and(tf.equal(error, ""), tf.reduce_any(bad_values)), value_error, error
+        )
+    full_error = tf.where(
+        tf.equal(error, ""),
+        error,
+        tf.strings.join(["bad example ", example["source"], ": ", error]),
+    )
+    out = dict(example)
+    out.pop("has_label")
+    out.update(label=label, error=full_error)
+    return out
 
 
 def raise_or_skip(dataset, skip_bad_examples, deterministic=True):
-  """Raises InvalidArgumentError on the first bad element (its message names
-  the file), or with skip_bad_examples drops bad elements and logs each one
-  with a running count of skipped examples.
-  """
-  if not skip_bad_examples:
-    def check(example):
-      ok = tf.debugging.Assert(tf.equal(example['error'], ''),
-                               [example['error']], summarize=1)
-      with tf.control_dependencies([ok]):
-        example = dict(example, image=tf.identity(example['image']))
-      return example
-    return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=deterministic)
+    """Raises InvalidArgumentError on the first bad element (its message names
+    the file), or with skip_bad_examples drops bad elements and logs each one
+    with a running count of skipped examples.
+    """
+    if not skip_bad_examples:
 
-  def count(skipped, example):
-    bad = tf.not_equal(example['error'], '')
-    skipped += tf.cast(bad, tf.int64)
+        def check(example):
+            ok = tf.debugging.Assert(
+                tf.equal(example["error"], ""), [example["error"]], summarize=1
+            )
+            with tf.control_dependencies([ok]):
+                example = dict(example, image=tf.identity(example["image"]))
+            return example
 
-    def log():
-      # Standard output, not a log stream: TF_CPP_MIN_LOG_LEVEL>=1 would hide
-      # tf.print's stderr/log outputs, and a skipped file must never go unseen.
-      tf.print('WARNING: skipping', example['error'], '; skipped so far:',
-               skipped, output_stream=sys.stdout)
-      return tf.constant(True)
+        return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
-    logged = tf.cond(bad, log, lambda: tf.constant(False))
-    return skipped, dict(example, skipped=logged)
+    def count(skipped, example):
+        bad = tf.not_equal(example["error"], "")
+        skipped += tf.cast(bad, tf.int64)
 
-  dataset = dataset.scan(tf.constant(0, tf.int64), count)
-  dataset = dataset.filter(lambda e: tf.equal(e['error'], ''))
-  return dataset.map(lambda e: {k: v for k, v in e.items() if k != 'skipped'})
+        def log():
+            # Standard output, not a log stream: TF_CPP_MIN_LOG_LEVEL>=1 would hide
+            # tf.print's stderr/log outputs, and a skipped file must never go unseen.
+            tf.print(
+                "WARNING: skipping",
+                example["error"],
+                "; skipped so far:",
+                skipped,
+                output_stream=sys.stdout,
+            )
+            return tf.constant(True)
+
+        logged = tf.cond(bad, log, lambda: tf.constant(False))
+        return skipped, dict(example, skipped=logged)
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), count)
+    dataset = dataset.filter(lambda e: tf.equal(e["error"], ""))
+    return dataset.map(lambda e: {k: v for k, v in e.items() if k != "skipped"})

@@ -11,6 +11,7 @@ a band of the ignore label like VOC's. Image sizes and aspect ratios vary.
 Every image is a pure function of (seed, split, index), so the set is
 deterministic. Shards are written in the official TFRecord format.
 """
+
 import colorsys
 import io
 import math
@@ -19,201 +20,225 @@ import os
 import numpy as np
 from PIL import Image
 
-from deeplab.data import descriptors
-from deeplab.data import tfrecord
+from deeplab.data import descriptors, tfrecord
 
 CLASS_NAMES = descriptors.SYNTHETIC_CLASS_NAMES
 NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_LABEL = 255
-_SPLIT_IDS = {'train': 1, 'val': 2}
+_SPLIT_IDS = {"train": 1, "val": 2}
 
 
 def _smooth_noise(rng, height, width, cells, channels):
-  """Low-frequency noise in [-1, 1]: a random grid upsampled bilinearly."""
-  grid = rng.uniform(-1, 1, size=(cells, cells, channels)).astype(np.float32)
-  layers = [np.asarray(Image.fromarray(grid[..., c], mode='F').resize(
-      (width, height), Image.BILINEAR)) for c in range(channels)]
-  return np.stack(layers, axis=-1)
+    """Low-frequency noise in [-1, 1]: a random grid upsampled bilinearly."""
+    grid = rng.uniform(-1, 1, size=(cells, cells, channels)).astype(np.float32)
+    layers = [
+        np.asarray(Image.fromarray(grid[..., c], mode="F").resize((width, height), Image.BILINEAR))
+        for c in range(channels)
+    ]
+    return np.stack(layers, axis=-1)
 
 
 # Hue ranges (degrees) of the class pairs: disc/ring, square/triangle, cross/bar.
-_HUE_FAMILIES = {1: (-20, 40), 4: (-20, 40), 2: (80, 150), 3: (80, 150),
-                 5: (190, 260), 6: (190, 260)}
+_HUE_FAMILIES = {
+    1: (-20, 40),
+    4: (-20, 40),
+    2: (80, 150),
+    3: (80, 150),
+    5: (190, 260),
+    6: (190, 260),
+}
 
 
 def _hsv_colour(hue_degrees, saturation, value):
-  """An RGB colour in [0, 255] from a hue in degrees, saturation and value."""
-  return 255.0 * np.array(colorsys.hsv_to_rgb((hue_degrees / 360.0) % 1.0,
-                                              saturation, value))
+    """An RGB colour in [0, 255] from a hue in degrees, saturation and value."""
+    return 255.0 * np.array(colorsys.hsv_to_rgb((hue_degrees / 360.0) % 1.0, saturation, value))
 
 
 def _object_colours(rng, class_id):
-  """The fill colour of an object and the second colour of its structure.
+    """The fill colour of an object and the second colour of its structure.
 
-  Both come from the class's hue family: bright and saturated, the second
-  one darker, so the structure shows but colour alone only names the pair.
-  """
-  hue = rng.uniform(*_HUE_FAMILIES[class_id])
-  saturation = rng.uniform(0.55, 1.0)
-  value = rng.uniform(0.75, 1.0)
-  second = _hsv_colour(hue + rng.uniform(-10, 10), saturation,
-                       value * rng.uniform(0.35, 0.55))
-  return _hsv_colour(hue, saturation, value), second
+    Both come from the class's hue family: bright and saturated, the second
+    one darker, so the structure shows but colour alone only names the pair.
+    """
+    hue = rng.uniform(*_HUE_FAMILIES[class_id])
+    saturation = rng.uniform(0.55, 1.0)
+    value = rng.uniform(0.75, 1.0)
+    second = _hsv_colour(hue + rng.uniform(-10, 10), saturation, value * rng.uniform(0.35, 0.55))
+    return _hsv_colour(hue, saturation, value), second
 
 
 def _shape_mask(class_id, u, v, radius):
-  """Boolean mask of a shape in object coordinates (u, v), size ``radius``."""
-  r2 = u * u + v * v
-  if class_id == 1:  # disc
-    return r2 <= radius ** 2
-  if class_id == 2:  # square
-    return (np.abs(u) <= 0.8 * radius) & (np.abs(v) <= 0.8 * radius)
-  if class_id == 3:  # triangle (equilateral, circumradius = radius)
-    mask = np.ones_like(u, dtype=bool)
-    for k in range(3):
-      angle = math.pi / 2 + k * 2 * math.pi / 3
-      mask &= (u * math.cos(angle) + v * math.sin(angle)) <= radius / 2
-    return mask
-  if class_id == 4:  # ring
-    return (r2 <= radius ** 2) & (r2 >= (0.55 * radius) ** 2)
-  if class_id == 5:  # cross
-    arm = 0.3 * radius
-    return (((np.abs(u) <= radius) & (np.abs(v) <= arm)) |
-            ((np.abs(u) <= arm) & (np.abs(v) <= radius)))
-  if class_id == 6:  # striped bar
-    return (np.abs(u) <= 1.2 * radius) & (np.abs(v) <= 0.45 * radius)
-  raise ValueError('Unknown synthetic class %d.' % class_id)
+    """Boolean mask of a shape in object coordinates (u, v), size ``radius``."""
+    r2 = u * u + v * v
+    if class_id == 1:  # disc
+        return r2 <= radius**2
+    if class_id == 2:  # square
+        return (np.abs(u) <= 0.8 * radius) & (np.abs(v) <= 0.8 * radius)
+    if class_id == 3:  # triangle (equilateral, circumradius = radius)
+        mask = np.ones_like(u, dtype=bool)
+        for k in range(3):
+            angle = math.pi / 2 + k * 2 * math.pi / 3
+            mask &= (u * math.cos(angle) + v * math.sin(angle)) <= radius / 2
+        return mask
+    if class_id == 4:  # ring
+        return (r2 <= radius**2) & (r2 >= (0.55 * radius) ** 2)
+    if class_id == 5:  # cross
+        arm = 0.3 * radius
+        return ((np.abs(u) <= radius) & (np.abs(v) <= arm)) | (
+            (np.abs(u) <= arm) & (np.abs(v) <= radius)
+        )
+    if class_id == 6:  # striped bar
+        return (np.abs(u) <= 1.2 * radius) & (np.abs(v) <= 0.45 * radius)
+    raise ValueError(f"Unknown synthetic class {class_id}.")
 
 
 def _class_pattern(class_id, u, v, radius):
-  """The surface structure of a class in object coordinates, or None (plain).
+    """The surface structure of a class in object coordinates, or None (plain).
 
-  Discs, rings and triangles are plain (the ring's hole and the triangle's
-  corners are their structure), squares are checkered, crosses carry a grid of
-  thin lines and bars stripes, each in a darker shade of the object's colour.
-  """
-  period = max(4.0, radius / 2.5)
-  if class_id == 2:  # checkerboard
-    return (np.floor(u / period) + np.floor(v / period)) % 2 == 0
-  if class_id == 5:  # grid of thin lines
-    return ((u / period) % 1.0 > 0.25) & ((v / period) % 1.0 > 0.25)
-  if class_id == 6:  # stripes across the bar
-    return np.floor(u / period) % 2 == 0
-  return None
+    Discs, rings and triangles are plain (the ring's hole and the triangle's
+    corners are their structure), squares are checkered, crosses carry a grid of
+    thin lines and bars stripes, each in a darker shade of the object's colour.
+    """
+    period = max(4.0, radius / 2.5)
+    if class_id == 2:  # checkerboard
+        return (np.floor(u / period) + np.floor(v / period)) % 2 == 0
+    if class_id == 5:  # grid of thin lines
+        return ((u / period) % 1.0 > 0.25) & ((v / period) % 1.0 > 0.25)
+    if class_id == 6:  # stripes across the bar
+        return np.floor(u / period) % 2 == 0
+    return None
 
 
 def _ignore_border(label, width):
-  """Marks pixels within ``width`` of a label change with the ignore label."""
-  edge = np.zeros(label.shape, dtype=bool)
-  for axis in (0, 1):
-    change = np.diff(label, axis=axis) != 0
-    pad_before = [(0, 0), (0, 0)]
-    pad_after = [(0, 0), (0, 0)]
-    pad_before[axis] = (1, 0)
-    pad_after[axis] = (0, 1)
-    edge |= np.pad(change, pad_before) | np.pad(change, pad_after)
-  for _ in range(width - 1):
-    grown = edge.copy()
-    grown[1:] |= edge[:-1]
-    grown[:-1] |= edge[1:]
-    grown[:, 1:] |= edge[:, :-1]
-    grown[:, :-1] |= edge[:, 1:]
-    edge = grown
-  out = label.copy()
-  out[edge] = IGNORE_LABEL
-  return out
+    """Marks pixels within ``width`` of a label change with the ignore label."""
+    edge = np.zeros(label.shape, dtype=bool)
+    for axis in (0, 1):
+        change = np.diff(label, axis=axis) != 0
+        pad_before = [(0, 0), (0, 0)]
+        pad_after = [(0, 0), (0, 0)]
+        pad_before[axis] = (1, 0)
+        pad_after[axis] = (0, 1)
+        edge |= np.pad(change, pad_before) | np.pad(change, pad_after)
+    for _ in range(width - 1):
+        grown = edge.copy()
+        grown[1:] |= edge[:-1]
+        grown[:-1] |= edge[1:]
+        grown[:, 1:] |= edge[:, :-1]
+        grown[:, :-1] |= edge[:, 1:]
+        edge = grown
+    out = label.copy()
+    out[edge] = IGNORE_LABEL
+    return out
 
 
-def generate_example(seed, split, index, *, min_size=112, max_size=224,
-                     min_objects=2, max_objects=6, border_width=1,
-                     noise_std=10.0):
-  """Generates one scene: (uint8 image [H, W, 3], uint8 label [H, W]).
+def generate_example(
+    seed,
+    split,
+    index,
+    *,
+    min_size=112,
+    max_size=224,
+    min_objects=2,
+    max_objects=6,
+    border_width=1,
+    noise_std=10.0,
+):
+    """Generates one scene: (uint8 image [H, W, 3], uint8 label [H, W]).
 
-  Labels are 0 (background), 1..6 (shape classes) and 255 (ignore band of
-  ``border_width`` pixels on each side of every label boundary; 0 = none).
-  """
-  rng = np.random.default_rng([seed, _SPLIT_IDS.get(split, 3), index])
-  height = int(rng.integers(min_size, max_size + 1))
-  width = int(rng.integers(min_size, max_size + 1))
-  # Background: a random greyish base colour, smooth blotches, a gradient.
-  base = _hsv_colour(rng.uniform(0, 360), rng.uniform(0.0, 0.25),
-                     rng.uniform(0.2, 0.9))
-  image = (base + 40.0 * _smooth_noise(rng, height, width,
-                                       int(rng.integers(3, 8)), 1)
-           + 8.0 * _smooth_noise(rng, height, width, int(rng.integers(3, 8)), 3)
-           + 20.0 * _smooth_noise(rng, height, width, 16, 1))
-  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-  tilt = rng.uniform(-0.25, 0.25, size=2)
-  image += (tilt[0] * (yy - height / 2) + tilt[1] * (xx - width / 2))[..., None]
-  label = np.zeros((height, width), dtype=np.uint8)
-  short = min(height, width)
-  for _ in range(int(rng.integers(min_objects, max_objects + 1))):
-    class_id = int(rng.integers(1, NUM_CLASSES))
-    radius = rng.uniform(0.12, 0.28) * short
-    cy = rng.uniform(0.1, 0.9) * height
-    cx = rng.uniform(0.1, 0.9) * width
-    angle = rng.uniform(0, 2 * math.pi)
-    u = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)
-    v = -(xx - cx) * math.sin(angle) + (yy - cy) * math.cos(angle)
-    mask = _shape_mask(class_id, u, v, radius)
-    if not mask.any():
-      continue
-    colour, second = _object_colours(rng, class_id)
-    fill = colour + rng.uniform(5, 20) * _smooth_noise(
-        rng, height, width, int(rng.integers(4, 10)), 3)
-    pattern = _class_pattern(class_id, u, v, radius)
-    if pattern is not None:  # The class's surface structure, in the darker colour.
-      fill = np.where(pattern[..., None], fill, second)
-    image[mask] = fill[mask]
-    label[mask] = class_id
-  image += rng.normal(0, noise_std, size=image.shape)
-  image = np.clip(np.round(image), 0, 255).astype(np.uint8)
-  if border_width > 0:
-    label = _ignore_border(label, border_width)
-  return image, label
+    Labels are 0 (background), 1..6 (shape classes) and 255 (ignore band of
+    ``border_width`` pixels on each side of every label boundary; 0 = none).
+    """
+    rng = np.random.default_rng([seed, _SPLIT_IDS.get(split, 3), index])
+    height = int(rng.integers(min_size, max_size + 1))
+    width = int(rng.integers(min_size, max_size + 1))
+    # Background: a random greyish base colour, smooth blotches, a gradient.
+    base = _hsv_colour(rng.uniform(0, 360), rng.uniform(0.0, 0.25), rng.uniform(0.2, 0.9))
+    image = (
+        base
+        + 40.0 * _smooth_noise(rng, height, width, int(rng.integers(3, 8)), 1)
+        + 8.0 * _smooth_noise(rng, height, width, int(rng.integers(3, 8)), 3)
+        + 20.0 * _smooth_noise(rng, height, width, 16, 1)
+    )
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    tilt = rng.uniform(-0.25, 0.25, size=2)
+    image += (tilt[0] * (yy - height / 2) + tilt[1] * (xx - width / 2))[..., None]
+    label = np.zeros((height, width), dtype=np.uint8)
+    short = min(height, width)
+    for _ in range(int(rng.integers(min_objects, max_objects + 1))):
+        class_id = int(rng.integers(1, NUM_CLASSES))
+        radius = rng.uniform(0.12, 0.28) * short
+        cy = rng.uniform(0.1, 0.9) * height
+        cx = rng.uniform(0.1, 0.9) * width
+        angle = rng.uniform(0, 2 * math.pi)
+        u = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)
+        v = -(xx - cx) * math.sin(angle) + (yy - cy) * math.cos(angle)
+        mask = _shape_mask(class_id, u, v, radius)
+        if not mask.any():
+            continue
+        colour, second = _object_colours(rng, class_id)
+        fill = colour + rng.uniform(5, 20) * _smooth_noise(
+            rng, height, width, int(rng.integers(4, 10)), 3
+        )
+        pattern = _class_pattern(class_id, u, v, radius)
+        if pattern is not None:  # The class's surface structure, in the darker colour.
+            fill = np.where(pattern[..., None], fill, second)
+        image[mask] = fill[mask]
+        label[mask] = class_id
+    image += rng.normal(0, noise_std, size=image.shape)
+    image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    if border_width > 0:
+        label = _ignore_border(label, border_width)
+    return image, label
 
 
 def encode_example(image, label, name, jpeg_quality=90):
-  """Returns the official tf.train.Example of an image (JPEG) and label (PNG)."""
-  image_buffer = io.BytesIO()
-  Image.fromarray(image).save(image_buffer, format='JPEG',
-                              quality=jpeg_quality)
-  label_buffer = io.BytesIO()
-  Image.fromarray(label, mode='L').save(label_buffer, format='PNG')
-  return tfrecord.image_seg_to_tfexample(
-      image_buffer.getvalue(), name, image.shape[0], image.shape[1],
-      label_buffer.getvalue(), image_format='jpg')
+    """Returns the official tf.train.Example of an image (JPEG) and label (PNG)."""
+    image_buffer = io.BytesIO()
+    Image.fromarray(image).save(image_buffer, format="JPEG", quality=jpeg_quality)
+    label_buffer = io.BytesIO()
+    Image.fromarray(label, mode="L").save(label_buffer, format="PNG")
+    return tfrecord.image_seg_to_tfexample(
+        image_buffer.getvalue(),
+        name,
+        image.shape[0],
+        image.shape[1],
+        label_buffer.getvalue(),
+        image_format="jpg",
+    )
 
 
-def build_synthetic_dataset(output_dir, *, seed=0,
-                            num_train=descriptors.SYNTHETIC_NUM_TRAIN,
-                            num_val=descriptors.SYNTHETIC_NUM_VAL,
-                            num_shards=4, **generate_kwargs):
-  """Writes train-*/val-* official TFRecord shards; returns their paths.
+def build_synthetic_dataset(
+    output_dir,
+    *,
+    seed=0,
+    num_train=descriptors.SYNTHETIC_NUM_TRAIN,
+    num_val=descriptors.SYNTHETIC_NUM_VAL,
+    num_shards=4,
+    **generate_kwargs,
+):
+    """Writes train-*/val-* official TFRecord shards; returns their paths.
 
-  generate_kwargs go to generate_example (min_size, max_size, min_objects,
-  max_objects, border_width, noise_std).
-  """
-  paths = []
-  for split, count in (('train', num_train), ('val', num_val)):
-    def make_example(index, split=split):
-      image, label = generate_example(seed, split, index, **generate_kwargs)
-      return encode_example(image, label, '%s_%06d' % (split, index))
+    generate_kwargs go to generate_example (min_size, max_size, min_objects,
+    max_objects, border_width, noise_std).
+    """
+    paths = []
+    for split, count in (("train", num_train), ("val", num_val)):
 
-    shards = max(1, min(num_shards, count))
-    paths += tfrecord.write_shards(range(count), output_dir, split, shards,
-                                   make_example)
-  return paths
+        def make_example(index, split=split):
+            image, label = generate_example(seed, split, index, **generate_kwargs)
+            return encode_example(image, label, f"{split}_{index:06d}")
+
+        shards = max(1, min(num_shards, count))
+        paths += tfrecord.write_shards(range(count), output_dir, split, shards, make_example)
+    return paths
 
 
 def ensure_synthetic_dataset(output_dir, **kwargs):
-  """Builds the synthetic dataset unless output_dir already holds train and
-  val shards; returns the shard paths."""
-  existing = (tfrecord.list_shards(output_dir, 'train') +
-              tfrecord.list_shards(output_dir, 'val'))
-  if (tfrecord.list_shards(output_dir, 'train') and
-      tfrecord.list_shards(output_dir, 'val')):
-    return existing
-  for path in existing:  # A partial build: start again.
-    os.remove(path)
-  return build_synthetic_dataset(output_dir, **kwargs)
+    """Builds the synthetic dataset unless output_dir already holds train and
+    val shards; returns the shard paths."""
+    existing = tfrecord.list_shards(output_dir, "train") + tfrecord.list_shards(output_dir, "val")
+    if tfrecord.list_shards(output_dir, "train") and tfrecord.list_shards(output_dir, "val"):
+        return existing
+    for path in existing:  # A partial build: start again.
+        os.remove(path)
+    return build_synthetic_dataset(output_dir, **kwargs)

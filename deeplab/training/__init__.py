@@ -1,6 +1,13 @@
 """Training of DeepLab: the official train.py semantics on tf.distribute (see trainer.py)."""
+
 from deeplab.training.schedules import LearningRateConfig, learning_rate_at
 from deeplab.training.trainer import NonFiniteLossError, TrainConfig, Trainer, train
 
-__all__ = ["LearningRateConfig", "NonFiniteLossError", "TrainConfig", "Trainer",
-           "learning_rate_at", "train"]
+__all__ = [
+    "LearningRateConfig",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "Trainer",
+    "learning_rate_at",
+    "train",
+]

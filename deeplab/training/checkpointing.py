@@ -10,6 +10,7 @@ writes into `train_logdir`, the others into a private temp dir that is deleted r
 after a restart every worker restores the chief's latest checkpoint (the log dir has to be
 on a file system all workers see, as in the TF multi-worker guide).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,8 @@ import json
 import os
 from typing import Optional
 
-from absl import logging
 import tensorflow as tf
+from absl import logging
 
 from deeplab.training import distribute
 
@@ -37,8 +38,16 @@ def checkpoint_step(path: str) -> int:
 class TrainCheckpoint:
     """A `tf.train.CheckpointManager` that knows about multi-worker runs."""
 
-    def __init__(self, logdir: str, *, model, optimizer, step: tf.Variable,
-                 strategy: tf.distribute.Strategy, max_to_keep: int = 5):
+    def __init__(
+        self,
+        logdir: str,
+        *,
+        model,
+        optimizer,
+        step: tf.Variable,
+        strategy: tf.distribute.Strategy,
+        max_to_keep: int = 5,
+    ):
         self.logdir = logdir
         self.strategy = strategy
         self.step = step
@@ -48,12 +57,15 @@ class TrainCheckpoint:
         # deeplab.checkpoints.load_checkpoint with exclusions, read) instead of
         # `optimizer/_trainable_variables/<j>`.
         self.checkpoint = tf.train.Checkpoint(
-            model=model, step=step,
-            optimizer=tf.train.Checkpoint(state=tf.train.Checkpoint(optimizer=optimizer)))
+            model=model,
+            step=step,
+            optimizer=tf.train.Checkpoint(state=tf.train.Checkpoint(optimizer=optimizer)),
+        )
         self.write_dir = distribute.worker_dir(logdir, strategy)
         self.is_chief = distribute.is_chief(strategy)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self.write_dir, max_to_keep=max_to_keep, checkpoint_name="ckpt")
+            self.checkpoint, self.write_dir, max_to_keep=max_to_keep, checkpoint_name="ckpt"
+        )
 
     def restore_latest(self) -> Optional[str]:
         """Restores the chief's latest checkpoint, if any; returns its path."""

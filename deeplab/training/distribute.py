@@ -10,6 +10,7 @@
 
 In every case `--train_batch_size` is the global batch, split evenly over the replicas.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,11 @@ def create_strategy(name: str = "default", tpu: Optional[str] = None) -> tf.dist
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         # Ring all-reduce works on CPUs and GPUs alike; NCCL is picked on GPUs by AUTO.
         options = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
-                                                         communication_options=options)
+            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=options
+        )
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)

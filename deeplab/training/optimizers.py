@@ -9,6 +9,7 @@
 * Gradient multipliers (`train_utils.get_model_gradient_multipliers`): every bias gets x2,
   variables of the last layers get x`last_layer_gradient_multiplier` (their biases x2 that).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Iterable, Sequence, Union
@@ -22,8 +23,9 @@ OPTIMIZERS = ("momentum", "adam")
 class TF1Momentum(keras.optimizers.Optimizer):
     """`tf.train.MomentumOptimizer` (no Nesterov) as a Keras 3 optimizer."""
 
-    def __init__(self, learning_rate=0.01, momentum: float = 0.9, name: str = "TF1Momentum",
-                 **kwargs):
+    def __init__(
+        self, learning_rate=0.01, momentum: float = 0.9, name: str = "TF1Momentum", **kwargs
+    ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if not 0.0 <= float(momentum) <= 1.0:
             raise ValueError(f"--momentum={momentum} must be in [0, 1]")
@@ -39,8 +41,9 @@ class TF1Momentum(keras.optimizers.Optimizer):
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         accum = self.accumulators[self._get_variable_index(variable)]
-        self.assign(accum, ops.add(ops.multiply(accum, ops.cast(self.momentum, variable.dtype)),
-                                   gradient))
+        self.assign(
+            accum, ops.add(ops.multiply(accum, ops.cast(self.momentum, variable.dtype)), gradient)
+        )
         self.assign_sub(variable, ops.multiply(accum, lr))
 
     def get_config(self):
@@ -49,9 +52,15 @@ class TF1Momentum(keras.optimizers.Optimizer):
         return config
 
 
-def build_optimizer(name: str, learning_rate: Union[float, Callable], *, momentum: float = 0.9,
-                    adam_learning_rate: float = 1e-3, adam_epsilon: float = 1e-8,
-                    loss_scale: bool = False) -> keras.optimizers.Optimizer:
+def build_optimizer(
+    name: str,
+    learning_rate: Union[float, Callable],
+    *,
+    momentum: float = 0.9,
+    adam_learning_rate: float = 1e-3,
+    adam_epsilon: float = 1e-8,
+    loss_scale: bool = False,
+) -> keras.optimizers.Optimizer:
     """The official optimizer; `loss_scale=True` wraps it for float16 mixed precision."""
     if name == "momentum":
         opt = TF1Momentum(learning_rate=learning_rate, momentum=momentum)
@@ -73,8 +82,9 @@ def _is_bias(variable) -> bool:
     return name == "bias" or name.endswith("/bias") or name.endswith("bias:0")
 
 
-def gradient_multipliers(trainable_variables: Sequence, last_layers: Iterable,
-                         last_layer_gradient_multiplier: float) -> Dict[int, float]:
+def gradient_multipliers(
+    trainable_variables: Sequence, last_layers: Iterable, last_layer_gradient_multiplier: float
+) -> Dict[int, float]:
     """{index into trainable_variables: multiplier} for the variables whose multiplier != 1."""
     last_ids = set()
     for layer in last_layers:

@@ -13,6 +13,7 @@ default `slow_start_step=0` the step is the global step itself. `step` is the nu
 updates already applied (the TF1 global step before the update), so the first update uses
 `base_learning_rate`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,16 +44,19 @@ class LearningRateConfig:
             raise ValueError(f"--base_learning_rate={self.base_learning_rate} must be >= 0")
         if self.training_number_of_steps < 1:
             raise ValueError(
-                f"--training_number_of_steps={self.training_number_of_steps} must be >= 1")
+                f"--training_number_of_steps={self.training_number_of_steps} must be >= 1"
+            )
         if self.slow_start_step < 0:
             raise ValueError(f"--slow_start_step={self.slow_start_step} must be >= 0")
         if self.learning_policy == "poly" and self.effective_decay_steps <= 0:
             raise ValueError(
                 f"--slow_start_step={self.slow_start_step} must be smaller than "
-                f"--training_number_of_steps={self.training_number_of_steps} for the poly policy")
+                f"--training_number_of_steps={self.training_number_of_steps} for the poly policy"
+            )
         if self.learning_policy == "step" and self.learning_rate_decay_step < 1:
             raise ValueError(
-                f"--learning_rate_decay_step={self.learning_rate_decay_step} must be >= 1")
+                f"--learning_rate_decay_step={self.learning_rate_decay_step} must be >= 1"
+            )
 
     @property
     def effective_decay_steps(self) -> float:
@@ -75,8 +79,11 @@ def learning_rate_at(config: LearningRateConfig, step) -> tf.Tensor:
         exponent = tf.floor(adjusted / float(config.learning_rate_decay_step))
         rate = base * tf.pow(float(config.learning_rate_decay_factor), exponent)
     if config.slow_start_step > 0:
-        rate = tf.where(step < float(config.slow_start_step),
-                        tf.constant(float(config.slow_start_learning_rate), tf.float32), rate)
+        rate = tf.where(
+            step < float(config.slow_start_step),
+            tf.constant(float(config.slow_start_learning_rate), tf.float32),
+            rate,
+        )
     return rate
 
 

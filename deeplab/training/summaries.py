@@ -6,15 +6,16 @@ Scalars (every `log_steps` steps and at the last step): `total_loss`,
 `samples/label` and `samples/prediction`, labels and predictions drawn in the dataset's
 palette.
 """
+
 from __future__ import annotations
 
 import datetime
 import time
 from typing import Dict, Optional
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tensorflow.core.framework import summary_pb2
 
 # TensorFlow 2.21 no longer pulls in the `tensorboard` package, and `tf.summary.scalar` /
@@ -30,8 +31,9 @@ def _metadata(plugin: str, description: str = "") -> summary_pb2.SummaryMetadata
 
 def write_scalar(name: str, value, step: int) -> None:
     """A TensorBoard scalar (the `scalars` plugin's format) in the default writer."""
-    tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
-                     metadata=_metadata("scalars"))
+    tf.summary.write(
+        name, tf.constant(float(value), tf.float32), step=step, metadata=_metadata("scalars")
+    )
 
 
 def write_images(name: str, images: np.ndarray, step: int, max_outputs: int = 3) -> None:
@@ -43,8 +45,9 @@ def write_images(name: str, images: np.ndarray, step: int, max_outputs: int = 3)
     tf.summary.write(name, tensor, step=step, metadata=_metadata("images"))
 
 
-def colorize(labels: np.ndarray, dataset_name: str, num_classes: int,
-             ignore_label: int) -> np.ndarray:
+def colorize(
+    labels: np.ndarray, dataset_name: str, num_classes: int, ignore_label: int
+) -> np.ndarray:
     """uint8 [N, H, W, 3] colour images of integer label maps [N, H, W(, 1)]."""
     labels = np.asarray(labels)
     if labels.ndim == 4:
@@ -52,6 +55,7 @@ def colorize(labels: np.ndarray, dataset_name: str, num_classes: int,
     labels = labels.astype(np.int64)
     try:
         from deeplab import colormaps
+
         colormap = np.asarray(colormaps.get_colormap(dataset_name))
     except Exception:  # pragma: no cover - palette module unavailable or unknown dataset
         colormap = None
@@ -97,19 +101,34 @@ class Progress:
     def log(self, step: int, scalars: Dict[str, float], images_per_second: float) -> None:
         logging.info(
             "step %d/%d  loss %.4f (ce %.4f, reg %.4f)  lr %.3g  pixel_acc %.3f  "
-            "%.1f images/s  ETA %s", step, self.last_step, scalars["total_loss"],
-            scalars["losses/cross_entropy"], scalars["losses/regularization"],
-            scalars["learning_rate"], scalars["pixel_accuracy"], images_per_second,
-            self.eta(step))
+            "%.1f images/s  ETA %s",
+            step,
+            self.last_step,
+            scalars["total_loss"],
+            scalars["losses/cross_entropy"],
+            scalars["losses/regularization"],
+            scalars["learning_rate"],
+            scalars["pixel_accuracy"],
+            images_per_second,
+            self.eta(step),
+        )
 
 
 class SummaryWriter:
     """tf.summary writer of the chief (a no-op writer on the other workers)."""
 
-    def __init__(self, logdir: Optional[str], *, dataset_name: str, num_classes: int,
-                 ignore_label: int, max_images: int = 3):
-        self.writer = (tf.summary.create_file_writer(logdir) if logdir
-                       else tf.summary.create_noop_writer())
+    def __init__(
+        self,
+        logdir: Optional[str],
+        *,
+        dataset_name: str,
+        num_classes: int,
+        ignore_label: int,
+        max_images: int = 3,
+    ):
+        self.writer = (
+            tf.summary.create_file_writer(logdir) if logdir else tf.summary.create_noop_writer()
+        )
         self.dataset_name = dataset_name
         self.num_classes = num_classes
         self.ignore_label = ignore_label
@@ -123,10 +142,12 @@ class SummaryWriter:
     def images(self, step: int, images, labels, predictions) -> None:
         n = self.max_images
         images = np.clip(np.asarray(images)[:n], 0, 255).astype(np.uint8)
-        labels = colorize(np.asarray(labels)[:n], self.dataset_name, self.num_classes,
-                          self.ignore_label)
-        predictions = colorize(np.asarray(predictions)[:n], self.dataset_name,
-                               self.num_classes, self.ignore_label)
+        labels = colorize(
+            np.asarray(labels)[:n], self.dataset_name, self.num_classes, self.ignore_label
+        )
+        predictions = colorize(
+            np.asarray(predictions)[:n], self.dataset_name, self.num_classes, self.ignore_label
+        )
         with self.writer.as_default(step=step):
             write_images("samples/image", images, step, n)
             write_images("samples/label", labels, step, n)

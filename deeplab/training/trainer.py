@@ -16,18 +16,17 @@ picks the top k of its own pixels.) To keep gradient magnitudes float16-friendly
 XLA-compilable, each replica differentiates its locally normalised loss and the L2 term
 separately, then rescales by `local_count / global_count` outside the compiled part.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
-from absl import logging
 import keras
-import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from deeplab import losses as losses_lib
 from deeplab.config import ModelOptions
@@ -60,7 +59,8 @@ class TrainConfig:
     scale_factor_step_size: float = 0.25
     # Learning rate and optimizer.
     learning_rate: schedules.LearningRateConfig = dataclasses.field(
-        default_factory=schedules.LearningRateConfig)
+        default_factory=schedules.LearningRateConfig
+    )
     optimizer: str = "momentum"
     momentum: float = 0.9
     adam_learning_rate: float = 1e-3
@@ -96,43 +96,52 @@ class TrainConfig:
         if self.train_batch_size < 1:
             raise ValueError(f"--train_batch_size={self.train_batch_size} must be >= 1")
         if len(self.train_crop_size) != 2 or min(self.train_crop_size) < 1:
-            raise ValueError(f"--train_crop_size={list(self.train_crop_size)} must be two "
-                             f"positive integers")
+            raise ValueError(
+                f"--train_crop_size={list(self.train_crop_size)} must be two positive integers"
+            )
         if not 0 < self.min_scale_factor <= self.max_scale_factor:
-            raise ValueError(f"--min_scale_factor={self.min_scale_factor} must be > 0 and <= "
-                             f"--max_scale_factor={self.max_scale_factor}")
+            raise ValueError(
+                f"--min_scale_factor={self.min_scale_factor} must be > 0 and <= "
+                f"--max_scale_factor={self.max_scale_factor}"
+            )
         if self.scale_factor_step_size < 0:
-            raise ValueError(f"--scale_factor_step_size={self.scale_factor_step_size} must be "
-                             f">= 0")
+            raise ValueError(f"--scale_factor_step_size={self.scale_factor_step_size} must be >= 0")
         if self.optimizer not in optimizers.OPTIMIZERS:
-            raise ValueError(f"--optimizer={self.optimizer!r} is not one of "
-                             f"{optimizers.OPTIMIZERS}")
+            raise ValueError(
+                f"--optimizer={self.optimizer!r} is not one of {optimizers.OPTIMIZERS}"
+            )
         if not 0.0 < self.top_k_percent_pixels <= 1.0:
-            raise ValueError(f"--top_k_percent_pixels={self.top_k_percent_pixels} must be in "
-                             f"(0, 1]")
+            raise ValueError(
+                f"--top_k_percent_pixels={self.top_k_percent_pixels} must be in (0, 1]"
+            )
         if self.hard_example_mining_step < 0:
-            raise ValueError(f"--hard_example_mining_step={self.hard_example_mining_step} must "
-                             f"be >= 0")
+            raise ValueError(
+                f"--hard_example_mining_step={self.hard_example_mining_step} must be >= 0"
+            )
         if self.last_layer_gradient_multiplier < 0:
-            raise ValueError(f"--last_layer_gradient_multiplier="
-                             f"{self.last_layer_gradient_multiplier} must be >= 0")
+            raise ValueError(
+                f"--last_layer_gradient_multiplier="
+                f"{self.last_layer_gradient_multiplier} must be >= 0"
+            )
         if self.log_steps < 1:
             raise ValueError(f"--log_steps={self.log_steps} must be >= 1")
         if self.save_interval_steps < 0 or self.save_interval_secs < 0:
             raise ValueError("--save_interval_steps and --save_interval_secs must be >= 0")
         if self.max_checkpoints_to_keep < 1:
-            raise ValueError(f"--max_checkpoints_to_keep={self.max_checkpoints_to_keep} must "
-                             f"be >= 1")
+            raise ValueError(
+                f"--max_checkpoints_to_keep={self.max_checkpoints_to_keep} must be >= 1"
+            )
         if self.strategy not in distribute.STRATEGIES:
-            raise ValueError(f"--strategy={self.strategy!r} is not one of "
-                             f"{distribute.STRATEGIES}")
+            raise ValueError(f"--strategy={self.strategy!r} is not one of {distribute.STRATEGIES}")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"--mixed_precision={self.mixed_precision!r} is not one of "
-                             f"{MIXED_PRECISION}")
+            raise ValueError(
+                f"--mixed_precision={self.mixed_precision!r} is not one of {MIXED_PRECISION}"
+            )
 
 
 def _dataset_info(name: str):
     from deeplab.data import descriptors
+
     return descriptors.get_dataset_info(name)
 
 
@@ -141,35 +150,54 @@ def _make_dataset_fn(config: TrainConfig):
 
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         return pipeline.build_dataset(
-            config.dataset, config.dataset_dir, config.train_split,
-            crop_size=tuple(config.train_crop_size), batch_size=config.train_batch_size,
-            is_training=True, min_scale_factor=config.min_scale_factor,
+            config.dataset,
+            config.dataset_dir,
+            config.train_split,
+            crop_size=tuple(config.train_crop_size),
+            batch_size=config.train_batch_size,
+            is_training=True,
+            min_scale_factor=config.min_scale_factor,
             max_scale_factor=config.max_scale_factor,
             scale_factor_step_size=config.scale_factor_step_size,
-            min_resize_value=config.min_resize_value, max_resize_value=config.max_resize_value,
-            resize_factor=config.resize_factor, seed=config.seed,
-            deterministic=config.deterministic, input_context=input_context)
+            min_resize_value=config.min_resize_value,
+            max_resize_value=config.max_resize_value,
+            resize_factor=config.resize_factor,
+            seed=config.seed,
+            deterministic=config.deterministic,
+            input_context=input_context,
+        )
 
     return dataset_fn
 
 
 def _set_precision_policy(mixed_precision: str) -> None:
-    policy = {"none": "float32", "float16": "mixed_float16",
-              "bfloat16": "mixed_bfloat16"}[mixed_precision]
+    policy = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[
+        mixed_precision
+    ]
     keras.mixed_precision.set_global_policy(policy)
 
 
 def _initialize_from_checkpoint(model, config: TrainConfig) -> None:
     """Official `get_model_init_fn`: only when the log dir holds no checkpoint of its own."""
-    from deeplab import checkpoints, model as model_lib
+    from deeplab import checkpoints
+    from deeplab import model as model_lib
+
     exclude: Sequence[str] = ()
     if not config.initialize_last_layer:
-        exclude = ((model_lib.LOGITS_SCOPE,) if config.last_layers_contain_logits_only
-                   else model_lib.LAST_LAYER_SCOPES)
-    report = checkpoints.load_checkpoint(model, config.tf_initial_checkpoint,
-                                         exclude_scopes=exclude)
-    logging.info("Initialised from %s: %d variables loaded, %d skipped",
-                 config.tf_initial_checkpoint, len(report.loaded), len(report.skipped))
+        exclude = (
+            (model_lib.LOGITS_SCOPE,)
+            if config.last_layers_contain_logits_only
+            else model_lib.LAST_LAYER_SCOPES
+        )
+    report = checkpoints.load_checkpoint(
+        model, config.tf_initial_checkpoint, exclude_scopes=exclude
+    )
+    logging.info(
+        "Initialised from %s: %d variables loaded, %d skipped",
+        config.tf_initial_checkpoint,
+        len(report.loaded),
+        len(report.skipped),
+    )
 
 
 def _mean_aggregated_statistics(next_creator, **kwargs):
@@ -182,8 +210,11 @@ def _mean_aggregated_statistics(next_creator, **kwargs):
     """
     dtype = kwargs.get("dtype")
     floating = dtype is not None and tf.as_dtype(dtype).is_floating
-    if floating and not kwargs.get("trainable", True) and kwargs.get("aggregation") in (
-            None, tf.VariableAggregation.NONE):
+    if (
+        floating
+        and not kwargs.get("trainable", True)
+        and kwargs.get("aggregation") in (None, tf.VariableAggregation.NONE)
+    ):
         kwargs["aggregation"] = tf.VariableAggregation.MEAN
     return next_creator(**kwargs)
 
@@ -191,8 +222,13 @@ def _mean_aggregated_statistics(next_creator, **kwargs):
 class Trainer:
     """Builds everything for one run; `run()` trains to the final step."""
 
-    def __init__(self, config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None,
-                 dataset_fn=None, model_fn=None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        strategy: Optional[tf.distribute.Strategy] = None,
+        dataset_fn=None,
+        model_fn=None,
+    ):
         config.validate()
         self.config = config
         if config.seed is not None:
@@ -202,16 +238,19 @@ class Trainer:
         self.is_chief = distribute.is_chief(self.strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
         if config.train_batch_size % self.num_replicas:
-            raise ValueError(f"--train_batch_size={config.train_batch_size} must be divisible "
-                             f"by the number of replicas ({self.num_replicas})")
+            raise ValueError(
+                f"--train_batch_size={config.train_batch_size} must be divisible "
+                f"by the number of replicas ({self.num_replicas})"
+            )
         info = _dataset_info(config.dataset)
         self.num_classes = config.model_options.num_classes
         self.ignore_label = info.ignore_label
         self.dataset_name = config.dataset
         lw = config.label_weights
         if isinstance(lw, (list, tuple)) and len(lw) != self.num_classes:
-            raise ValueError(f"--label_weights has {len(lw)} values but there are "
-                             f"{self.num_classes} classes")
+            raise ValueError(
+                f"--label_weights has {len(lw)} values but there are {self.num_classes} classes"
+            )
         self.lr_config = config.learning_rate
         self.last_step = self.lr_config.training_number_of_steps
 
@@ -219,39 +258,61 @@ class Trainer:
         self.dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
 
         from deeplab import model as model_lib
+
         with self.strategy.scope():
             with tf.variable_creator_scope(_mean_aggregated_statistics):
                 self.model = (model_fn or model_lib.build_deeplab_from_options)(
-                    config.model_options)
-            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
-                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+                    config.model_options
+                )
+            self.global_step = tf.Variable(
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name="global_step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
             schedule = schedules.OfficialSchedule(self.lr_config)
             self.learning_rate_fn = lambda: schedule(self.global_step)
             self.optimizer = optimizers.build_optimizer(
-                config.optimizer, self.learning_rate_fn, momentum=config.momentum,
-                adam_learning_rate=config.adam_learning_rate, adam_epsilon=config.adam_epsilon,
-                loss_scale=config.mixed_precision == "float16")
+                config.optimizer,
+                self.learning_rate_fn,
+                momentum=config.momentum,
+                adam_learning_rate=config.adam_learning_rate,
+                adam_epsilon=config.adam_epsilon,
+                loss_scale=config.mixed_precision == "float16",
+            )
             self.optimizer.build(self.model.trainable_variables)
         self.loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
 
         self.trainable = list(self.model.trainable_variables)
         self.multipliers = optimizers.gradient_multipliers(
-            self.trainable, model_lib.last_layers(self.model, config.last_layers_contain_logits_only),
-            config.last_layer_gradient_multiplier)
+            self.trainable,
+            model_lib.last_layers(self.model, config.last_layers_contain_logits_only),
+            config.last_layer_gradient_multiplier,
+        )
 
         self.ckpt = checkpointing.TrainCheckpoint(
-            config.train_logdir, model=self.model, optimizer=self.optimizer,
-            step=self.global_step, strategy=self.strategy,
-            max_to_keep=config.max_checkpoints_to_keep)
+            config.train_logdir,
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.global_step,
+            strategy=self.strategy,
+            max_to_keep=config.max_checkpoints_to_keep,
+        )
         self.writer = summaries.SummaryWriter(
-            config.train_logdir if self.is_chief else None, dataset_name=config.dataset,
-            num_classes=self.num_classes, ignore_label=self.ignore_label)
+            config.train_logdir if self.is_chief else None,
+            dataset_name=config.dataset,
+            num_classes=self.num_classes,
+            ignore_label=self.ignore_label,
+        )
         self._train_step = self._make_train_step()
         predict = lambda images: tf.argmax(  # noqa: E731
-            self.model(images, training=False), axis=-1, output_type=tf.int32)
+            self.model(images, training=False), axis=-1, output_type=tf.int32
+        )
         # Through strategy.run so that it also works where the model must run on replicas (TPU).
         self._predict = tf.function(
-            lambda images: self.strategy.run(predict, args=(images,)), autograph=False)
+            lambda images: self.strategy.run(predict, args=(images,)), autograph=False
+        )
 
     # ---------------------------------------------------------------- the step
 
@@ -272,28 +333,40 @@ class Trainer:
                 logits = model(images, training=True)
                 logits = tf.cast(logits, tf.float32)
                 ce_sum, count = losses_lib.cross_entropy_sum_and_count(
-                    logits, labels, num_classes=num_classes, ignore_label=ignore_label,
-                    label_weights=config.label_weights, upsample_logits=upsample,
+                    logits,
+                    labels,
+                    num_classes=num_classes,
+                    ignore_label=ignore_label,
+                    label_weights=config.label_weights,
+                    upsample_logits=upsample,
                     top_k_percent_pixels=config.top_k_percent_pixels,
-                    hard_example_mining_step=config.hard_example_mining_step, step=step)
+                    hard_example_mining_step=config.hard_example_mining_step,
+                    step=step,
+                )
                 local_ce = losses_lib.normalize(ce_sum, count)
                 reg_terms = model.losses
-                reg = (tf.add_n([tf.cast(r, tf.float32) for r in reg_terms]) if reg_terms
-                       else tf.constant(0.0))
+                reg = (
+                    tf.add_n([tf.cast(r, tf.float32) for r in reg_terms])
+                    if reg_terms
+                    else tf.constant(0.0)
+                )
                 ce_target, reg_target = local_ce, reg
                 if self.loss_scaled:
                     ce_target = self.optimizer.scale_loss(ce_target)
                     reg_target = self.optimizer.scale_loss(reg_target)
             ce_grads = tape.gradient(ce_target, trainable)
-            reg_grads = tape.gradient(reg_target, trainable) if reg_terms else [None] * len(trainable)
+            reg_grads = (
+                tape.gradient(reg_target, trainable) if reg_terms else [None] * len(trainable)
+            )
             del tape
             # Pixel accuracy on the counted (non-ignored) pixels.
             matched_logits, matched_labels = losses_lib._match_sizes(logits, labels, upsample)
             flat_labels = tf.reshape(tf.cast(matched_labels, tf.int32), [-1])
             preds = tf.reshape(tf.argmax(matched_logits, axis=-1, output_type=tf.int32), [-1])
             valid = tf.not_equal(flat_labels, ignore_label)
-            correct = tf.reduce_sum(tf.cast(tf.logical_and(valid, tf.equal(preds, flat_labels)),
-                                            tf.float32))
+            correct = tf.reduce_sum(
+                tf.cast(tf.logical_and(valid, tf.equal(preds, flat_labels)), tf.float32)
+            )
             valid_count = tf.reduce_sum(tf.cast(valid, tf.float32))
             return local_ce, count, reg, ce_grads, reg_grads, correct, valid_count
 
@@ -304,7 +377,8 @@ class Trainer:
             images = tf.cast(batch["image"], tf.float32)
             labels = batch["label"]
             local_ce, count, reg, ce_grads, reg_grads, correct, valid = forward_backward(
-                images, labels, step)
+                images, labels, step
+            )
             ctx = tf.distribute.get_replica_context()
             global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
             # local_ce = ce_sum / count  ->  ce_sum / global_count
@@ -321,7 +395,8 @@ class Trainer:
                     g = g * self.multipliers[i]
                 grads.append(g)
             self.optimizer.apply_gradients(
-                [(g, v) for g, v in zip(grads, trainable) if g is not None])
+                [(g, v) for g, v in zip(grads, trainable) if g is not None]
+            )
             ce = local_ce * share
             return {"ce": ce, "reg": reg / num_replicas, "correct": correct, "valid": valid}
 
@@ -331,8 +406,10 @@ class Trainer:
         def train_step(batch):
             step = self.global_step.read_value()
             out = self.strategy.run(replica_step, args=(batch, step))
-            red = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                   for k, v in out.items()}
+            red = {
+                k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in out.items()
+            }
             self.global_step.assign_add(1)
             return {
                 "total_loss": red["ce"] + red["reg"],
@@ -350,23 +427,30 @@ class Trainer:
         if path is None and self.config.tf_initial_checkpoint:
             _initialize_from_checkpoint(self.model, self.config)
         elif path is not None and self.config.tf_initial_checkpoint:
-            logging.info("Ignoring --tf_initial_checkpoint: %s already holds a checkpoint",
-                         self.config.train_logdir)
+            logging.info(
+                "Ignoring --tf_initial_checkpoint: %s already holds a checkpoint",
+                self.config.train_logdir,
+            )
         return int(self.global_step.numpy())
 
     def _write_model_options(self) -> None:
         if self.is_chief:
             checkpointing.write_model_options(
-                self.config.train_logdir, self.config.model_options, dataset=self.config.dataset,
-                dataset_dir=self.config.dataset_dir, train_split=self.config.train_split,
-                train_crop_size=list(self.config.train_crop_size))
+                self.config.train_logdir,
+                self.config.model_options,
+                dataset=self.config.dataset,
+                dataset_dir=self.config.dataset_dir,
+                train_split=self.config.train_split,
+                train_crop_size=list(self.config.train_crop_size),
+            )
 
     def _image_summary(self, step: int, batch) -> None:
         local = self.strategy.experimental_local_results(batch)[0]
         images = local["image"][: self.writer.max_images]
         preds = self.strategy.experimental_local_results(self._predict(images))[0]
-        self.writer.images(step, images.numpy(), local["label"][: self.writer.max_images].numpy(),
-                           preds.numpy())
+        self.writer.images(
+            step, images.numpy(), local["label"][: self.writer.max_images].numpy(), preds.numpy()
+        )
 
     def run(self) -> Dict[str, float]:
         """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary."""
@@ -375,12 +459,23 @@ class Trainer:
         start = self._restore_or_initialize()
         self._write_model_options()
         if start >= self.last_step:
-            logging.info("Nothing to do: %s is already at step %d (--training_number_of_steps=%d)",
-                         config.train_logdir, start, self.last_step)
+            logging.info(
+                "Nothing to do: %s is already at step %d (--training_number_of_steps=%d)",
+                config.train_logdir,
+                start,
+                self.last_step,
+            )
             return {"step": start, "steps_run": 0, "already_done": True}
-        logging.info("Training %s on %s/%s from step %d to %d: %d replica(s), global batch %d",
-                     config.model_options.model_variant, config.dataset, config.train_split,
-                     start, self.last_step, self.num_replicas, config.train_batch_size)
+        logging.info(
+            "Training %s on %s/%s from step %d to %d: %d replica(s), global batch %d",
+            config.model_options.model_variant,
+            config.dataset,
+            config.train_split,
+            start,
+            self.last_step,
+            self.num_replicas,
+            config.train_batch_size,
+        )
         progress = summaries.Progress(start, self.last_step, config.train_batch_size)
         iterator = iter(self.dataset)
         step = start
@@ -403,7 +498,8 @@ class Trainer:
                     f"{scalars['losses/cross_entropy']}, regularization "
                     f"{scalars['losses/regularization']}); stopping without saving. The last "
                     f"good checkpoint is {last or 'none (nothing saved yet)'}. Lower "
-                    f"--base_learning_rate or check the data.")
+                    f"--base_learning_rate or check the data."
+                )
             scalars["learning_rate"] = lr
             if step % config.log_steps == 0 or step == self.last_step:
                 ips = progress.images_per_second(step)
@@ -411,13 +507,18 @@ class Trainer:
                 progress.log(step, scalars, ips)
                 self.writer.scalars(step, scalars)
                 if config.save_summaries_images and (
-                        time.monotonic() - last_image_time >= config.save_summaries_secs
-                        or step == self.last_step):
+                    time.monotonic() - last_image_time >= config.save_summaries_secs
+                    or step == self.last_step
+                ):
                     self._image_summary(step, batch)
                     last_image_time = time.monotonic()
-            due = ((config.save_interval_steps and step - last_saved_step >= config.save_interval_steps)
-                   or (not config.save_interval_steps and config.save_interval_secs
-                       and time.monotonic() - last_save_time >= config.save_interval_secs))
+            due = (
+                config.save_interval_steps and step - last_saved_step >= config.save_interval_steps
+            ) or (
+                not config.save_interval_steps
+                and config.save_interval_secs
+                and time.monotonic() - last_save_time >= config.save_interval_secs
+            )
             if due or step == self.last_step:
                 path = self.ckpt.save()
                 self.writer.flush()
@@ -425,9 +526,13 @@ class Trainer:
                 last_saved_step, last_save_time = step, time.monotonic()
         self.writer.flush()
         elapsed = time.perf_counter() - t_begin
-        result = {"step": step, "steps_run": step - start, "already_done": False,
-                  "seconds": elapsed,
-                  "images_per_second": (step - start) * config.train_batch_size / max(elapsed, 1e-9)}
+        result = {
+            "step": step,
+            "steps_run": step - start,
+            "already_done": False,
+            "seconds": elapsed,
+            "images_per_second": (step - start) * config.train_batch_size / max(elapsed, 1e-9),
+        }
         result.update({k: v for k, v in scalars.items()})
         return result
 
