@@ -99,6 +99,39 @@ def define_model_flags() -> None:
     flags.DEFINE_integer(
         "logits_kernel_size", 1, "Kernel size of the logits conv (1 is the only supported value)."
     )
+    define_head_flags()
+
+
+def define_head_flags() -> None:
+    """The official ASPP / decoder options of the MobileNetV3 (LR-ASPP-like) recipes."""
+    define_int_list(
+        "image_pooling_stride", "1,1", "Stride (h,w) of the ASPP image-pooling average pool."
+    )
+    flags.DEFINE_integer("aspp_convs_filters", 256, "Channels of the ASPP convolutions.")
+    flags.DEFINE_boolean(
+        "aspp_with_concat_projection", True, "Project the concatenated ASPP branches (1x1 conv)."
+    )
+    flags.DEFINE_boolean(
+        "aspp_with_squeeze_and_excitation",
+        False,
+        "Use the image-pooling feature as a sigmoid gate on the ASPP output instead of a branch.",
+    )
+    flags.DEFINE_boolean(
+        "image_se_uses_qsigmoid",
+        False,
+        "The image-pooling gate uses the hard sigmoid relu6(x + 3) * 0.16667.",
+    )
+    flags.DEFINE_boolean(
+        "decoder_use_sum_merge",
+        False,
+        "Merge the decoder's two inputs by a sum (one conv) instead of a concatenation.",
+    )
+    flags.DEFINE_integer("decoder_filters", 256, "Channels of the decoder convolutions.")
+    flags.DEFINE_boolean(
+        "decoder_output_is_logits",
+        False,
+        "The decoder output is the logits (no logits layer); needs decoder_filters=num_classes.",
+    )
 
 
 def model_options_from_flags(
@@ -106,15 +139,16 @@ def model_options_from_flags(
 ) -> ModelOptions:
     """Builds ModelOptions from parsed model flags.
 
-    `num_classes` is used when `--num_classes` is unset; `crop_size` is used for the image-pooling
-    window when `--image_pooling_crop_size` is unset (the official behaviour uses the crop size).
+    `num_classes` is used when `--num_classes` is unset; `crop_size` (the official crop size) sets
+    the image-pooling window when `--image_pooling_crop_size` is unset, as officially.
     """
     values = values or flags.FLAGS
     if not values.aspp_with_batch_norm:
         raise flags.ValidationError("--aspp_with_batch_norm=false is not supported")
     if values.logits_kernel_size != 1:
         raise flags.ValidationError("--logits_kernel_size must be 1 (the official ASPP setting)")
-    pooling = parse_int_list(values.image_pooling_crop_size, "image_pooling_crop_size") or crop_size
+    pooling = parse_int_list(values.image_pooling_crop_size, "image_pooling_crop_size")
+    pooling_stride = parse_int_list(values.image_pooling_stride, "image_pooling_stride")
     decoder = parse_int_list(values.decoder_output_stride, "decoder_output_stride")
     n = values.num_classes if values.num_classes is not None else num_classes
     if n is None:
@@ -125,7 +159,16 @@ def model_options_from_flags(
         output_stride=values.output_stride,
         atrous_rates=parse_int_list(values.atrous_rates, "atrous_rates"),
         decoder_output_stride=decoder,
-        crop_size=tuple(pooling) if pooling else None,
+        crop_size=tuple(crop_size) if crop_size else None,
+        image_pooling_crop_size=tuple(pooling) if pooling else None,
+        image_pooling_stride=tuple(pooling_stride or (1, 1)),
+        aspp_convs_filters=values.aspp_convs_filters,
+        aspp_with_concat_projection=values.aspp_with_concat_projection,
+        aspp_with_squeeze_and_excitation=values.aspp_with_squeeze_and_excitation,
+        image_se_uses_qsigmoid=values.image_se_uses_qsigmoid,
+        decoder_use_sum_merge=values.decoder_use_sum_merge,
+        decoder_filters=values.decoder_filters,
+        decoder_output_is_logits=values.decoder_output_is_logits,
         add_image_level_feature=values.add_image_level_feature,
         aspp_with_separable_conv=values.aspp_with_separable_conv,
         decoder_use_separable_conv=values.decoder_use_separable_conv,

@@ -5,9 +5,27 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
-MODEL_VARIANTS = ("xception_41", "xception_65", "xception_71", "mobilenet_v2")
+MODEL_VARIANTS = (
+    "xception_41",
+    "xception_65",
+    "xception_71",
+    "mobilenet_v2",
+    "mobilenet_v3_large_seg",
+    "mobilenet_v3_small_seg",
+)
 OUTPUT_STRIDES = (8, 16, 32)
 DECODER_OUTPUT_STRIDES = (4, 8)
+# Variants whose backbone has decoder end points at other strides (official
+# feature_extractor.networks_to_feature_maps); the others have DECODER_OUTPUT_STRIDES.
+DECODER_OUTPUT_STRIDES_BY_VARIANT = {
+    "mobilenet_v3_large_seg": (4, 8, 16),
+    "mobilenet_v3_small_seg": (4, 8, 16),
+}
+
+
+def decoder_output_strides(model_variant: str) -> Tuple[int, ...]:
+    """The decoder output strides a variant's backbone has low-level features for."""
+    return DECODER_OUTPUT_STRIDES_BY_VARIANT.get(model_variant, DECODER_OUTPUT_STRIDES)
 
 
 def _int_tuple(value) -> Optional[Tuple[int, ...]]:
@@ -23,8 +41,10 @@ def _int_tuple(value) -> Optional[Tuple[int, ...]]:
 class ModelOptions:
     """Everything that determines the DeepLab graph (names follow the official flags).
 
-    `crop_size` only sets the image-pooling window (the official `crop_size` /
-    `image_pooling_crop_size`); `None` means global average pooling, so any input size works.
+    `crop_size` only sets the image-pooling window (the official `crop_size`);
+    `image_pooling_crop_size`, when set, sets it instead (as the official flag does). With
+    neither the image pooling is global, so any input size works. The head options from
+    `aspp_convs_filters` on are the official ones of the LR-ASPP-like MobileNetV3 recipes.
     """
 
     model_variant: str = "xception_65"
@@ -47,6 +67,15 @@ class ModelOptions:
     # heads, 0.997 for MobileNetV2). Short runs from scratch need a faster one (e.g. 0.99) for
     # the moving statistics to catch up with the weights before evaluation.
     batch_norm_decay: Optional[float] = None
+    image_pooling_crop_size: Optional[Tuple[int, int]] = None
+    image_pooling_stride: Tuple[int, int] = (1, 1)
+    aspp_convs_filters: int = 256
+    aspp_with_concat_projection: bool = True
+    aspp_with_squeeze_and_excitation: bool = False
+    image_se_uses_qsigmoid: bool = False
+    decoder_use_sum_merge: bool = False
+    decoder_filters: int = 256
+    decoder_output_is_logits: bool = False
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -62,8 +91,10 @@ class ModelOptions:
                 )
             dos = dos[0] if dos else None
         set_("decoder_output_stride", None if dos is None else int(dos))
-        if self.crop_size is not None:
-            set_("crop_size", tuple(int(c) for c in self.crop_size))
+        for field in ("crop_size", "image_pooling_crop_size"):
+            if getattr(self, field) is not None:
+                set_(field, tuple(int(c) for c in getattr(self, field)))
+        set_("image_pooling_stride", tuple(int(s) for s in self.image_pooling_stride))
         self.validate()
 
     def validate(self) -> None:
@@ -80,9 +111,11 @@ class ModelOptions:
             raise ValueError(f"--num_classes={self.num_classes} must be >= 1")
         dos = self.decoder_output_stride
         if dos is not None:
-            if dos not in DECODER_OUTPUT_STRIDES:
+            allowed = decoder_output_strides(self.model_variant)
+            if dos not in allowed:
                 raise ValueError(
-                    f"--decoder_output_stride={dos} must be one of {DECODER_OUTPUT_STRIDES} or unset"
+                    f"--decoder_output_stride={dos} must be one of {allowed} or unset "
+                    f"for --model_variant={self.model_variant}"
                 )
             if dos >= self.output_stride:
                 raise ValueError(
@@ -95,16 +128,40 @@ class ModelOptions:
                 raise ValueError(
                     f"--multi_grid={list(self.multi_grid)} must be three positive rates"
                 )
-            if self.model_variant == "mobilenet_v2":
+            if self.model_variant.startswith("mobilenet"):
                 raise ValueError("--multi_grid applies to the Xception variants only")
-        if self.crop_size is not None and (len(self.crop_size) != 2 or min(self.crop_size) < 1):
-            raise ValueError(f"--crop_size={self.crop_size} must be two positive integers")
+        for field in ("crop_size", "image_pooling_crop_size", "image_pooling_stride"):
+            value = getattr(self, field)
+            if value is not None and (len(value) != 2 or min(value) < 1):
+                raise ValueError(f"--{field}={list(value)} must be two positive integers")
+        self._validate_head()
         if self.depth_multiplier <= 0:
             raise ValueError(f"--depth_multiplier={self.depth_multiplier} must be > 0")
         if self.batch_norm_decay is not None and not 0.0 <= self.batch_norm_decay < 1.0:
             raise ValueError(f"--batch_norm_decay={self.batch_norm_decay} must be in [0, 1)")
         if self.weight_decay < 0:
             raise ValueError(f"--weight_decay={self.weight_decay} must be >= 0")
+
+    def _validate_head(self) -> None:
+        for field in ("aspp_convs_filters", "decoder_filters"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"--{field}={getattr(self, field)} must be >= 1")
+        if self.decoder_output_is_logits:
+            if self.decoder_output_stride is None:
+                raise ValueError(
+                    "--decoder_output_is_logits needs a decoder: set --decoder_output_stride "
+                    f"(one of {decoder_output_strides(self.model_variant)})"
+                )
+            if self.decoder_filters != self.num_classes:
+                raise ValueError(
+                    f"--decoder_filters={self.decoder_filters} must equal --num_classes="
+                    f"{self.num_classes} with --decoder_output_is_logits (the decoder output is "
+                    "the logits)"
+                )
+
+    def image_pooling_size(self) -> Optional[Tuple[int, int]]:
+        """The crop size that sets the image-pooling window (None: global pooling)."""
+        return self.image_pooling_crop_size or self.crop_size
 
     def replace(self, **changes) -> "ModelOptions":
         """A copy with some options changed (re-validated)."""

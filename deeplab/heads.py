@@ -15,6 +15,7 @@ from deeplab.layers import (
     ConvStyle,
     ImagePooling,
     ResizeBilinear,
+    conv_bias,
     conv_bn,
     layer_name,
     scale_dimension,
@@ -49,41 +50,100 @@ def aspp(
     add_image_level_feature: bool,
     separable: bool,
     pool_size=None,
+    pool_stride=(1, 1),
+    filters: int = ASPP_FILTERS,
+    concat_projection: bool = True,
+    squeeze_and_excitation: bool = False,
+    qsigmoid: bool = False,
 ):
-    """Atrous spatial pyramid pooling: [image pooling], 1x1 `aspp0`, atrous `aspp1..n`,
-    concatenated, projected to 256 channels by `concat_projection`, then dropout."""
+    """Atrous spatial pyramid pooling (official `extract_features` after the backbone).
+
+    Branches: [image pooling], 1x1 `aspp0`, atrous `aspp1..n`, concatenated, then (with
+    `concat_projection`) projected by the 1x1 `concat_projection` and dropout. Image pooling
+    averages over `pool_size` windows (None: globally) with `pool_stride`, a 1x1 conv, and a
+    bilinear resize to the feature size. With `squeeze_and_excitation` (the MobileNetV3 recipe)
+    the image feature is not a branch but a gate: its conv has a bias and a sigmoid (the hard
+    sigmoid with `qsigmoid`) instead of BN + ReLU, and multiplies the ASPP output.
+    """
     branches = []
+    gate = None
     if add_image_level_feature:
-        pooled = ImagePooling(pool_size, name="image_pooling.pool")(features)
-        pooled = conv_bn(pooled, ASPP_FILTERS, 1, "image_pooling", style)
-        branches.append(ResizeBilinear(name="image_pooling.resize")([pooled, features]))
-    branches.append(conv_bn(features, ASPP_FILTERS, 1, "aspp0", style))
+        pooled = ImagePooling(pool_size, pool_stride, name="image_pooling.pool")(features)
+        if squeeze_and_excitation:
+            activation = "hard_sigmoid" if qsigmoid else "sigmoid"
+            pooled = conv_bias(pooled, filters, 1, "image_pooling", style, activation=activation)
+        else:
+            pooled = conv_bn(pooled, filters, 1, "image_pooling", style)
+        image_feature = ResizeBilinear(name="image_pooling.resize")([pooled, features])
+        if squeeze_and_excitation:
+            gate = image_feature
+        else:
+            branches.append(image_feature)
+    branches.append(conv_bn(features, filters, 1, "aspp0", style))
     for i, rate in enumerate(atrous_rates or (), start=1):
         if separable:
-            branches.append(
-                split_separable_conv(features, ASPP_FILTERS, f"aspp{i}", style, rate=rate)
-            )
+            branches.append(split_separable_conv(features, filters, f"aspp{i}", style, rate=rate))
         else:
-            branches.append(conv_bn(features, ASPP_FILTERS, 3, f"aspp{i}", style, rate=rate))
+            branches.append(conv_bn(features, filters, 3, f"aspp{i}", style, rate=rate))
     x = keras.layers.Concatenate(name="aspp.concat")(branches) if len(branches) > 1 else branches[0]
-    x = conv_bn(x, ASPP_FILTERS, 1, "concat_projection", style)
-    return keras.layers.Dropout(DROPOUT_RATE, name="concat_projection.dropout")(x)
+    if concat_projection:
+        x = conv_bn(x, filters, 1, "concat_projection", style)
+        x = keras.layers.Dropout(DROPOUT_RATE, name="concat_projection.dropout")(x)
+    if gate is not None:
+        x = keras.layers.Multiply(name="aspp.squeeze_and_excitation")([x, gate])
+    return x
 
 
-def decoder(features, low_level, style: ConvStyle, *, separable: bool):
-    """The DeepLabV3+ decoder: 48-channel projection of the low-level features, ASPP output
-    upsampled to their size (align_corners), concatenated, two 3x3 convs of 256 channels."""
-    projected = conv_bn(
-        low_level, DECODER_PROJECTION_FILTERS, 1, "decoder/feature_projection0", style
+def decoder(
+    features,
+    low_level,
+    style: ConvStyle,
+    *,
+    separable: bool,
+    filters: int = DECODER_FILTERS,
+    sum_merge: bool = False,
+    output_is_logits: bool = False,
+):
+    """The DeepLabV3+ decoder (official `refine_by_decoder`, one stage).
+
+    The low-level features are projected by a 1x1 conv (`feature_projection0`: 48 channels, or
+    `filters` with `sum_merge`) and the ASPP output is resized (align_corners) to their size.
+    Concat merge (the paper's): concatenation, then two 3x3 convs of `filters` channels. Sum
+    merge (the MobileNetV3 recipe): one conv on the resized ASPP output plus the projection.
+    `output_is_logits`: the decoder output is the logits, so its convs are plain convs with a
+    bias (no BN, no activation, 1x1 under sum merge, never separable), in float32.
+    """
+    if output_is_logits:
+        separable = False
+
+        def conv(x, depth, kernel, scope):
+            return conv_bias(x, depth, kernel, scope, style, dtype="float32")
+    else:
+
+        def conv(x, depth, kernel, scope):
+            return conv_bn(x, depth, kernel, scope, style)
+
+    projected = conv(
+        low_level,
+        filters if sum_merge else DECODER_PROJECTION_FILTERS,
+        1,
+        "decoder/feature_projection0",
     )
     upsampled = ResizeBilinear(name="decoder.resize")([features, low_level])
+    if sum_merge:
+        if separable:
+            x = split_separable_conv(upsampled, filters, "decoder/decoder_split_sep_conv0", style)
+        else:
+            x = conv(upsampled, filters, 1 if output_is_logits else 3, "decoder/decoder_conv0")
+        dtype = "float32" if output_is_logits else None
+        return keras.layers.Add(name="decoder.sum", dtype=dtype)([x, projected])
     x = keras.layers.Concatenate(name="decoder.concat")([upsampled, projected])
     if separable:
-        x = split_separable_conv(x, DECODER_FILTERS, "decoder/decoder_conv0", style)
-        return split_separable_conv(x, DECODER_FILTERS, "decoder/decoder_conv1", style)
+        x = split_separable_conv(x, filters, "decoder/decoder_conv0", style)
+        return split_separable_conv(x, filters, "decoder/decoder_conv1", style)
     # slim.repeat(conv2d, 2, scope='decoder_conv0') names its convs decoder_conv0_1, _2.
     for i in (1, 2):
-        x = conv_bn(x, DECODER_FILTERS, 3, f"decoder/decoder_conv0/decoder_conv0_{i}", style)
+        x = conv(x, filters, 3, f"decoder/decoder_conv0/decoder_conv0_{i}")
     return x
 
 

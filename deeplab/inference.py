@@ -19,7 +19,9 @@ Images of any size work: models rebuilt here use global image pooling (`crop_siz
 which equals the official model whenever the input has the crop size the model was
 configured with (eval pads every image to `eval_crop_size`, so image pooling covers the
 padded crop in both) and generalises to every other size, where the official graph's fixed
-pooling window fails (official FAQ Q8).
+pooling window fails (official FAQ Q8). An explicit `image_pooling_crop_size` (the MobileNetV3
+recipes: a 769x769 window with stride 4,5 at every eval size) is kept, as officially: inputs
+must then be at least that size.
 
 Difference from the official eval: with `eval_scales=(1.0,)` the official `eval.py` silently
 ignores `add_flipped_images`; here the flipped image is always used when asked for.
@@ -200,11 +202,17 @@ def merge_model_options(
 
 
 def inference_options(options: ModelOptions, image_pooling_crop_size=None) -> ModelOptions:
-    """Options of the model used for inference: no fixed crop (global image pooling) unless an
-    image-pooling crop size is given, logits not upsampled inside the model (the inference
-    functions resize them exactly as the official graph does), no weight decay."""
-    crop = tuple(image_pooling_crop_size) if image_pooling_crop_size else None
-    return options.replace(crop_size=crop, upsample_logits=False, weight_decay=0.0)
+    """Options of the model used for inference: the training crop no longer sets the image
+    pooling (global pooling), unless an image-pooling crop size is given here or is part of
+    the options (`--image_pooling_crop_size`, which the MobileNetV3 recipes pool with at every
+    size); logits not upsampled inside the model (the inference functions resize them exactly
+    as the official graph does); no weight decay."""
+    pooling = options.image_pooling_crop_size
+    if image_pooling_crop_size:
+        pooling = tuple(image_pooling_crop_size)
+    return options.replace(
+        crop_size=None, image_pooling_crop_size=pooling, upsample_logits=False, weight_decay=0.0
+    )
 
 
 def build_inference_model(
@@ -235,12 +243,20 @@ MODEL_FLAG_FIELDS = {
     "atrous_rates": "atrous_rates",
     "decoder_output_stride": "decoder_output_stride",
     "multi_grid": "multi_grid",
-    "image_pooling_crop_size": "crop_size",
+    "image_pooling_crop_size": "image_pooling_crop_size",
     "add_image_level_feature": "add_image_level_feature",
     "aspp_with_separable_conv": "aspp_with_separable_conv",
     "decoder_use_separable_conv": "decoder_use_separable_conv",
     "depth_multiplier": "depth_multiplier",
     "divisible_by": "divisible_by",
+    "image_pooling_stride": "image_pooling_stride",
+    "aspp_convs_filters": "aspp_convs_filters",
+    "aspp_with_concat_projection": "aspp_with_concat_projection",
+    "aspp_with_squeeze_and_excitation": "aspp_with_squeeze_and_excitation",
+    "image_se_uses_qsigmoid": "image_se_uses_qsigmoid",
+    "decoder_use_sum_merge": "decoder_use_sum_merge",
+    "decoder_filters": "decoder_filters",
+    "decoder_output_is_logits": "decoder_output_is_logits",
 }
 DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
 
@@ -280,7 +296,8 @@ def options_from_flags(
     """Inference ModelOptions for a CLI: train.py's `model_options.json` next to the checkpoint
     (when there is one) with every model flag given on the command line applied over it, else
     the model flags (official checkpoints). `num_classes` is the default class count (the
-    dataset's). The result has global image pooling unless --image_pooling_crop_size is given.
+    dataset's). The result has global image pooling unless --image_pooling_crop_size is given
+    (on the command line or in the training run's options).
     """
     from deeplab import cli_flags
 
@@ -295,13 +312,12 @@ def options_from_flags(
     flag_options = cli_flags.model_options_from_flags(
         flag_values, num_classes=num_classes, crop_size=None
     )
-    options = merge_model_options(flag_options, explicit, saved)
-    pooling = flag_options.crop_size if "crop_size" in explicit else None
-    return inference_options(options, image_pooling_crop_size=pooling)
+    return inference_options(merge_model_options(flag_options, explicit, saved))
 
 
 def checkpoint_num_classes(checkpoint_path: str) -> Optional[int]:
-    """Class count of an official TF1 checkpoint (`logits/semantic/biases`), else None."""
+    """Class count of an official TF1 checkpoint (`logits/semantic/biases`, or the decoder's
+    last biases when its decoder output is the logits), else None."""
     from deeplab.checkpoints import resolve_checkpoint_prefix
 
     try:
@@ -310,8 +326,14 @@ def checkpoint_num_classes(checkpoint_path: str) -> Optional[int]:
         ).get_variable_to_shape_map()
     except (ValueError, tf.errors.OpError):
         return None
-    shape = shapes.get("logits/semantic/biases")
-    return int(shape[0]) if shape else None
+    for name in (
+        "logits/semantic/biases",
+        "decoder/decoder_conv0/biases",  # decoder_output_is_logits, sum merge
+        "decoder/decoder_conv0/decoder_conv0_2/biases",  # decoder_output_is_logits, concat
+    ):
+        if shapes.get(name):
+            return int(shapes[name][0])
+    return None
 
 
 def default_output_dir(checkpoint_path: str, name: str) -> str:

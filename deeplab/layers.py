@@ -53,12 +53,39 @@ class ConvStyle:
 
 
 def activation_layer(kind: str, name: str) -> keras.layers.Layer:
-    """ReLU or ReLU6 as a named Keras layer."""
+    """ReLU, ReLU6, or MobileNetV3's hard swish / hard sigmoid, as a named Keras layer."""
     if kind == "relu":
         return keras.layers.ReLU(name=name)
     if kind == "relu6":
         return keras.layers.ReLU(max_value=6.0, name=name)
+    if kind == "hard_swish":
+        return HardSwish(name=name)
+    if kind == "hard_sigmoid":
+        return HardSigmoid(name=name)
+    if kind == "sigmoid":
+        return keras.layers.Activation("sigmoid", name=name)
     raise ValueError(f"unknown activation {kind!r}")
+
+
+class HardSwish(keras.layers.Layer):
+    """slim MobileNetV3's `hard_swish`: x * relu6(x + 3) * (1/6), in the official op order."""
+
+    def call(self, x):
+        return x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class HardSigmoid(keras.layers.Layer):
+    """The official hard sigmoid relu6(x + 3) * 0.16667 (the constant of slim's MobileNetV3
+    squeeze-excite gate and of DeepLab's `q_sigmoid`; 0.16667, not 1/6)."""
+
+    def call(self, x):
+        return tf.nn.relu6(x + 3.0) * 0.16667
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 class BatchNorm(keras.layers.BatchNormalization):
@@ -166,6 +193,34 @@ def conv_bn(
     return x
 
 
+def conv_bias(
+    x,
+    filters: int,
+    kernel_size: int,
+    scope: str,
+    style: ConvStyle,
+    *,
+    activation: Optional[str] = None,
+    init_stddev: Optional[float] = None,
+    dtype=None,
+):
+    """slim.conv2d with `normalizer_fn=None`: conv + bias (`scope/weights`, `scope/biases`),
+    SAME padding, then the activation if any."""
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        padding="same",
+        use_bias=True,
+        kernel_initializer=style.initializer(init_stddev),
+        kernel_regularizer=style.regularizer(),
+        name=layer_name(scope),
+        dtype=dtype,
+    )(x)
+    if activation:
+        x = activation_layer(activation, layer_name(scope + "/" + activation.capitalize()))(x)
+    return x
+
+
 def depthwise_bn(
     x,
     scope: str,
@@ -255,17 +310,27 @@ class ImagePooling(keras.layers.Layer):
     """Image-level feature pooling of ASPP.
 
     `pool_size=None`: global average (any input size). Otherwise the official average pool over
-    a window set by the crop size, VALID, stride 1 (equal to the global mean at the crop size).
+    a window set by the (image-pooling) crop size, VALID, with the official
+    `image_pooling_stride` (default 1; equal to the global mean at the crop size).
     """
 
-    def __init__(self, pool_size=None, **kwargs):
+    def __init__(self, pool_size=None, strides=(1, 1), **kwargs):
         super().__init__(**kwargs)
         self.pool_size = None if pool_size is None else tuple(int(p) for p in pool_size)
+        self.strides = tuple(int(s) for s in strides)
 
     def call(self, x):
         if self.pool_size is None:
             return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-        return tf.nn.avg_pool2d(x, ksize=self.pool_size, strides=1, padding="VALID")
+        for size, window in zip(x.shape[1:3], self.pool_size):
+            if size is not None and size < window:
+                raise ValueError(
+                    f"image pooling: features of {x.shape[1]}x{x.shape[2]} are smaller than the "
+                    f"pooling window {self.pool_size[0]}x{self.pool_size[1]} set by "
+                    f"--image_pooling_crop_size (or the crop size); feed inputs at least that "
+                    f"large or pass a smaller --image_pooling_crop_size"
+                )
+        return tf.nn.avg_pool2d(x, ksize=self.pool_size, strides=self.strides, padding="VALID")
 
     def compute_output_shape(self, input_shape):
         if self.pool_size is None:
@@ -273,13 +338,13 @@ class ImagePooling(keras.layers.Layer):
         h, w = input_shape[1], input_shape[2]
         return (
             input_shape[0],
-            None if h is None else h - self.pool_size[0] + 1,
-            None if w is None else w - self.pool_size[1] + 1,
+            None if h is None else (h - self.pool_size[0]) // self.strides[0] + 1,
+            None if w is None else (w - self.pool_size[1]) // self.strides[1] + 1,
             input_shape[3],
         )
 
     def get_config(self):
-        return {**super().get_config(), "pool_size": self.pool_size}
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
 
 
 def scale_dimension(dim: int, scale: float) -> int:
@@ -292,4 +357,6 @@ CUSTOM_OBJECTS = {
     "ResizeBilinear": ResizeBilinear,
     "ScaleToUnitRange": ScaleToUnitRange,
     "ImagePooling": ImagePooling,
+    "HardSwish": HardSwish,
+    "HardSigmoid": HardSigmoid,
 }

@@ -10,10 +10,13 @@ from typing import List
 
 import keras
 
-from deeplab.backbones import mobilenet_v2, xception
+from deeplab.backbones import mobilenet_v2, mobilenet_v3, xception
 from deeplab.config import ModelOptions
 from deeplab.heads import aspp, decoder, head_style, image_pooling_window, logits_layer
 from deeplab.layers import ConvStyle, ResizeBilinear, ScaleToUnitRange, layer_name
+
+# With `decoder_output_is_logits` the decoder output is the logits, named as the official tensor.
+DECODER_LOGITS_LAYER = "semantic"
 
 # Official scopes of the "last layers" (train.py: initialize_last_layer,
 # last_layers_contain_logits_only, last_layer_gradient_multiplier).
@@ -23,6 +26,8 @@ LAST_LAYER_SCOPES = ("logits", "image_pooling", "aspp", "concat_projection", "de
 
 def backbone_scope(model_variant: str) -> str:
     """Name scope of the backbone in official (and ImageNet-pretrained) checkpoints."""
+    if model_variant in mobilenet_v3.VARIANTS:
+        return mobilenet_v3.SCOPE
     return "MobilenetV2" if model_variant == "mobilenet_v2" else model_variant
 
 
@@ -31,6 +36,8 @@ def _bn_decay(options: ModelOptions, official: float) -> float:
 
 
 def _backbone(images, options: ModelOptions):
+    if options.model_variant in mobilenet_v3.VARIANTS:
+        return _mobilenet_v3_backbone(images, options)
     if options.model_variant == "mobilenet_v2":
         style = ConvStyle(
             weight_decay=options.weight_decay,
@@ -63,6 +70,31 @@ def _backbone(images, options: ModelOptions):
     return features, low_level
 
 
+def _mobilenet_v3_backbone(images, options: ModelOptions):
+    # DeepLab builds MobileNetV3 under its MobileNetV2 arg scope (BN decay 0.997, epsilon
+    # 1e-3, truncated normal 0.09); the conv defs set ReLU / hard swish per layer.
+    style = ConvStyle(
+        weight_decay=options.weight_decay,
+        bn_epsilon=1e-3,
+        bn_momentum=_bn_decay(options, 0.997),
+        activation="relu",
+        init_stddev=0.09,
+        fine_tune_batch_norm=options.fine_tune_batch_norm,
+    )
+    features, end_points = mobilenet_v3.build_mobilenet_v3(
+        images,
+        options.model_variant,
+        options.output_stride,
+        style,
+        options.depth_multiplier,
+    )
+    low_level = None
+    if options.decoder_output_stride is not None:
+        point = mobilenet_v3.decoder_end_point(options.model_variant, options.decoder_output_stride)
+        low_level = end_points[point]
+    return features, low_level
+
+
 def build_deeplab_from_options(
     options: ModelOptions, name: str = "deeplab", input_size=None
 ) -> keras.Model:
@@ -85,11 +117,27 @@ def build_deeplab_from_options(
             atrous_rates=options.atrous_rates,
             add_image_level_feature=options.add_image_level_feature,
             separable=options.aspp_with_separable_conv,
-            pool_size=image_pooling_window(options.crop_size, options.output_stride),
+            pool_size=image_pooling_window(options.image_pooling_size(), options.output_stride),
+            pool_stride=options.image_pooling_stride,
+            filters=options.aspp_convs_filters,
+            concat_projection=options.aspp_with_concat_projection,
+            squeeze_and_excitation=options.aspp_with_squeeze_and_excitation,
+            qsigmoid=options.image_se_uses_qsigmoid,
         )
     if low_level is not None:
-        features = decoder(features, low_level, style, separable=options.decoder_use_separable_conv)
-    logits = logits_layer(features, options.num_classes, options.weight_decay)
+        features = decoder(
+            features,
+            low_level,
+            style,
+            separable=options.decoder_use_separable_conv,
+            filters=options.decoder_filters,
+            sum_merge=options.decoder_use_sum_merge,
+            output_is_logits=options.decoder_output_is_logits,
+        )
+    if options.decoder_output_is_logits:
+        logits = keras.layers.Identity(name=DECODER_LOGITS_LAYER, dtype="float32")(features)
+    else:
+        logits = logits_layer(features, options.num_classes, options.weight_decay)
     if options.upsample_logits:
         logits = ResizeBilinear(name="upsample_logits", dtype="float32")([logits, images])
     return keras.Model(images, logits, name=name)
@@ -112,6 +160,15 @@ def build_deeplab(
     fine_tune_batch_norm: bool = True,
     upsample_logits: bool = True,
     batch_norm_decay=None,
+    image_pooling_crop_size=None,
+    image_pooling_stride=(1, 1),
+    aspp_convs_filters: int = 256,
+    aspp_with_concat_projection: bool = True,
+    aspp_with_squeeze_and_excitation: bool = False,
+    image_se_uses_qsigmoid: bool = False,
+    decoder_use_sum_merge: bool = False,
+    decoder_filters: int = 256,
+    decoder_output_is_logits: bool = False,
     name: str = "deeplab",
 ) -> keras.Model:
     """DeepLabV3+ as a Keras functional model; keyword arguments are the official flags.
@@ -143,6 +200,15 @@ def build_deeplab(
         fine_tune_batch_norm=fine_tune_batch_norm,
         upsample_logits=upsample_logits,
         batch_norm_decay=batch_norm_decay,
+        image_pooling_crop_size=image_pooling_crop_size,
+        image_pooling_stride=image_pooling_stride,
+        aspp_convs_filters=aspp_convs_filters,
+        aspp_with_concat_projection=aspp_with_concat_projection,
+        aspp_with_squeeze_and_excitation=aspp_with_squeeze_and_excitation,
+        image_se_uses_qsigmoid=image_se_uses_qsigmoid,
+        decoder_use_sum_merge=decoder_use_sum_merge,
+        decoder_filters=decoder_filters,
+        decoder_output_is_logits=decoder_output_is_logits,
     )
     return build_deeplab_from_options(options, name=name)
 

@@ -2,15 +2,17 @@
 parameters and Mult-Adds of a DeepLab configuration, then totals (`--json` for one object).
 
 Mult-Adds count every multiply-accumulate of the convolutions (standard, atrous, depthwise,
-pointwise, logits) plus the logits bias adds: BatchNorm folds into the convs at inference. The
-official figures (profiler float ops / 2) also count BatchNorm, resizes, pooling, ReLUs and
-sums, and the official graph runs atrous depthwise convs through space_to_batch, which adds
-padded positions; `madds_tf1_conv_only` reproduces the official conv-only count exactly.
+pointwise, logits) plus the bias adds: BatchNorm folds into the convs at inference. The
+official graph runs atrous depthwise convs through space_to_batch, which adds padded positions;
+`madds_tf1_conv_only` reproduces the official conv-only count exactly. The official figures
+(TF1 profiler float ops / 2 of the `predict_labels` graph) count more than the model's
+arithmetic; `madds_tf1` reproduces them (see `tf1_profiler_flops`).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Dict, List
 
 import keras
@@ -70,6 +72,54 @@ def official_layer_madds(layer: keras.layers.Layer) -> int:
     if kind == "Conv2D" and layer.use_bias:
         madds -= int(np.prod(layer.output.shape[1:]))
     return madds
+
+
+# Element-wise layers and the float ops per output element the TF1 profiler gives their ops
+# (hard swish: x + 3, two products; hard sigmoid: x + 3, one product; sums and products: one).
+_ELEMENTWISE_FLOPS = {"HardSwish": 3, "HardSigmoid": 2, "Add": 1, "Multiply": 1, "AddN": 1}
+
+
+def tf1_profiler_flops(layer: keras.layers.Layer) -> int:
+    """Float ops the TF1 profiler counts for the official ops of one layer.
+
+    Registered ops only (Conv2D, DepthwiseConv2dNative, BiasAdd, AddV2, Mul, AvgPool, Mean, ...;
+    not BatchNorm, ReLU, resizes, concat, pad). The official graph also builds each kernel's
+    random initializer (a product and a sum per weight) and, for conv kernels, the L2
+    weight-decay term (L2Loss, 3n - 1, times the decay); the profiler counts them too.
+    """
+    kind = type(layer).__name__
+    if kind in _CONV_TYPES:
+        weights = int(np.prod(layer.kernel.shape))
+        flops = 2 * official_layer_madds(layer) + 2 * weights
+        if kind == "Conv2D":
+            flops += 3 * weights
+            if layer.use_bias:
+                flops += int(np.prod(layer.output.shape[1:]))
+        return flops
+    if kind in _ELEMENTWISE_FLOPS:
+        return _ELEMENTWISE_FLOPS[kind] * int(np.prod(layer.output.shape[1:]))
+    if kind == "GlobalAveragePooling2D":
+        return int(np.prod(layer.input.shape[1:]))
+    if kind == "ImagePooling":
+        if layer.pool_size is None:
+            return int(np.prod(layer.input.shape[1:]))
+        return int(np.prod(layer.pool_size)) * int(np.prod(layer.output.shape[1:]))
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        return int(np.prod(layer.pool_size)) * int(np.prod(layer.output.shape[1:]))
+    return 0
+
+
+def tf1_predict_labels_flops(model: keras.Model, num_classes: int) -> int:
+    """Float ops of the official `predict_labels` graph as the TF1 profiler counts them: every
+    layer (`tf1_profiler_flops`), the input scaling x * 2/255 - 1, and the softmax (5 per
+    element) and argmax of the logits at the input size. Matches the official figures of
+    ../shared/reference/facts.json to within 4 float ops."""
+    height, width, channels = model.input.shape[1:]
+    pixels = int(height) * int(width)
+    flops = sum(tf1_profiler_flops(layer) for layer in model.layers)
+    flops += 2 * pixels * int(channels)  # Mul, Sub
+    flops += 5 * pixels * num_classes + (pixels * num_classes - pixels)  # Softmax, ArgMax
+    return int(flops)
 
 
 def block_of(layer_name: str, model_variant: str) -> str:
@@ -133,6 +183,7 @@ def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
         "trainable_params": trainable,
         "total_params": total,
         "madds": int(sum(r["madds"] for r in table)),
+        "madds_tf1": tf1_predict_labels_flops(model, options.num_classes) // 2,
         "madds_tf1_conv_only": int(
             sum(
                 official_layer_madds(layer)
@@ -171,6 +222,11 @@ def format_table(summary: Dict[str, object]) -> str:
         f"{summary['output_stride']}, atrous rates {summary['atrous_rates'] or 'none'}, "
         f"decoder stride {summary['decoder_output_stride'] or 'none'}"
     )
+    lines.append(
+        f"official TF1 profiler count (predict_labels graph, float ops / 2): "
+        f"{summary['madds_tf1'] / 1e9:.3f}B; its convs alone: "
+        f"{summary['madds_tf1_conv_only'] / 1e9:.3f}B"
+    )
     return "\n".join(lines)
 
 
@@ -186,8 +242,12 @@ def main(argv) -> None:
     crop = parse_int_list(values.crop_size, "crop_size")
     if not crop or len(crop) != 2:
         raise app.UsageError("--crop_size must be height,width")
-    options = model_options_from_flags(values, num_classes=21)
-    summary = summarize(options, crop)
+    try:
+        options = model_options_from_flags(values, num_classes=21)
+        summary = summarize(options, crop)
+    except (flags.ValidationError, ValueError) as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        return 2
     if values.json:
         print(
             json.dumps(

@@ -35,3 +35,11 @@ def fixture_flags():
     """build_deeplab kwargs of the mobilenet_v2 OS 8 fixture."""
     with open(os.path.join(MOBILENET_FIXTURE, "flags.json")) as f:
         return json.load(f)["build_deeplab"]
+
+
+def official_fixture(name):
+    """(directory, flags.json) of an official-format fixture in tests/fixtures, e.g.
+    `mobilenet_v3_large_seg`."""
+    folder = os.path.join(FIXTURES, name)
+    with open(os.path.join(folder, "flags.json")) as f:
+        return folder, json.load(f)
