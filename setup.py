@@ -9,6 +9,7 @@ setup(
     "faithful to the official research/deeplab graph",
     packages=find_packages(include=["deeplab", "deeplab.*", "datasets", "benchmarks"]),
     py_modules=["train", "eval", "vis", "export"],
+    package_data={"benchmarks": ["official_timings.json"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",

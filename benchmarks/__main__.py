@@ -9,9 +9,14 @@ its own). "before" is the Keras model as built, under TensorFlow's defaults; "af
 optimised path: oneDNN on (TF_ENABLE_ONEDNN_OPTS=1; TF leaves it off by default on CPUs
 without AVX512_VNNI / AVX512_BF16 / AMX) and, for inference, BatchNorm folded into the convs
 with fused ReLUs (deeplab.optimize). Achieved GFLOP/s = 2 x Mult-Adds / time (3x that for a
-training step), given as a fraction of the dense matmul GFLOP/s measured in the same run;
-"per CPU-second" figures divide by process CPU time instead of wall time, which holds up when
-other work shares the machine.
+training step), given as a fraction of the dense float32 matmul GFLOP/s (oneDNN) measured in the
+same run; "per CPU-second" figures divide by process CPU time instead of wall time, which holds
+up when other work shares the machine.
+
+Against the official TF1 graph: `benchmarks/official.py` reads the official graph's fraction of
+matmul on this project's machine kind (../shared/reference/official_timings.json, else the copy
+in benchmarks/), and each case shows ours / official, the speed vs official normalised by
+matmul. No absolute time from another run is compared.
 """
 
 from __future__ import annotations
@@ -23,20 +28,11 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from benchmarks import cpu_info, load_average
+from benchmarks import cpu_info, load_average, official
 from benchmarks.memory import run_case
 
 ONEDNN_ON = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 DEFAULT_ENV: Dict[str, str] = {}
-
-# The official TF1 graph on the same kind of 2-core machine (issue 6).
-OFFICIAL = {
-    ("inference", "xception_65", 16): {"latency_s": 0.38},
-    ("inference", "xception_65", 8): {"latency_s": 1.18},
-    ("inference", "mobilenet_v2", 16): {"latency_s": 0.049},
-    ("training", 513, 4): {"images_per_s": 0.84},
-    ("training", 321, 4): {"images_per_s": 1.96},
-}
 
 
 def _cases(args) -> List[Dict[str, object]]:
@@ -180,34 +176,34 @@ def _input_pipeline_present() -> bool:
     return os.path.exists(os.path.join(os.path.dirname(__file__), "input_pipeline.py"))
 
 
-def _matmul_reference(results, onednn: bool) -> Optional[Dict[str, float]]:
+def _matmul_reference(results) -> Optional[Dict[str, float]]:
+    """The run's float32 matmul figure that model cases are measured against: the oneDNN one
+    (as in the official timings file), else TF's default one."""
+    found = {}
     for case in results:
         r = case["result"]
-        if case["group"] == "matmul" and r.get("onednn") == onednn and "float32" in r:
-            return r["float32"]
-    return None
+        if case["group"] == "matmul" and "float32" in r:
+            found[bool(r.get("onednn"))] = r["float32"]
+    return found.get(True) or found.get(False)
 
 
-def _annotate(results) -> None:
-    """Adds ratios to the matmul figure of the same oneDNN setting and to the official graph."""
+def _annotate(results, timings) -> None:
+    """Adds each model case's fraction of matmul, the official graph's fraction for the same
+    case, and their ratio: the speed vs official, normalised by matmul."""
+    ref = _matmul_reference(results)
     for case in results:
         r = case["result"]
-        if case["group"] not in ("inference", "training") or "error" in r:
+        if case["group"] not in ("inference", "training", "litert") or "error" in r:
             continue
-        ref = _matmul_reference(results, bool(r.get("onednn")))
         if ref:
             r["fraction_of_matmul"] = r["gflops"] / ref["gflops"]
             r["fraction_of_matmul_per_cpu_s"] = r["gflops_per_cpu_s"] / ref["gflops_per_cpu_s"]
-        if case["group"] == "inference":
-            off = OFFICIAL.get(("inference", r["variant"], r["output_stride"]))
-            if off:
-                r["official_latency_s"] = off["latency_s"]
-                r["speed_vs_official"] = off["latency_s"] / r["wall_s_median"]
-        else:
-            off = OFFICIAL.get(("training", r["crop"], r["batch"]))
-            if off:
-                r["official_images_per_s"] = off["images_per_s"]
-                r["speed_vs_official"] = r["images_per_s"] / off["images_per_s"]
+        group = "training" if case["group"] == "training" else "inference"
+        off = official.official_fraction(timings, group, r) if timings else None
+        if off:
+            r["official_fraction_of_matmul"] = off
+            if ref:
+                r["speed_vs_official"] = r["fraction_of_matmul"] / off
 
 
 def _fmt(value, spec):
@@ -242,7 +238,7 @@ def format_report(report) -> str:
     header = (
         f"{'group':<9} {'case':<32} {'model':<22} {'time/item':>10} {'items/s':>8} "
         f"{'cpu s':>7} {'GFLOP/s':>8} {'%mm':>5} {'%mm cpu':>7} {'RSS MB':>7} "
-        f"{'vs TF1':>6} {'agree':>6}"
+        f"{'TF1 %mm':>7} {'vs TF1':>6} {'agree':>6}"
     )
     lines += [header, "-" * len(header)]
     for case in report["cases"]:
@@ -271,7 +267,7 @@ def format_report(report) -> str:
                 f"{'':>8} {'':>5} {'':>7} {r['peak_rss_mb']:>7.0f}"
             )
             continue
-        if group == "inference":
+        if group in ("inference", "litert"):
             model = f"{r['variant']} OS{r['output_stride']} {r['crop']}"
             per_item = r["wall_s_median"] / r["batch"]
         else:
@@ -282,14 +278,18 @@ def format_report(report) -> str:
             f"{r['cpu_s_median']:>7.2f} {r['gflops']:>8.1f} "
             f"{_fmt(r.get('fraction_of_matmul', None) and 100 * r['fraction_of_matmul'], '5.0f')} "
             f"{_fmt(r.get('fraction_of_matmul_per_cpu_s') and 100 * r['fraction_of_matmul_per_cpu_s'], '7.0f')} "
-            f"{r['peak_rss_mb']:>7.0f} {_fmt(r.get('speed_vs_official'), '6.2f')} "
+            f"{r['peak_rss_mb']:>7.0f} "
+            f"{_fmt(r.get('official_fraction_of_matmul') and 100 * r['official_fraction_of_matmul'], '7.0f')} "
+            f"{_fmt(r.get('speed_vs_official'), '6.2f')} "
             f"{_fmt(r.get('argmax_agreement'), '6.4f')}"
         )
     lines.append(
         "time/item: wall-clock median s per image; items/s its inverse; cpu s: process "
-        "CPU s per call; %mm: achieved GFLOP/s / float32 matmul GFLOP/s (same oneDNN "
-        "setting); %mm cpu: the same per CPU-second; vs TF1: speed / official graph's; "
-        "agree: argmax agreement with the float32 Keras model"
+        "CPU s per call; %mm: achieved GFLOP/s / the run's float32 oneDNN matmul GFLOP/s; "
+        "%mm cpu: the same per CPU-second; TF1 %mm: the official TF1 graph's fraction of its "
+        "run's matmul (" + report.get("official_timings", "no official timings") + "); "
+        "vs TF1: speed vs official (normalised by matmul) = %mm / TF1 %mm; agree: argmax "
+        "agreement with the float32 Keras model"
     )
     return "\n".join(lines)
 
@@ -361,7 +361,9 @@ def main(argv=None) -> int:
             flush=True,
         )
     machine["load_end"] = load_average()
-    _annotate(results)
+    timings_file = official.timings_path()
+    timings = official.load_timings(timings_file) if os.path.exists(timings_file) else None
+    _annotate(results, timings)
     training = [
         c["result"] for c in results if c["group"] == "training" and "error" not in c["result"]
     ]
@@ -372,6 +374,7 @@ def main(argv=None) -> int:
         summary["input_over_training"] = inputs[0]["images_per_s"] / best
     report = {
         "machine": machine,
+        "official_timings": timings_file if timings else "none found",
         "elapsed_s": time.time() - start,
         "cases": results,
         "summary": summary,

@@ -1,0 +1,84 @@
+"""benchmarks: the comparison with the official graph is by fraction of matmul, from the
+official timings file, never by absolute times from another machine."""
+
+import json
+
+import pytest
+
+from benchmarks import __main__ as bench
+from benchmarks import official
+
+
+def _case(group, result):
+    result = dict(result, n=3072, wall_s_median=0.1, cpu_s_median=0.2, peak_rss_mb=100.0)
+    if "float32" in result:
+        result["float32"] = dict(result["float32"], wall_s_median=0.3)
+    return {"group": group, "label": group, "env": {}, "kwargs": {}, "result": result}
+
+
+def test_bundled_timings_equal_the_reference_when_present():
+    bundled = official.load_timings(official.BUNDLED_PATH)
+    assert bundled["inference_513"]["xception_65_os16"]["official_fraction_of_matmul"] > 0
+    if official.timings_path() != official.BUNDLED_PATH:
+        assert official.load_timings() == bundled
+
+
+def test_annotate_normalises_by_the_onednn_matmul(tmp_path):
+    timings = {
+        "inference_513": {"mobilenet_v2_os16": {"official_fraction_of_matmul": 0.4}},
+        "training_xception_65_os16_batch4": {
+            "crop_321": {"official_fraction_of_matmul_3x_forward": 0.5}
+        },
+    }
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(timings))
+    timings = official.load_timings(str(path))
+    matmul = {"float32": {"gflops": 100.0, "gflops_per_cpu_s": 50.0}}
+    inference = {"variant": "mobilenet_v2", "output_stride": 16, "crop": 513, "batch": 1}
+    results = [
+        _case("matmul", dict(matmul, onednn=False)),
+        _case("matmul", {"onednn": True, "float32": {"gflops": 200.0, "gflops_per_cpu_s": 100.0}}),
+        _case("inference", dict(inference, gflops=120.0, gflops_per_cpu_s=70.0)),
+        _case("litert", dict(inference, gflops=160.0, gflops_per_cpu_s=80.0)),
+        _case("inference", dict(inference, crop=321, gflops=120.0, gflops_per_cpu_s=70.0)),
+        _case(
+            "training",
+            {
+                "variant": "xception_65",
+                "output_stride": 16,
+                "crop": 321,
+                "batch": 4,
+                "gflops": 110.0,
+                "gflops_per_cpu_s": 60.0,
+            },
+        ),
+    ]
+    bench._annotate(results, timings)
+    tf_case, litert_case, other_size, training = (c["result"] for c in results[2:])
+    assert tf_case["fraction_of_matmul"] == pytest.approx(0.6)
+    assert tf_case["fraction_of_matmul_per_cpu_s"] == pytest.approx(0.7)
+    assert tf_case["official_fraction_of_matmul"] == 0.4
+    assert tf_case["speed_vs_official"] == pytest.approx(1.5)
+    assert litert_case["speed_vs_official"] == pytest.approx(2.0)
+    assert "speed_vs_official" not in other_size  # the official graph was timed at 513 only
+    assert training["speed_vs_official"] == pytest.approx(0.55 / 0.5)
+    report = {
+        "machine": {
+            "cpu_model": "x",
+            "cpu_count": 2,
+            "simd": [],
+            "avx512_bf16": False,
+            "load_start": 0.0,
+            "load_end": 0.0,
+        },
+        "official_timings": str(path),
+        "cases": results,
+    }
+    text = bench.format_report(report)
+    assert "speed vs official (normalised by matmul)" in text
+    assert " 1.50 " in text and " 2.00 " in text
+
+
+def test_no_absolute_official_times_in_the_report_code():
+    source = open(bench.__file__).read()
+    assert "OFFICIAL" not in source and "latency_s" not in source
