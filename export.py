@@ -10,7 +10,11 @@ returns `semantic_predictions` int32 [N, H, W] and `semantic_probabilities` floa
 [N, H, W, C] at the input size; `serve_encoded` takes `encoded_images` (JPEG/PNG bytes) [N].
 Loading it needs TensorFlow only (`tf.saved_model.load`, TF Serving, `saved_model_cli`).
 --output_stride, --atrous_rates, --inference_scales and --add_flipped_images are fixed at
-export time. With --tflite a TFLite model for a fixed input size (--crop_size) is written too.
+export time. With --tflite a LiteRT (TFLite) model for a fixed input size (--crop_size) is
+written too; --quantize=int8 makes it full-integer, calibrated on training images:
+
+  python export.py --checkpoint_path=runs/demo --export_path=exported/demo --tflite \
+      --crop_size=225,225 --quantize=int8 --dataset=synthetic --dataset_dir=data/synthetic
 """
 
 from __future__ import annotations
@@ -56,12 +60,28 @@ flags.DEFINE_boolean("tflite", False, "Also write a TFLite model (fixed input si
 flags.DEFINE_string(
     "tflite_path", None, "Where the TFLite model goes (default <export_path>/model.tflite)."
 )
+flags.DEFINE_enum(
+    "quantize",
+    None,
+    ["int8"],
+    "With --tflite: int8 writes a full-integer LiteRT model (int8 weights and activations, "
+    "uint8 image in), calibrated on --num_calibration_images images of the training split of "
+    "--dataset / --dataset_dir.",
+)
+flags.DEFINE_string(
+    "dataset_dir",
+    None,
+    "Dataset folder for --quantize calibration (default: the training run's).",
+)
+flags.DEFINE_integer(
+    "num_calibration_images", 300, "Training images that calibrate --quantize=int8."
+)
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    from deeplab import evaluation, export_lib, inference
+    from deeplab import evaluation, export_lib, inference, litert
     from deeplab.data import descriptors
 
     path = FLAGS.checkpoint_path
@@ -77,6 +97,28 @@ def main(argv):
         crop = cli_flags.parse_int_list(FLAGS.crop_size, "crop_size")
         if FLAGS.tflite and (not crop or len(crop) != 2):
             raise flags.ValidationError("--crop_size must be height,width for --tflite")
+        calibration = None
+        if FLAGS.quantize:
+            if not FLAGS.tflite:
+                raise flags.ValidationError("--quantize applies to the LiteRT model: add --tflite")
+            if FLAGS.num_calibration_images < 1:
+                raise flags.ValidationError("--num_calibration_images must be positive")
+            if not (FLAGS.dataset_dir or saved.get("dataset_dir")):
+                raise flags.ValidationError(
+                    f"--quantize={FLAGS.quantize} needs calibration images: give --dataset and "
+                    "--dataset_dir of the training set"
+                )
+            calibration_data = inference.resolve_dataset(FLAGS.dataset, FLAGS.dataset_dir, saved)
+            if not os.path.isdir(calibration_data[1]):
+                raise flags.ValidationError(
+                    f"--dataset_dir {calibration_data[1]} (calibration images) does not exist"
+                )
+            calibration = litert.calibration_images(
+                *calibration_data,
+                crop,
+                FLAGS.num_calibration_images,
+                split=saved.get("train_split") or "train",
+            )
     except (flags.ValidationError, ValueError) as err:
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return 2
@@ -109,8 +151,22 @@ def main(argv):
     )
     if FLAGS.tflite:
         tflite_path = FLAGS.tflite_path or os.path.join(FLAGS.export_path, "model.tflite")
-        export_lib.export_tflite(module, tflite_path, crop)
-        print(f"TFLite model written to {tflite_path} (input uint8 [1, {crop[0]}, {crop[1]}, 3])")
+        try:
+            export_lib.export_tflite(
+                module,
+                tflite_path,
+                crop,
+                quantize=FLAGS.quantize,
+                representative_images=calibration,
+            )
+        except ValueError as err:
+            print(f"FATAL LiteRT export failed: {str(err)[:1000]}", file=sys.stderr)
+            return 1
+        kind = "full-integer int8 " if FLAGS.quantize else ""
+        print(
+            f"{kind}LiteRT model written to {tflite_path} (signature serving_default: image "
+            f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> semantic_predictions, semantic_probabilities)"
+        )
     return 0
 
 

@@ -19,6 +19,8 @@ setup(
         "absl-py>=2.1",
         "matplotlib>=3.8",
         "pillow>=10",
+        # LiteRT interpreter (XNNPACK) for the exported .tflite models; ~60 MB.
+        "ai-edge-litert>=2.3,<3",
     ],
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "ruff==0.17.6"]},
 )

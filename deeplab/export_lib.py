@@ -14,21 +14,22 @@ pooling (no fixed crop), which equals the official graph for inputs of the crop 
 trained / evaluated at and also works for every other size (the official export failed on
 images larger than its crop size, FAQ Q8). Loading the SavedModel needs TensorFlow only.
 
-TFLite (`export_tflite`): the TFLite model has a fixed input size (TFLite works best with
-static shapes): uint8 [1, H, W, 3] -> the same two outputs at [1, H, W]. Resize the input to
-that size (or export one per size).
+LiteRT / TFLite (`export_tflite`): the model has a fixed input size (static shapes) and the
+signature `serving_default`: `image` uint8 [1, H, W, 3] -> the same two outputs at [1, H, W];
+fit an image to that size with `deeplab.litert.fit_image` (or export one per size). It runs
+with ai-edge-litert's interpreter (`deeplab.litert.run`); `quantize="int8"` writes a
+full-integer model (see deeplab/litert.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import tensorflow as tf
 
-from deeplab import inference
+from deeplab import inference, litert
 
 SERVING_DEFAULT = "serving_default"
 SERVE_ENCODED = "serve_encoded"
@@ -158,11 +159,12 @@ class DeepLabServingModule:
             "image_sizes": tf.reshape(sizes, [-1, 2]),
         }
 
-    def predict_fixed_size(self, height: int, width: int, batch_size: int = 1):
-        """A concrete function for a static input shape uint8 [batch_size, height, width, 3]."""
+    def predict_fixed_size(self, height: int, width: int, batch_size: int = 1, dtype=tf.uint8):
+        """A concrete function for a static input shape [batch_size, height, width, 3] named
+        `image` (LiteRT); `dtype` float32 takes pixel values 0..255 as floats."""
         function = tf.function(self._predict)
         return function.get_concrete_function(
-            tf.TensorSpec([batch_size, int(height), int(width), 3], tf.uint8, name="images")
+            tf.TensorSpec([batch_size, int(height), int(width), 3], dtype, name=litert.INPUT_NAME)
         )
 
 
@@ -233,71 +235,40 @@ def export_tflite(
     tflite_path: str,
     input_size: Sequence[int],
     *,
-    allow_select_tf_ops: bool = True,
+    quantize: Optional[str] = None,
+    representative_images: Optional[Callable[[], Iterable]] = None,
+    allow_select_tf_ops: bool = False,
 ) -> bytes:
-    """Converts the serving function at a fixed input size [1, H, W, 3] uint8 to TFLite.
-
-    Uses TFLite builtin ops; if the conversion needs an op TFLite lacks and
-    `allow_select_tf_ops`, converts again with SELECT_TF_OPS (the interpreter then needs the
-    Flex delegate, which the `tensorflow` pip package's interpreter includes). Returns the bytes
-    written to `tflite_path`.
-    """
+    """Writes the serving function at a fixed input size [1, H, W, 3] as a LiteRT model with the
+    `serving_default` signature (`image` -> `semantic_predictions`, `semantic_probabilities`);
+    `quantize="int8"`: full-integer, calibrated on `representative_images()` (see
+    `deeplab.litert.convert`). Returns the bytes written to `tflite_path`."""
     height, width = (int(s) for s in input_size)
-    concrete = module.predict_fixed_size(height, width)
-
-    def convert(select_ops: bool) -> bytes:
-        # Without a trackable object the converter freezes the variables into constants
-        # (with one it keeps resource variables, which the interpreter leaves uninitialised).
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if select_ops:
-            ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
-        converter.target_spec.supported_ops = ops
-        return converter.convert()
-
-    try:
-        content = convert(False)
-    except Exception:  # noqa: BLE001 (the converter raises several error types)
-        if not allow_select_tf_ops:
-            raise
-        content = convert(True)
+    concrete = module.predict_fixed_size(height, width, dtype=litert.input_dtype(quantize))
+    content = litert.convert(
+        concrete,
+        quantize=quantize,
+        representative_images=representative_images,
+        allow_select_tf_ops=allow_select_tf_ops,
+    )
     os.makedirs(os.path.dirname(os.path.abspath(tflite_path)), exist_ok=True)
     with open(tflite_path, "wb") as f:
         f.write(content)
     return content
 
 
-def run_tflite(tflite_path_or_content, image) -> Dict[str, object]:
-    """Runs a TFLite model from `export_tflite` on one uint8 image [H, W, 3] or [1, H, W, 3];
-    returns {output name: numpy array}."""
-    import numpy as np
-
-    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice (LiteRT)
-        warnings.simplefilter("ignore", UserWarning)
-        if isinstance(tflite_path_or_content, (bytes, bytearray)):
-            interpreter = tf.lite.Interpreter(model_content=bytes(tflite_path_or_content))
-        else:
-            interpreter = tf.lite.Interpreter(model_path=os.fspath(tflite_path_or_content))
-    image = np.asarray(image, np.uint8)
-    if image.ndim == 3:
-        image = image[np.newaxis]
-    interpreter.allocate_tensors()
-    (input_detail,) = interpreter.get_input_details()
-    if tuple(input_detail["shape"]) != image.shape:
-        raise ValueError(
-            f"the TFLite model takes images of shape {tuple(input_detail['shape'])}, "
-            f"got {image.shape}; resize the image or export for that size"
-        )
-    interpreter.set_tensor(input_detail["index"], image)
-    interpreter.invoke()
-    outputs = {}
-    for detail in interpreter.get_output_details():
-        value = interpreter.get_tensor(detail["index"])
-        # The frozen graph's outputs are named Identity*, so they are told apart by type.
-        key = (
-            "semantic_predictions"
-            if np.issubdtype(value.dtype, np.integer)
-            else "semantic_probabilities"
-        )
-        outputs[key] = value
-    return outputs
+def tflite_from_model(
+    model,
+    num_classes: int,
+    input_size: Sequence[int],
+    *,
+    quantize: Optional[str] = None,
+    representative_images: Optional[Callable[[], Iterable]] = None,
+    logits_output_stride: Optional[int] = None,
+) -> bytes:
+    """The LiteRT model (bytes) of a DeepLab Keras model at a fixed input size, as
+    `export_tflite` writes it; `quantize="int8"` with `representative_images` for int8."""
+    module = DeepLabServingModule(model, num_classes, logits_output_stride=logits_output_stride)
+    height, width = (int(s) for s in input_size)
+    concrete = module.predict_fixed_size(height, width, dtype=litert.input_dtype(quantize))
+    return litert.convert(concrete, quantize=quantize, representative_images=representative_images)

@@ -83,6 +83,10 @@ def _logits_at_size(model, images, size, scale: float, stride: Optional[int], fl
         logits = resize_bilinear(logits, scale_dimension(size, 1.0 / stride))
     if flip:
         logits = tf.reverse(logits, axis=[2])
+    if scale == 1.0 and None not in images.shape[1:3] and logits.shape[1:3] == images.shape[1:3]:
+        # Already at the image size (a model that upsamples its logits, traced at a static
+        # size): an align_corners resize to the same size is the identity, so skip the op.
+        return logits
     return resize_bilinear(logits, size)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import ModelOptions, build_deeplab_from_options, export_lib, inference
+from deeplab import ModelOptions, build_deeplab_from_options, export_lib, inference, litert
 from deeplab.checkpoints import load_checkpoint
 from tests import eval_fixtures
 
@@ -179,7 +179,7 @@ def test_encoded_images_of_different_sizes(exported):
 
 def test_tflite_gives_the_same_predictions(exported):
     image = _images(*TFLITE_SIZE, seed=4)
-    out = export_lib.run_tflite(os.path.join(exported, "model.tflite"), image)
+    out = litert.run(os.path.join(exported, "model.tflite"), image)
     assert out["semantic_predictions"].shape == (1,) + TFLITE_SIZE
     loaded = tf.saved_model.load(exported)
     direct = loaded.signatures["serving_default"](images=tf.constant(image))
@@ -189,7 +189,36 @@ def test_tflite_gives_the_same_predictions(exported):
     agree = np.mean(out["semantic_predictions"] == direct["semantic_predictions"].numpy())
     assert agree >= 0.999
     with pytest.raises(ValueError, match="shape"):
-        export_lib.run_tflite(os.path.join(exported, "model.tflite"), _images(64, 65))
+        litert.run(os.path.join(exported, "model.tflite"), _images(64, 65))
+
+
+def test_tflite_signature_through_ai_edge_litert(exported):
+    """The README's way: ai-edge-litert's Interpreter, the named signature, a fitted image."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=os.path.join(exported, "model.tflite"))
+    assert interpreter.get_signature_list() == {
+        "serving_default": {
+            "inputs": ["image"],
+            "outputs": ["semantic_predictions", "semantic_probabilities"],
+        }
+    }
+    runner = interpreter.get_signature_runner("serving_default")
+    assert tuple(runner.get_input_details()["image"]["shape"]) == (1,) + TFLITE_SIZE + (3,)
+    image = _images(40, 90, seed=5)[0]  # wider than the input: shrunk, then padded
+    fitted, (height, width) = litert.fit_image(image, TFLITE_SIZE)
+    assert fitted.shape == TFLITE_SIZE + (3,) and (height, width) == (29, 65)
+    assert (fitted[height:] == litert.PAD_VALUE).all()
+    out = runner(image=fitted[np.newaxis])
+    assert out["semantic_predictions"].dtype == np.int32
+    assert out["semantic_probabilities"].shape == (1,) + TFLITE_SIZE + (7,)
+    loaded = tf.saved_model.load(exported)
+    direct = loaded.signatures["serving_default"](images=tf.constant(fitted[np.newaxis]))
+    agree = np.mean(out["semantic_predictions"] == direct["semantic_predictions"].numpy())
+    assert agree >= 0.999
+    # Every op is a builtin that XNNPACK takes: no Flex (SELECT_TF_OPS) op in the graph.
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert not any(name.startswith("Flex") for name in ops), ops
 
 
 def test_multi_scale_flipped_export_matches_the_keras_model(run, tmp_path):
