@@ -107,6 +107,26 @@ class DeepLabServingModule:
     def _predict(self, images):
         return self._outputs(images)
 
+    def _predict_quantized(self, images):
+        """The outputs with the probabilities' softmax taken on the logits grid, then resized to
+        the image size (resize and softmax swapped; the predictions are unchanged: the argmax
+        of the resized logits). For full-integer models, where a softmax at the image size
+        costs a third of the network (an int8 softmax has no XNNPACK kernel). Single scale,
+        no flip; otherwise the same as `_predict`."""
+        if self.eval_scales != (1.0,) or self.add_flipped_images:
+            return self._outputs(images)
+        images = tf.cast(images, tf.float32)
+        size = tf.shape(images)[1:3]
+        logits = tf.cast(self.model(images, training=False), tf.float32)
+        resized = inference.resize_bilinear(logits, size)
+        probabilities = inference.resize_bilinear(tf.nn.softmax(logits, axis=-1), size)
+        return {
+            "semantic_predictions": tf.argmax(resized, axis=-1, output_type=tf.int32),
+            "semantic_probabilities": tf.ensure_shape(
+                probabilities, [None, None, None, self.num_classes]
+            ),
+        }
+
     def _predict_encoded(self, encoded_images):
         count = tf.shape(encoded_images)[0]
         predictions = tf.TensorArray(
@@ -159,10 +179,13 @@ class DeepLabServingModule:
             "image_sizes": tf.reshape(sizes, [-1, 2]),
         }
 
-    def predict_fixed_size(self, height: int, width: int, batch_size: int = 1, dtype=tf.uint8):
+    def predict_fixed_size(
+        self, height: int, width: int, batch_size: int = 1, dtype=tf.uint8, quantized=False
+    ):
         """A concrete function for a static input shape [batch_size, height, width, 3] named
-        `image` (LiteRT); `dtype` float32 takes pixel values 0..255 as floats."""
-        function = tf.function(self._predict)
+        `image` (LiteRT); `dtype` float32 takes pixel values 0..255 as floats. `quantized`:
+        the outputs of `_predict_quantized` (for a full-integer model)."""
+        function = tf.function(self._predict_quantized if quantized else self._predict)
         return function.get_concrete_function(
             tf.TensorSpec([batch_size, int(height), int(width), 3], dtype, name=litert.INPUT_NAME)
         )
@@ -244,7 +267,9 @@ def export_tflite(
     `quantize="int8"`: full-integer, calibrated on `representative_images()` (see
     `deeplab.litert.convert`). Returns the bytes written to `tflite_path`."""
     height, width = (int(s) for s in input_size)
-    concrete = module.predict_fixed_size(height, width, dtype=litert.input_dtype(quantize))
+    concrete = module.predict_fixed_size(
+        height, width, dtype=litert.input_dtype(quantize), quantized=bool(quantize)
+    )
     content = litert.convert(
         concrete,
         quantize=quantize,
@@ -270,5 +295,7 @@ def tflite_from_model(
     `export_tflite` writes it; `quantize="int8"` with `representative_images` for int8."""
     module = DeepLabServingModule(model, num_classes, logits_output_stride=logits_output_stride)
     height, width = (int(s) for s in input_size)
-    concrete = module.predict_fixed_size(height, width, dtype=litert.input_dtype(quantize))
+    concrete = module.predict_fixed_size(
+        height, width, dtype=litert.input_dtype(quantize), quantized=bool(quantize)
+    )
     return litert.convert(concrete, quantize=quantize, representative_images=representative_images)

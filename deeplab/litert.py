@@ -3,7 +3,8 @@ quantization, fitting an image to the fixed input size, and running with ai-edge
 
 A model from `convert` has one signature, `serving_default`: input `image` uint8
 [1, H, W, 3] (pixel values 0..255) -> `semantic_predictions` int32 [1, H, W] and
-`semantic_probabilities` [1, H, W, C] (float32; in an int8 model uint8 with scale 1/256).
+`semantic_probabilities` [1, H, W, C] (float32; in an int8 model int8 with scale 1/256 and
+zero point -128, and the softmax taken on the logits grid before the resize to the input size).
 Every op is a TFLite builtin, so ai-edge-litert's interpreter runs the whole graph through its
 default XNNPACK delegate (no Flex ops).
 
@@ -91,7 +92,7 @@ def convert(
             converter.representative_dataset = lambda: _pinned_range(representative_images())
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.uint8
-            converter.inference_output_type = tf.uint8
+            converter.inference_output_type = tf.int8
         else:
             ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
             if select_ops:
@@ -103,7 +104,10 @@ def convert(
         content = run(False)
     except Exception as err:  # noqa: BLE001 (the converter raises several error types)
         if quantize:
-            raise ValueError(f"the model cannot be fully integer-quantized: {err}") from err
+            raise ValueError(
+                f"{quantize} conversion failed (calibration, or an op that cannot be fully "
+                f"integer-quantized): {err}"
+            ) from err
         if not allow_select_tf_ops:
             raise ValueError(f"the model needs ops that are not TFLite builtins: {err}") from err
         content = run(True)
