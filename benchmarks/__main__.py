@@ -1,6 +1,6 @@
 """`python -m benchmarks`: speed and memory of every path that costs time, in one report.
 
-    python -m benchmarks [--quick] [--only=matmul,inference,training,input]
+    python -m benchmarks [--quick] [--only=matmul,inference,training,input,litert]
                          [--output_json=report.json] [--xla] [--gpu]
 
 Prints a readable table and one JSON object (also written to --output_json). Every case runs
@@ -37,7 +37,11 @@ DEFAULT_ENV: Dict[str, str] = {}
 
 def _cases(args) -> List[Dict[str, object]]:
     quick = args.quick
-    only = set(args.only.split(",")) if args.only else {"matmul", "inference", "training", "input"}
+    only = (
+        set(args.only.split(","))
+        if args.only
+        else {"matmul", "inference", "training", "input", "litert"}
+    )
     cases: List[Dict[str, object]] = []
 
     def add(group, label, target, kwargs, env):
@@ -132,6 +136,26 @@ def _cases(args) -> List[Dict[str, object]]:
                 {**base, "precision": "mixed_bfloat16"},
                 ONEDNN_ON,
             )
+    # LiteRT (ai-edge-litert, XNNPACK, 2 threads): the exported float32 and int8 models,
+    # interleaved with the matmul and the TensorFlow path in one process.
+    for variant, rounds in (
+        ("mobilenet_v2", 10 if quick else 20),
+        ("xception_65", 3 if quick else 5),
+    ):
+        add(
+            "litert",
+            "LiteRT XNNPACK",
+            "benchmarks.litert:run",
+            {"variant": variant, "output_stride": 16, "rounds": rounds},
+            ONEDNN_ON,
+        )
+    add(
+        "litert",
+        "int8 vs float32 LiteRT, demo val",
+        "benchmarks.litert_accuracy:run",
+        {"run_dir": os.path.abspath(args.demo_run), "dataset_dir": os.path.abspath(args.demo_data)},
+        ONEDNN_ON,
+    )
     input_kwargs = {
         "crop_size": 513,
         "batch_size": 8,
@@ -195,15 +219,19 @@ def _annotate(results, timings) -> None:
         r = case["result"]
         if case["group"] not in ("inference", "training", "litert") or "error" in r:
             continue
-        if ref:
-            r["fraction_of_matmul"] = r["gflops"] / ref["gflops"]
-            r["fraction_of_matmul_per_cpu_s"] = r["gflops_per_cpu_s"] / ref["gflops_per_cpu_s"]
         group = "training" if case["group"] == "training" else "inference"
         off = official.official_fraction(timings, group, r) if timings else None
-        if off:
-            r["official_fraction_of_matmul"] = off
+        # A LiteRT case times several paths of one model (each with its own figures).
+        for figures in r["paths"].values() if "paths" in r else [r]:
             if ref:
-                r["speed_vs_official"] = r["fraction_of_matmul"] / off
+                figures["fraction_of_matmul"] = figures["gflops"] / ref["gflops"]
+                figures["fraction_of_matmul_per_cpu_s"] = (
+                    figures["gflops_per_cpu_s"] / ref["gflops_per_cpu_s"]
+                )
+            if off:
+                figures["official_fraction_of_matmul"] = off
+                if ref:
+                    figures["speed_vs_official"] = figures["fraction_of_matmul"] / off
 
 
 def _fmt(value, spec):
@@ -225,6 +253,21 @@ def _model_label(case) -> str:
     if case["group"] == "inference":
         return f"{kw.get('variant')} OS{kw.get('output_stride')} 513"
     return ""
+
+
+def _model_row(group: str, label: str, model: str, r) -> str:
+    """One table row of a model case (inference, training, or a LiteRT path)."""
+    per_item = r["wall_s_median"] / r.get("batch", 1)
+    return (
+        f"{group:<9} {label:<32} {model:<22} {per_item:>10.3f} {1 / per_item:>8.2f} "
+        f"{r['cpu_s_median']:>7.2f} {r['gflops']:>8.1f} "
+        f"{_fmt(r.get('fraction_of_matmul', None) and 100 * r['fraction_of_matmul'], '5.0f')} "
+        f"{_fmt(r.get('fraction_of_matmul_per_cpu_s') and 100 * r['fraction_of_matmul_per_cpu_s'], '7.0f')} "
+        f"{r.get('peak_rss_mb', 0.0):>7.0f} "
+        f"{_fmt(r.get('official_fraction_of_matmul') and 100 * r['official_fraction_of_matmul'], '7.0f')} "
+        f"{_fmt(r.get('speed_vs_official'), '6.2f')} "
+        f"{_fmt(r.get('argmax_agreement'), '6.4f')}"
+    )
 
 
 def format_report(report) -> str:
@@ -267,22 +310,35 @@ def format_report(report) -> str:
                 f"{'':>8} {'':>5} {'':>7} {r['peak_rss_mb']:>7.0f}"
             )
             continue
-        if group in ("inference", "litert"):
+        if group == "litert" and "paths" not in r:
+            lines.append(
+                f"{group:<9} {case['label']:<32} {r['variant'] + ' demo':<22} agreement "
+                f"{r['argmax_agreement_int8_vs_float32']:.4f}, mIoU int8 {100 * r['miou_int8']:.2f}"
+                f" vs float32 {100 * r['miou_float32']:.2f} ({r['images']} {r['split']} images, "
+                f"{r['input_size'][0]}x{r['input_size'][1]}); float32 vs Keras "
+                f"{r['argmax_agreement_float32_vs_keras']:.4f}"
+            )
+            continue
+        if group == "litert":
             model = f"{r['variant']} OS{r['output_stride']} {r['crop']}"
-            per_item = r["wall_s_median"] / r["batch"]
+            for name, figures in r["paths"].items():
+                figures = dict(figures, peak_rss_mb=r["peak_rss_mb"])
+                lines.append(_model_row(group, f"{case['label']}: {name}", model, figures))
+            extra = [f"in-process matmul {r['matmul_gflops_in_process']:.0f} GFLOP/s"]
+            if "int8_speedup_vs_float32" in r:
+                extra.append(
+                    f"int8 / float32 LiteRT speed {r['int8_speedup_vs_float32']:.2f}x "
+                    f"(per CPU-s {r['int8_speedup_vs_float32_cpu']:.2f}x)"
+                )
+            if "litert_speedup_vs_tensorflow" in r:
+                extra.append(f"LiteRT / TF speed {r['litert_speedup_vs_tensorflow']:.2f}x")
+            lines.append(f"{'':<9} {'':<32} {model:<22} " + "; ".join(extra))
+            continue
+        if group == "inference":
+            model = f"{r['variant']} OS{r['output_stride']} {r['crop']}"
         else:
             model = f"x65 OS{r['output_stride']} crop{r['crop']} b{r['batch']}"
-            per_item = r["wall_s_median"] / r["batch"]
-        lines.append(
-            f"{group:<9} {case['label']:<32} {model:<22} {per_item:>10.3f} {1 / per_item:>8.2f} "
-            f"{r['cpu_s_median']:>7.2f} {r['gflops']:>8.1f} "
-            f"{_fmt(r.get('fraction_of_matmul', None) and 100 * r['fraction_of_matmul'], '5.0f')} "
-            f"{_fmt(r.get('fraction_of_matmul_per_cpu_s') and 100 * r['fraction_of_matmul_per_cpu_s'], '7.0f')} "
-            f"{r['peak_rss_mb']:>7.0f} "
-            f"{_fmt(r.get('official_fraction_of_matmul') and 100 * r['official_fraction_of_matmul'], '7.0f')} "
-            f"{_fmt(r.get('speed_vs_official'), '6.2f')} "
-            f"{_fmt(r.get('argmax_agreement'), '6.4f')}"
-        )
+        lines.append(_model_row(group, case["label"], model, r))
     lines.append(
         "time/item: wall-clock median s per image; items/s its inverse; cpu s: process "
         "CPU s per call; %mm: achieved GFLOP/s / the run's float32 oneDNN matmul GFLOP/s; "
@@ -302,7 +358,15 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer, smaller cases (~3 min)")
     parser.add_argument(
-        "--only", default="", help="comma list of groups: matmul,inference,training,input"
+        "--only", default="", help="comma list of groups: matmul,inference,training,input,litert"
+    )
+    parser.add_argument(
+        "--demo_run",
+        default="runs/demo",
+        help="trained demo run for the int8 accuracy case (the README quickstart's)",
+    )
+    parser.add_argument(
+        "--demo_data", default="data/synthetic", help="the demo run's dataset folder"
     )
     parser.add_argument("--output_json", default="", help="also write the report here")
     parser.add_argument(

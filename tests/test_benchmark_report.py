@@ -39,7 +39,21 @@ def test_annotate_normalises_by_the_onednn_matmul(tmp_path):
         _case("matmul", dict(matmul, onednn=False)),
         _case("matmul", {"onednn": True, "float32": {"gflops": 200.0, "gflops_per_cpu_s": 100.0}}),
         _case("inference", dict(inference, gflops=120.0, gflops_per_cpu_s=70.0)),
-        _case("litert", dict(inference, gflops=160.0, gflops_per_cpu_s=80.0)),
+        _case(
+            "litert",
+            dict(
+                inference,
+                matmul_gflops_in_process=150.0,
+                paths={
+                    "litert_float32": {
+                        "gflops": 160.0,
+                        "gflops_per_cpu_s": 80.0,
+                        "wall_s_median": 0.05,
+                        "cpu_s_median": 0.1,
+                    }
+                },
+            ),
+        ),
         _case("inference", dict(inference, crop=321, gflops=120.0, gflops_per_cpu_s=70.0)),
         _case(
             "training",
@@ -59,7 +73,7 @@ def test_annotate_normalises_by_the_onednn_matmul(tmp_path):
     assert tf_case["fraction_of_matmul_per_cpu_s"] == pytest.approx(0.7)
     assert tf_case["official_fraction_of_matmul"] == 0.4
     assert tf_case["speed_vs_official"] == pytest.approx(1.5)
-    assert litert_case["speed_vs_official"] == pytest.approx(2.0)
+    assert litert_case["paths"]["litert_float32"]["speed_vs_official"] == pytest.approx(2.0)
     assert "speed_vs_official" not in other_size  # the official graph was timed at 513 only
     assert training["speed_vs_official"] == pytest.approx(0.55 / 0.5)
     report = {
