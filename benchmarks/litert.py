@@ -157,6 +157,8 @@ def run(
             "fraction_of_in_process_matmul_per_cpu_s": (model_flops / cpu_med[name])
             / (matmul_flops / cpu_med["matmul"]),
         }
+    for name, interpreter in paths.items():
+        result["paths"][name]["delegation"] = litert.delegation(interpreter)
     if int8:
         result["int8_speedup_vs_float32"] = med["litert_float32"] / med["litert_int8"]
         result["int8_speedup_vs_float32_cpu"] = cpu_med["litert_float32"] / cpu_med["litert_int8"]
