@@ -226,6 +226,8 @@ def _annotate(results, timings) -> None:
         r = case["result"]
         if case["group"] not in ("inference", "training", "litert") or "error" in r:
             continue
+        if "gflops" not in r and "paths" not in r:  # an accuracy case: no speed figures
+            continue
         group = "training" if case["group"] == "training" else "inference"
         off = official.official_fraction(timings, group, r) if timings else None
         # A LiteRT case times several paths of one model (each with its own figures).

@@ -56,6 +56,19 @@ def test_annotate_normalises_by_the_onednn_matmul(tmp_path):
         ),
         _case("inference", dict(inference, crop=321, gflops=120.0, gflops_per_cpu_s=70.0)),
         _case(
+            "litert",
+            {
+                "variant": "mobilenet_v2",
+                "argmax_agreement_int8_vs_float32": 0.995,
+                "argmax_agreement_float32_vs_keras": 1.0,
+                "miou_int8": 0.81,
+                "miou_float32": 0.82,
+                "images": 80,
+                "split": "val",
+                "input_size": [225, 225],
+            },
+        ),
+        _case(
             "training",
             {
                 "variant": "xception_65",
@@ -68,7 +81,7 @@ def test_annotate_normalises_by_the_onednn_matmul(tmp_path):
         ),
     ]
     bench._annotate(results, timings)
-    tf_case, litert_case, other_size, training = (c["result"] for c in results[2:])
+    tf_case, litert_case, other_size, _, training = (c["result"] for c in results[2:])
     assert tf_case["fraction_of_matmul"] == pytest.approx(0.6)
     assert tf_case["fraction_of_matmul_per_cpu_s"] == pytest.approx(0.7)
     assert tf_case["official_fraction_of_matmul"] == 0.4
@@ -91,6 +104,7 @@ def test_annotate_normalises_by_the_onednn_matmul(tmp_path):
     text = bench.format_report(report)
     assert "speed vs official (normalised by matmul)" in text
     assert " 1.50 " in text and " 2.00 " in text
+    assert "agreement 0.9950, mIoU int8 81.00 vs float32 82.00" in text
 
 
 def test_no_absolute_official_times_in_the_report_code():
