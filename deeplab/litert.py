@@ -279,35 +279,27 @@ def calibration_images(
 
 
 def delegation(model_interpreter) -> Dict[str, object]:
-    """How much of a model a delegate (XNNPACK) runs: the op count and the ops left to the
-    interpreter's own kernels (those upstream of the delegate's inputs and downstream of its
-    outputs; exact for one delegated partition, as XNNPACK makes for these models)."""
-    ops = [op for op in model_interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
-    delegates = [op for op in model_interpreter._get_ops_details() if op["op_name"] == "DELEGATE"]
-    producer = {t: op["index"] for op in ops for t in op["outputs"]}
-    consumers: Dict[int, List[int]] = {}
-    for op in ops:
-        for t in op["inputs"]:
-            consumers.setdefault(int(t), []).append(op["index"])
-    by_index = {op["index"]: op for op in ops}
-    outside = set()
+    """How much of a model a delegate (XNNPACK) runs: the op count, the delegated op count and
+    the ops left to the interpreter's own kernels. The delegated ops are those that the
+    delegate's outputs are computed from, back to its inputs."""
+    details = model_interpreter._get_ops_details()
+    ops = {op["index"]: op for op in details if op["op_name"] != "DELEGATE"}
+    delegates = [op for op in details if op["op_name"] == "DELEGATE"]
+    producer = {int(t): index for index, op in ops.items() for t in op["outputs"]}
+    inside = set()
     for delegate in delegates:
-        stack = [producer[t] for t in delegate["inputs"] if t in producer]
-        while stack:  # upstream of the delegate
+        boundary = {int(t) for t in delegate["inputs"]}
+        stack = [producer[int(t)] for t in delegate["outputs"] if int(t) in producer]
+        while stack:
             index = stack.pop()
-            if index not in outside:
-                outside.add(index)
-                stack += [producer[t] for t in by_index[index]["inputs"] if t in producer]
-        stack = [c for t in delegate["outputs"] for c in consumers.get(int(t), [])]
-        while stack:  # downstream of the delegate
-            index = stack.pop()
-            if index not in outside:
-                outside.add(index)
-                stack += [c for t in by_index[index]["outputs"] for c in consumers.get(int(t), [])]
+            if index in inside:
+                continue
+            inside.add(index)
+            for t in ops[index]["inputs"]:
+                if int(t) not in boundary and int(t) in producer:
+                    stack.append(producer[int(t)])
     return {
         "ops": len(ops),
-        "delegated_ops": len(ops) - len(outside) if delegates else 0,
-        "not_delegated": sorted(by_index[i]["op_name"] for i in outside)
-        if delegates
-        else sorted(op["op_name"] for op in ops),
+        "delegated_ops": len(inside),
+        "not_delegated": sorted(op["op_name"] for index, op in ops.items() if index not in inside),
     }

@@ -219,6 +219,8 @@ def test_tflite_signature_through_ai_edge_litert(exported):
     # Every op is a builtin that XNNPACK takes: no Flex (SELECT_TF_OPS) op in the graph.
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert not any(name.startswith("Flex") for name in ops), ops
+    # XNNPACK runs all but the uint8 -> float cast of the input and the final argmax.
+    assert sorted(litert.delegation(interpreter)["not_delegated"]) == ["ARG_MAX", "CAST"]
 
 
 def test_multi_scale_flipped_export_matches_the_keras_model(run, tmp_path):
