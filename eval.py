@@ -97,12 +97,13 @@ flags.DEFINE_integer("max_eval_batches", None, "Evaluate only this many batches 
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    from deeplab import evaluation, inference
+    from deeplab import checkpoint_polling, eval_results, evaluation, inference
     from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.data.config import DataConfig
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
-    setup = inference.cli_model_setup(
+    setup = cli_flags.cli_model_setup(
         FLAGS, checkpoint_dir, crop_flag="eval_crop_size", scales_flag="eval_scales"
     )
     if setup is None:
@@ -122,8 +123,8 @@ def main(argv):
     import tensorflow as tf
 
     writer = tf.summary.create_file_writer(eval_logdir)
-    tag = evaluation.metric_tag(scales, FLAGS.add_flipped_images)
-    for path in evaluation.checkpoints_to_evaluate(
+    tag = eval_results.metric_tag(scales, FLAGS.add_flipped_images)
+    for path in checkpoint_polling.checkpoints_to_evaluate(
         checkpoint_dir,
         eval_interval_secs=FLAGS.eval_interval_secs,
         max_number_of_evaluations=FLAGS.max_number_of_evaluations,
@@ -132,18 +133,20 @@ def main(argv):
         report = load_checkpoint(model, path)
         logging.info("%s", report.summary())
         prefix = resolve_checkpoint_prefix(path)
-        step = evaluation.checkpoint_step(prefix)
+        step = checkpoint_polling.checkpoint_step(prefix)
         data = build_dataset(
-            dataset,
-            dataset_dir,
-            FLAGS.eval_split,
-            crop_size=crop,
-            batch_size=FLAGS.eval_batch_size,
-            is_training=False,
-            min_resize_value=FLAGS.min_resize_value,
-            max_resize_value=FLAGS.max_resize_value,
-            resize_factor=FLAGS.resize_factor,
-            model_variant=options.model_variant,
+            DataConfig(
+                dataset,
+                dataset_dir,
+                FLAGS.eval_split,
+                crop_size=crop,
+                batch_size=FLAGS.eval_batch_size,
+                is_training=False,
+                min_resize_value=FLAGS.min_resize_value,
+                max_resize_value=FLAGS.max_resize_value,
+                resize_factor=FLAGS.resize_factor,
+                model_variant=options.model_variant,
+            )
         )
         results = evaluation.evaluate(
             model,
@@ -171,12 +174,12 @@ def main(argv):
             eval_crop_size=list(crop),
             metric_tag=tag,
         )
-        paths = evaluation.write_result_files(
+        paths = eval_results.write_result_files(
             results, eval_logdir, output_json=FLAGS.output_json, **extra
         )
-        evaluation.write_summaries(writer, results, step)
+        eval_results.write_summaries(writer, results, step)
         with open(os.path.join(eval_logdir, "eval_history.jsonl"), "a") as f:
-            record = evaluation.results_to_json(
+            record = eval_results.results_to_json(
                 {k: v for k, v in results.items() if k != "confusion_matrix"}, **extra
             )
             f.write(json.dumps(record, allow_nan=False) + "\n")

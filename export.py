@@ -81,19 +81,19 @@ flags.DEFINE_integer(
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
-    from deeplab import evaluation, export_lib, inference, litert
+    from deeplab import export_lib, inference, litert, run_options
     from deeplab.data import descriptors
 
     path = FLAGS.checkpoint_path
     try:
-        saved_fields, saved = inference.saved_run_info(path)
+        saved_fields, saved = run_options.saved_run_info(path)
         dataset = FLAGS.dataset or saved.get("dataset")
         info = descriptors.get_dataset_info(dataset) if dataset else None
         num_classes = (
             (info.num_classes if info else None) or inference.checkpoint_num_classes(path) or 21
         )
-        options = inference.options_from_flags(FLAGS, path, num_classes)
-        scales = evaluation.parse_float_list(FLAGS.inference_scales, "inference_scales") or [1.0]
+        options = cli_flags.options_from_flags(FLAGS, path, num_classes)
+        scales = cli_flags.parse_float_list(FLAGS.inference_scales, "inference_scales") or [1.0]
         crop = cli_flags.parse_int_list(FLAGS.crop_size, "crop_size")
         if FLAGS.tflite and (not crop or len(crop) != 2):
             raise flags.ValidationError("--crop_size must be height,width for --tflite")
@@ -108,7 +108,7 @@ def main(argv):
                     f"--quantize={FLAGS.quantize} needs calibration images: give --dataset and "
                     "--dataset_dir of the training set"
                 )
-            calibration_data = inference.resolve_dataset(FLAGS.dataset, FLAGS.dataset_dir, saved)
+            calibration_data = cli_flags.resolve_dataset(FLAGS.dataset, FLAGS.dataset_dir, saved)
             if not os.path.isdir(calibration_data[1]):
                 raise flags.ValidationError(
                     f"--dataset_dir {calibration_data[1]} (calibration images) does not exist"
@@ -120,7 +120,7 @@ def main(argv):
                 split=saved.get("train_split") or "train",
             )
     except (flags.ValidationError, ValueError) as err:
-        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        cli_flags.print_flags_error(err)
         return 2
     logging.info("Model options: %s", options)
     model, report = inference.build_inference_model(options, path)

@@ -16,7 +16,7 @@ checkpoint in --train_logdir when started again with the same command.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
 
 from absl import app, flags, logging
@@ -24,7 +24,6 @@ from absl import app, flags, logging
 from deeplab import cli_flags
 
 FLAGS = flags.FLAGS
-DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
 
 # Flag values used for the synthetic dataset when the flag is not given on the command line
 # (the official defaults are for fine-tuning a pretrained model on PASCAL VOC at 513x513; the
@@ -186,154 +185,75 @@ flags.DEFINE_boolean("jit_compile", False, "XLA-compile the forward/backward pas
 flags.DEFINE_integer("seed", None, "Random seed (weights, data order and augmentation).")
 
 
-def _positive(name):
-    flags.register_validator(name, lambda v: v is None or v > 0, message=f"--{name} must be > 0")
-
-
-for _name in (
-    "train_batch_size",
-    "training_number_of_steps",
-    "log_steps",
-    "learning_rate_decay_step",
-    "max_checkpoints_to_keep",
-):
-    _positive(_name)
-for _name in (
-    "base_learning_rate",
-    "weight_decay",
-    "save_interval_secs",
-    "save_interval_steps",
-    "slow_start_step",
-    "hard_example_mining_step",
-    "end_learning_rate",
-    "last_layer_gradient_multiplier",
-    "momentum",
-):
-    flags.register_validator(
-        _name, lambda v: v is None or v >= 0, message=f"--{_name} must be >= 0"
-    )
-flags.register_validator(
-    "top_k_percent_pixels",
-    lambda v: 0.0 < v <= 1.0,
-    message="--top_k_percent_pixels must be in (0, 1]",
-)
-flags.register_validator(
-    "min_scale_factor", lambda v: v > 0, message="--min_scale_factor must be > 0"
-)
-
-
-def resolve_dataset(values):
-    """(dataset name, dataset dir) after the defaults described in --dataset's help."""
-    dataset = values.dataset
-    if dataset is None:
-        dataset = "synthetic" if values.dataset_dir is None else "pascal_voc_seg"
-    dataset_dir = values.dataset_dir
-    if dataset_dir is None and dataset == "synthetic":
-        dataset_dir = DEFAULT_SYNTHETIC_DIR
-    return dataset, dataset_dir
-
-
-def apply_synthetic_preset(values) -> None:
-    """Sets the SYNTHETIC_PRESET values of the flags not given on the command line."""
-    for name, value in SYNTHETIC_PRESET.items():
+def flag_values(values, preset=None) -> dict:
+    """{flag name: value} of the parsed flags, with `preset` values for the flags not given on
+    the command line (the flags themselves are left as they are)."""
+    out = {name: values[name].value for name in values}
+    for name, value in (preset or {}).items():
         if not values[name].present:
-            values[name].value = value
+            out[name] = value
+    return out
 
 
-def config_from_flags(values=None):
-    """Turns parsed flags into a `deeplab.training.TrainConfig` (ValidationError if bad)."""
+def _by_field_name(cls, values: dict, **explicit):
+    """`cls(**kwargs)` with every field of the dataclass `cls` that has a flag of the same name
+    taken from `values`, then `explicit`."""
+    kwargs = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values}
+    kwargs.update(explicit)
+    return cls(**kwargs)
+
+
+def config_from_flags(values):
+    """Turns parsed flags into a `deeplab.training.TrainConfig` (ValidationError if bad).
+
+    TrainConfig and LearningRateConfig fields take the flag of the same name; the dataclasses
+    validate them.
+    """
     from deeplab import losses as losses_lib
     from deeplab.data import descriptors
-    from deeplab.evaluation import parse_float_list
     from deeplab.training import LearningRateConfig, TrainConfig
 
-    values = values or FLAGS
-    if not values.train_logdir:
-        raise flags.ValidationError("--train_logdir is required")
-    dataset, dataset_dir = resolve_dataset(values)
-    if dataset == "synthetic":
-        apply_synthetic_preset(values)
-    elif dataset_dir is None:
+    dataset, dataset_dir = cli_flags.resolve_dataset(values.dataset, values.dataset_dir)
+    if dataset != "synthetic" and dataset_dir is None:
         raise flags.ValidationError(f"--dataset_dir is required for --dataset={dataset}")
+    flat = flag_values(values, SYNTHETIC_PRESET if dataset == "synthetic" else None)
     try:
         info = descriptors.get_dataset_info(dataset)
     except ValueError as err:
         raise flags.ValidationError(f"--dataset: {err}") from None
-    crop = cli_flags.parse_int_list(values.train_crop_size, "train_crop_size")
-    if crop is None or len(crop) != 2 or min(crop) < 1:
-        raise flags.ValidationError(
-            f"--train_crop_size must be two positive integers, got {values.train_crop_size}"
-        )
+    crop = cli_flags.parse_int_list(flat["train_crop_size"], "train_crop_size")
+    crop = tuple(crop) if crop else ()
     model_options = cli_flags.model_options_from_flags(
         values,
         num_classes=info.num_classes,
-        crop_size=tuple(crop),
-        weight_decay=values.weight_decay,
-        fine_tune_batch_norm=values.fine_tune_batch_norm,
-        upsample_logits=values.upsample_logits,
+        crop_size=crop if len(crop) == 2 else None,
+        weight_decay=flat["weight_decay"],
+        fine_tune_batch_norm=flat["fine_tune_batch_norm"],
+        upsample_logits=flat["upsample_logits"],
+        batch_norm_decay=flat["batch_norm_decay"],
     )
     try:
         label_weights = losses_lib.parse_label_weights(
-            parse_float_list(values.label_weights, "label_weights"), model_options.num_classes
+            cli_flags.parse_float_list(flat["label_weights"], "label_weights"),
+            model_options.num_classes,
         )
-        lr = LearningRateConfig(
-            learning_policy=values.learning_policy,
-            base_learning_rate=values.base_learning_rate,
-            learning_rate_decay_step=values.learning_rate_decay_step,
-            learning_rate_decay_factor=values.learning_rate_decay_factor,
-            training_number_of_steps=values.training_number_of_steps,
-            learning_power=values.learning_power,
-            slow_start_step=values.slow_start_step,
-            slow_start_learning_rate=values.slow_start_learning_rate,
-            end_learning_rate=values.end_learning_rate,
-            decay_steps=values.decay_steps,
-        )
-        config = TrainConfig(
-            train_logdir=values.train_logdir,
+        return _by_field_name(
+            TrainConfig,
+            flat,
             model_options=model_options,
+            learning_rate=_by_field_name(LearningRateConfig, flat),
             dataset=dataset,
             dataset_dir=dataset_dir,
-            train_split=values.train_split,
-            train_crop_size=tuple(crop),
-            train_batch_size=values.train_batch_size,
-            min_resize_value=values.min_resize_value,
-            max_resize_value=values.max_resize_value,
-            resize_factor=values.resize_factor,
-            min_scale_factor=values.min_scale_factor,
-            max_scale_factor=values.max_scale_factor,
-            scale_factor_step_size=values.scale_factor_step_size,
-            learning_rate=lr,
-            optimizer=values.optimizer,
-            momentum=values.momentum,
-            adam_learning_rate=values.adam_learning_rate,
-            adam_epsilon=values.adam_epsilon,
-            tf_initial_checkpoint=values.tf_initial_checkpoint,
-            initialize_last_layer=values.initialize_last_layer,
-            last_layers_contain_logits_only=values.last_layers_contain_logits_only,
-            last_layer_gradient_multiplier=values.last_layer_gradient_multiplier,
-            top_k_percent_pixels=values.top_k_percent_pixels,
-            hard_example_mining_step=values.hard_example_mining_step,
+            train_crop_size=crop,
             label_weights=label_weights,
-            log_steps=values.log_steps,
-            save_interval_steps=values.save_interval_steps,
-            save_interval_secs=values.save_interval_secs,
-            max_checkpoints_to_keep=values.max_checkpoints_to_keep,
-            save_summaries_images=values.save_summaries_images,
-            save_summaries_secs=values.save_summaries_secs,
             strategy=(
                 "mirrored"
-                if values.num_clones > 1 and values.strategy == "default"
-                else values.strategy
+                if flat["num_clones"] > 1 and flat["strategy"] == "default"
+                else flat["strategy"]
             ),
-            tpu=values.tpu,
-            mixed_precision=values.mixed_precision,
-            jit_compile=values.jit_compile,
-            seed=values.seed,
         )
-        config.validate()
     except ValueError as err:
         raise flags.ValidationError(str(err)) from None
-    return config
 
 
 def main(argv):
@@ -343,7 +263,7 @@ def main(argv):
         config = config_from_flags(FLAGS)
     except flags.ValidationError as err:
         logging.error("%s", err)
-        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        cli_flags.print_flags_error(err)
         return 2
     from deeplab.training import NonFiniteLossError, train
 
@@ -372,5 +292,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("train_logdir")
     app.run(main)

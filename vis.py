@@ -97,12 +97,13 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from deeplab import colormaps, evaluation, inference
+    from deeplab import checkpoint_polling, colormaps, inference, visualization
     from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.data.config import DataConfig
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
-    setup = inference.cli_model_setup(
+    setup = cli_flags.cli_model_setup(
         FLAGS, checkpoint_dir, crop_flag="vis_crop_size", scales_flag="eval_scales"
     )
     if setup is None:
@@ -127,23 +128,25 @@ def main(argv):
         return inference.predict_labels(model, images, scales, FLAGS.add_flipped_images, stride)
 
     convert = dataset == "cityscapes" or FLAGS.colormap_type == "cityscapes"
-    for path in evaluation.checkpoints_to_evaluate(
+    for path in checkpoint_polling.checkpoints_to_evaluate(
         checkpoint_dir,
         eval_interval_secs=FLAGS.eval_interval_secs,
         max_number_of_evaluations=FLAGS.max_number_of_iterations,
     ):
         logging.info("%s", load_checkpoint(model, path).summary())
         data = build_dataset(
-            dataset,
-            dataset_dir,
-            FLAGS.vis_split,
-            crop_size=crop,
-            batch_size=FLAGS.vis_batch_size,
-            is_training=False,
-            min_resize_value=FLAGS.min_resize_value,
-            max_resize_value=FLAGS.max_resize_value,
-            resize_factor=FLAGS.resize_factor,
-            model_variant=options.model_variant,
+            DataConfig(
+                dataset,
+                dataset_dir,
+                FLAGS.vis_split,
+                crop_size=crop,
+                batch_size=FLAGS.vis_batch_size,
+                is_training=False,
+                min_resize_value=FLAGS.min_resize_value,
+                max_resize_value=FLAGS.max_resize_value,
+                resize_factor=FLAGS.resize_factor,
+                model_variant=options.model_variant,
+            )
         )
         index = 0
         for batch in data:
@@ -155,7 +158,7 @@ def main(argv):
                 valid_h, valid_w = _resized_size(height, width)
                 name = batch["image_name"][i].numpy().decode()
                 prediction = predictions[i, :valid_h, :valid_w]
-                evaluation.save_visualisation(
+                visualization.save_visualization(
                     save_dir,
                     index,
                     batch["image"][i, :valid_h, :valid_w].numpy(),
@@ -177,8 +180,8 @@ def main(argv):
                         )
                         raw = raw.numpy()[0, :, :, 0]
                     if convert:
-                        raw = evaluation.train_id_to_label_id(raw)
-                    evaluation.save_png(
+                        raw = visualization.train_id_to_label_id(raw)
+                    visualization.save_png(
                         np.asarray(raw, np.uint8),
                         os.path.join(raw_dir, f"{name or f'{index:06d}'}.png"),
                     )

@@ -16,10 +16,8 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from deeplab.data import (
-    pipeline,  # pylint: disable=g-import-not-at-top
-    synthetic,  # pylint: disable=g-import-not-at-top
-)
+from deeplab.data import pipeline, synthetic  # noqa: E402
+from deeplab.data.config import DataConfig  # noqa: E402
 
 
 def run(
@@ -44,16 +42,18 @@ def run(
                 tmp, num_train=num_images, num_val=0, min_size=375, max_size=500
             )
         ds = pipeline.build_dataset(
-            dataset_name,
-            data_dir,
-            split,
-            crop_size=(crop_size, crop_size),
-            batch_size=batch_size,
-            is_training=True,
-            min_scale_factor=0.5,
-            max_scale_factor=2.0,
-            scale_factor_step_size=0.25,
-            seed=0,
+            DataConfig(
+                dataset_name,
+                data_dir,
+                split,
+                crop_size=(crop_size, crop_size),
+                batch_size=batch_size,
+                is_training=True,
+                min_scale_factor=0.5,
+                max_scale_factor=2.0,
+                scale_factor_step_size=0.25,
+                seed=0,
+            )
         )
         iterator = iter(ds)
         for _ in range(warmup_batches):

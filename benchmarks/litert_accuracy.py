@@ -34,17 +34,17 @@ def run(
     import numpy as np
     import tensorflow as tf
 
-    from deeplab import export_lib, inference, litert, metrics
+    from deeplab import export_lib, inference, litert, metrics, run_options
     from deeplab.config import ModelOptions
     from deeplab.data import descriptors, pipeline
+    from deeplab.data.config import DataConfig
 
     if not os.path.isdir(run_dir) or not os.path.isdir(dataset_dir):
         raise FileNotFoundError(
             f"needs a trained run ({run_dir}) and its dataset ({dataset_dir}): run the README "
             "quickstart first"
         )
-    options_file = inference.find_model_options_file(run_dir)
-    fields, _ = inference.read_model_options_file(options_file)
+    fields, _ = run_options.saved_run_info(run_dir)
     options = inference.inference_options(ModelOptions(**fields))
     model, _ = inference.build_inference_model(options, run_dir)
     info = descriptors.get_dataset_info(dataset)
@@ -74,7 +74,7 @@ def run(
         )
     )
     data = pipeline.build_dataset(
-        dataset, dataset_dir, split, crop_size=size, batch_size=1, is_training=False
+        DataConfig(dataset, dataset_dir, split, crop_size=size, batch_size=1, is_training=False)
     )
     confusion = {name: np.zeros((num_classes, num_classes), np.int64) for name in runners}
     agree = {"int8_vs_float32": 0, "float32_vs_keras": 0}

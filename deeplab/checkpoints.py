@@ -232,26 +232,21 @@ def load_official_checkpoint(
     return report
 
 
-def load_checkpoint(
-    model: keras.Model,
-    path: str,
-    *,
-    skip_logits: bool = False,
-    exclude_scopes: Sequence[str] = (),
-    backbone_only: Optional[bool] = None,
-) -> LoadReport:
+def load_checkpoint(model: keras.Model, path: str, **options) -> LoadReport:
     """Loads our own (tf.train.Checkpoint, model under the key `model`) or an official TF1
-    checkpoint, whichever `path` holds (prefix, directory -> latest, or .tar.gz)."""
+    checkpoint, whichever `path` holds (prefix, directory -> latest, or .tar.gz).
+
+    `options`: `skip_logits`, `exclude_scopes` and (official checkpoints only)
+    `backbone_only`, as in `load_official_checkpoint`.
+    """
+    unknown = set(options) - {"skip_logits", "exclude_scopes", "backbone_only"}
+    if unknown:
+        raise TypeError(f"load_checkpoint got unexpected keyword arguments {sorted(unknown)}")
     prefix = resolve_checkpoint_prefix(path)
     if not is_object_based(prefix):
-        return load_official_checkpoint(
-            model,
-            prefix,
-            skip_logits=skip_logits,
-            exclude_scopes=exclude_scopes,
-            backbone_only=backbone_only,
-        )
-    exclude = list(exclude_scopes) + ([LOGITS_SCOPE] if skip_logits else [])
+        return load_official_checkpoint(model, prefix, **options)
+    exclude = list(options.get("exclude_scopes", ()))
+    exclude += [LOGITS_SCOPE] if options.get("skip_logits") else []
     if exclude:
         return _load_object_based_partial(model, prefix, exclude)
     status = tf.train.Checkpoint(model=model).restore(prefix)

@@ -554,6 +554,41 @@ def get_colormap(dataset_name):
     return factory()
 
 
+def colorize(label, colormap, ignore_label=None, num_classes=None, ignore_color=(255, 255, 255)):
+    """Maps integer label maps [..., H, W] (or [..., H, W, 1]) to RGB uint8 [..., H, W, 3].
+
+    Args:
+      label: integer array, one label map or a batch of them.
+      colormap: a dataset name (see get_colormap) or an explicit [N, 3] colormap array.
+      ignore_label: pixels of this label are drawn in `ignore_color` when it is not a class
+        (`num_classes` unset or `ignore_label >= num_classes`, as 255 in PASCAL / Cityscapes).
+      num_classes: the number of classes (see `ignore_label`).
+      ignore_color: RGB colour of the ignored pixels.
+
+    Raises:
+      ValueError: if a (not ignored) label is negative or has no colormap entry.
+    """
+    label = np.asarray(label)
+    if label.ndim >= 3 and label.shape[-1] == 1:
+        label = label[..., 0]
+    label = label.astype(np.int64)
+    if isinstance(colormap, str):
+        colormap = get_colormap(colormap)
+    colormap = np.asarray(colormap, dtype=np.uint8)
+    ignore = None
+    if ignore_label is not None and (num_classes is None or ignore_label >= num_classes):
+        ignore = label == ignore_label
+        label = np.where(ignore, 0, label)
+    if label.size and (label.min() < 0 or label.max() >= len(colormap)):
+        raise ValueError(
+            f"Label values must lie in [0, {len(colormap)}), got [{label.min()}, {label.max()}]."
+        )
+    color = colormap[label]
+    if ignore is not None:
+        color[ignore] = np.asarray(ignore_color, np.uint8)
+    return color
+
+
 def label_to_color_image(label, dataset_name_or_colormap="pascal_voc_seg"):
     """Maps a 2-D integer label map to an RGB uint8 image [H, W, 3].
 
@@ -571,15 +606,7 @@ def label_to_color_image(label, dataset_name_or_colormap="pascal_voc_seg"):
         label = label[..., 0]
     if label.ndim != 2:
         raise ValueError(f"Expect a 2-D label map, got shape {label.shape}.")
-    if isinstance(dataset_name_or_colormap, str):
-        colormap = get_colormap(dataset_name_or_colormap)
-    else:
-        colormap = np.asarray(dataset_name_or_colormap, dtype=np.uint8)
-    if label.size and (label.min() < 0 or label.max() >= len(colormap)):
-        raise ValueError(
-            f"Label values must lie in [0, {len(colormap)}), got [{label.min()}, {label.max()}]."
-        )
-    return colormap[label.astype(np.int64)]
+    return colorize(label, dataset_name_or_colormap)
 
 
 def overlay(image, label_color, alpha=0.5):

@@ -30,31 +30,15 @@ ignores `add_flipped_images`; here the flipped image is always used when asked f
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import sys
 from typing import Iterable, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
 from deeplab.config import ModelOptions
-
-OPTIONS_FILENAME = "model_options.json"
-
-
-def scale_dimension(dim, scale: float):
-    """The official `scale_dimension`: int((dim - 1) * scale + 1), for ints or int tensors."""
-    if isinstance(dim, (tf.Tensor, tf.Variable)):
-        return tf.cast((tf.cast(dim, tf.float32) - 1.0) * scale + 1.0, tf.int32)
-    return int((float(dim) - 1.0) * scale + 1.0)
-
-
-def resize_bilinear(images, size):
-    """Bilinear resize with align_corners=True (the official `_resize_bilinear`); float32 out."""
-    images = tf.convert_to_tensor(images)
-    if images.dtype != tf.float32:
-        images = tf.cast(images, tf.float32)
-    return tf.compat.v1.image.resize_bilinear(images, size, align_corners=True)
+from deeplab.layers import resize_bilinear, scale_dimension
+from deeplab.model import build_deeplab_from_options
 
 
 def logits_output_stride(options: ModelOptions) -> int:
@@ -62,7 +46,7 @@ def logits_output_stride(options: ModelOptions) -> int:
     return int(options.decoder_output_stride or options.output_stride)
 
 
-def _normalise_scales(eval_scales: Optional[Iterable[float]]) -> Tuple[float, ...]:
+def _normalize_scales(eval_scales: Optional[Iterable[float]]) -> Tuple[float, ...]:
     scales = tuple(float(s) for s in (eval_scales or (1.0,)))
     if any(s <= 0 for s in scales):
         raise ValueError(f"eval_scales must be positive, got {list(scales)}")
@@ -96,7 +80,7 @@ def _per_scale_logits(model, images, eval_scales, add_flipped_images, stride):
         images = tf.cast(images, tf.float32)
     size = tf.shape(images)[1:3]
     outputs = []
-    for scale in _normalise_scales(eval_scales):
+    for scale in _normalize_scales(eval_scales):
         scaled = images if scale == 1.0 else resize_bilinear(images, scale_dimension(size, scale))
         outputs.append(_logits_at_size(model, scaled, size, scale, stride, flip=False))
         if add_flipped_images:
@@ -160,32 +144,6 @@ def predict_labels(
 # Rebuilding a model for inference from a checkpoint.
 
 
-def find_model_options_file(checkpoint_path: Optional[str]) -> Optional[str]:
-    """`model_options.json` written by train.py next to the checkpoint (or one level up)."""
-    if not checkpoint_path:
-        return None
-    path = os.fspath(checkpoint_path)
-    start = path if os.path.isdir(path) else os.path.dirname(path)
-    for folder in (start, os.path.dirname(os.path.abspath(start))):
-        candidate = os.path.join(folder, OPTIONS_FILENAME)
-        if os.path.isfile(candidate):
-            return candidate
-    return None
-
-
-def read_model_options_file(path: str) -> Tuple[dict, Optional[str]]:
-    """(ModelOptions fields, dataset name or None) from a `model_options.json`."""
-    with open(path) as f:
-        data = json.load(f)
-    if isinstance(data.get("model_options"), dict):
-        dataset = data.get("dataset") or data.get("dataset_name")
-        data = dict(data["model_options"])
-    else:
-        dataset = data.get("dataset") or data.get("dataset_name")
-    fields = {f.name for f in dataclasses.fields(ModelOptions)}
-    return {k: v for k, v in data.items() if k in fields}, dataset
-
-
 def merge_model_options(
     flag_options: ModelOptions, explicit_fields: Iterable[str], saved: Optional[dict]
 ) -> ModelOptions:
@@ -225,105 +183,16 @@ def build_inference_model(
     """Builds the model for `options` and loads `checkpoint_path` (ours or an official TF1
     checkpoint) with `deeplab.checkpoints.load_checkpoint`. Returns (model, load report or
     None)."""
-    from deeplab import build_deeplab_from_options  # the model lands in the lead's package
-
     model = build_deeplab_from_options(options)
     report = None
     if checkpoint_path:
-        from deeplab.checkpoints import load_checkpoint
-
         report = load_checkpoint(model, checkpoint_path, **load_kwargs)
     return model, report
-
-
-# ----------------------------------------------------------------------------------------------
-# Shared by the eval / vis / export command lines (they pass their parsed flags in).
-
-# Model flags of `deeplab.cli_flags.define_model_flags` -> the ModelOptions field they set.
-MODEL_FLAG_FIELDS = {
-    "model_variant": "model_variant",
-    "num_classes": "num_classes",
-    "output_stride": "output_stride",
-    "atrous_rates": "atrous_rates",
-    "decoder_output_stride": "decoder_output_stride",
-    "multi_grid": "multi_grid",
-    "image_pooling_crop_size": "image_pooling_crop_size",
-    "add_image_level_feature": "add_image_level_feature",
-    "aspp_with_separable_conv": "aspp_with_separable_conv",
-    "decoder_use_separable_conv": "decoder_use_separable_conv",
-    "depth_multiplier": "depth_multiplier",
-    "divisible_by": "divisible_by",
-    "image_pooling_stride": "image_pooling_stride",
-    "aspp_convs_filters": "aspp_convs_filters",
-    "aspp_with_concat_projection": "aspp_with_concat_projection",
-    "aspp_with_squeeze_and_excitation": "aspp_with_squeeze_and_excitation",
-    "image_se_uses_qsigmoid": "image_se_uses_qsigmoid",
-    "decoder_use_sum_merge": "decoder_use_sum_merge",
-    "decoder_filters": "decoder_filters",
-    "decoder_output_is_logits": "decoder_output_is_logits",
-}
-DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
-
-
-def saved_run_info(checkpoint_path: Optional[str]) -> Tuple[Optional[dict], dict]:
-    """(saved ModelOptions fields or None, the rest of train.py's model_options.json)."""
-    path = find_model_options_file(checkpoint_path)
-    if path is None:
-        return None, {}
-    with open(path) as f:
-        data = json.load(f)
-    fields, _ = read_model_options_file(path)
-    return fields, data
-
-
-def resolve_dataset(
-    dataset: Optional[str], dataset_dir: Optional[str], saved: Optional[dict] = None
-) -> Tuple[str, Optional[str]]:
-    """(dataset name, dataset dir): the flags, else what the training run used, else the
-    built-in synthetic set in data/synthetic (pascal_voc_seg when only a dir is given)."""
-    saved = saved or {}
-    if dataset is None:
-        if saved.get("dataset"):
-            dataset = saved["dataset"]
-            if dataset_dir is None:
-                dataset_dir = saved.get("dataset_dir")
-        else:
-            dataset = "synthetic" if dataset_dir is None else "pascal_voc_seg"
-    if dataset_dir is None and dataset == "synthetic":
-        dataset_dir = DEFAULT_SYNTHETIC_DIR
-    return dataset, dataset_dir
-
-
-def options_from_flags(
-    flag_values, checkpoint_path: Optional[str], num_classes: Optional[int]
-) -> ModelOptions:
-    """Inference ModelOptions for a CLI: train.py's `model_options.json` next to the checkpoint
-    (when there is one) with every model flag given on the command line applied over it, else
-    the model flags (official checkpoints). `num_classes` is the default class count (the
-    dataset's). The result has global image pooling unless --image_pooling_crop_size is given
-    (on the command line or in the training run's options).
-    """
-    from deeplab import cli_flags
-
-    explicit = {
-        field
-        for flag, field in MODEL_FLAG_FIELDS.items()
-        if flag in flag_values and flag_values[flag].present
-    }
-    saved, _ = saved_run_info(checkpoint_path)
-    if saved and "num_classes" not in explicit and saved.get("num_classes"):
-        num_classes = int(saved["num_classes"])
-    flag_options = cli_flags.model_options_from_flags(
-        flag_values, num_classes=num_classes, crop_size=None
-    )
-    return inference_options(merge_model_options(flag_options, explicit, saved))
 
 
 def checkpoint_num_classes(checkpoint_path: str) -> Optional[int]:
     """Class count of an official TF1 checkpoint (`logits/semantic/biases`, or the decoder's
     last biases when its decoder output is the logits), else None."""
-    from deeplab.checkpoints import resolve_checkpoint_prefix
-
     try:
         shapes = tf.train.load_checkpoint(
             resolve_checkpoint_prefix(checkpoint_path)
@@ -348,64 +217,3 @@ def default_output_dir(checkpoint_path: str, name: str) -> str:
         else os.path.dirname(os.path.abspath(checkpoint_path))
     )
     return os.path.join(folder, name)
-
-
-def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag: str):
-    """What eval.py and vis.py derive from their flags, as a SimpleNamespace: `dataset`,
-    `dataset_dir`, `info` (DatasetInfo), `options` (inference ModelOptions), `crop` (the
-    `crop_flag` size; 225x225 for the synthetic set unless given) and `scales` (floats of
-    `scales_flag`). Builds the synthetic set when it is used and missing. Raises ValueError
-    or absl's flags.ValidationError on bad flags."""
-    from types import SimpleNamespace
-
-    from deeplab import cli_flags
-    from deeplab.data import descriptors
-    from deeplab.evaluation import parse_float_list
-
-    _, saved = saved_run_info(checkpoint_path)
-    dataset, dataset_dir = resolve_dataset(flag_values.dataset, flag_values.dataset_dir, saved)
-    if dataset_dir is None:
-        raise ValueError(f"--dataset_dir is required for --dataset={dataset}")
-    info = descriptors.get_dataset_info(dataset)
-    options = options_from_flags(flag_values, checkpoint_path, info.num_classes)
-    if dataset == "synthetic" and not flag_values[crop_flag].present:
-        crop = (225, 225)  # the synthetic images are at most 224 pixels
-    else:
-        crop = cli_flags.parse_int_list(flag_values[crop_flag].value, crop_flag)
-        if not crop or len(crop) != 2 or min(crop) < 1:
-            raise ValueError(
-                f"--{crop_flag} must be two positive integers (height,width), "
-                f"got {flag_values[crop_flag].value}"
-            )
-    scales = parse_float_list(flag_values[scales_flag].value, scales_flag) or [1.0]
-    if dataset == "synthetic":
-        from deeplab.data import synthetic
-
-        synthetic.ensure_synthetic_dataset(dataset_dir)
-    return SimpleNamespace(
-        dataset=dataset,
-        dataset_dir=dataset_dir,
-        info=info,
-        options=options,
-        crop=tuple(crop),
-        scales=scales,
-    )
-
-
-def cli_model_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag: str):
-    """`cli_setup` plus the inference `model` and its logits `stride`, for eval.py and vis.py.
-
-    On bad flags prints the error (naming the flag) to stderr and returns None.
-    """
-    from absl import flags
-
-    try:
-        setup = cli_setup(
-            flag_values, checkpoint_path, crop_flag=crop_flag, scales_flag=scales_flag
-        )
-    except (ValueError, flags.Error) as err:
-        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
-        return None
-    setup.model, _ = build_inference_model(setup.options)
-    setup.stride = logits_output_stride(setup.options)
-    return setup

@@ -67,6 +67,7 @@ def activation_layer(kind: str, name: str) -> keras.layers.Layer:
     raise ValueError(f"unknown activation {kind!r}")
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class HardSwish(keras.layers.Layer):
     """slim MobileNetV3's `hard_swish`: x * relu6(x + 3) * (1/6), in the official op order."""
 
@@ -77,6 +78,7 @@ class HardSwish(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class HardSigmoid(keras.layers.Layer):
     """The official hard sigmoid relu6(x + 3) * 0.16667 (the constant of slim's MobileNetV3
     squeeze-excite gate and of DeepLab's `q_sigmoid`; 0.16667, not 1/6)."""
@@ -88,6 +90,7 @@ class HardSigmoid(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class BatchNorm(keras.layers.BatchNormalization):
     """Keras BatchNormalization with the official slim (fused) batch-norm semantics.
 
@@ -153,6 +156,22 @@ def fixed_padding(x, kernel_size: int, rate: int, scope: str):
     )(x)
 
 
+def _conv_arguments(scope: str, stride: int, rate: int, padding: str) -> dict:
+    """Keyword arguments shared by the (depthwise) convolutions: no bias, official name."""
+    return dict(
+        strides=stride, dilation_rate=rate, padding=padding, use_bias=False, name=layer_name(scope)
+    )
+
+
+def _batch_norm_activation(x, scope: str, style: ConvStyle, activation: Optional[str]):
+    """Batch norm then the activation ("default": the style's) under `scope`."""
+    x = batch_norm(x, scope, style)
+    act = style.activation if activation == "default" else activation
+    if act:
+        x = activation_layer(act, layer_name(scope + "/" + act.capitalize()))(x)
+    return x
+
+
 def conv_bn(
     x,
     filters: int,
@@ -178,19 +197,11 @@ def conv_bn(
     x = keras.layers.Conv2D(
         filters,
         kernel_size,
-        strides=stride,
-        dilation_rate=rate,
-        padding=padding,
-        use_bias=False,
         kernel_initializer=style.initializer(init_stddev),
         kernel_regularizer=style.regularizer(),
-        name=layer_name(scope),
+        **_conv_arguments(scope, stride, rate, padding),
     )(x)
-    x = batch_norm(x, scope, style)
-    act = style.activation if activation == "default" else activation
-    if act:
-        x = activation_layer(act, layer_name(scope + "/" + act.capitalize()))(x)
-    return x
+    return _batch_norm_activation(x, scope, style, activation)
 
 
 def conv_bias(
@@ -236,18 +247,10 @@ def depthwise_bn(
     """slim.separable_conv2d(num_outputs=None): depthwise conv + batch norm (+ activation)."""
     x = keras.layers.DepthwiseConv2D(
         kernel_size,
-        strides=stride,
-        dilation_rate=rate,
-        padding=padding,
-        use_bias=False,
         depthwise_initializer=style.initializer(init_stddev),
-        name=layer_name(scope),
+        **_conv_arguments(scope, stride, rate, padding),
     )(x)
-    x = batch_norm(x, scope, style)
-    act = style.activation if activation == "default" else activation
-    if act:
-        x = activation_layer(act, layer_name(scope + "/" + act.capitalize()))(x)
-    return x
+    return _batch_norm_activation(x, scope, style, activation)
 
 
 def split_separable_conv(
@@ -264,6 +267,7 @@ def split_separable_conv(
     return conv_bn(x, filters, 1, scope + "_pointwise", style, init_stddev=0.06)
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class ResizeBilinear(keras.layers.Layer):
     """Bilinear resize with align_corners=True semantics to the spatial size of a reference.
 
@@ -280,22 +284,22 @@ class ResizeBilinear(keras.layers.Layer):
         x, reference = inputs
         size = tf.shape(reference)[1:3]
         if self.scale is not None:
-            size = tf.cast((tf.cast(size, tf.float32) - 1.0) * self.scale + 1.0, tf.int32)
-        resized = tf.compat.v1.image.resize_bilinear(x, size, align_corners=True)
-        return tf.cast(resized, x.dtype)
+            size = scale_dimension(size, self.scale)
+        return tf.cast(resize_bilinear(x, size), x.dtype)
 
     def compute_output_shape(self, input_shapes):
         x_shape, ref_shape = input_shapes
         height, width = ref_shape[1], ref_shape[2]
         if self.scale is not None:
-            height = None if height is None else int((height - 1) * self.scale + 1)
-            width = None if width is None else int((width - 1) * self.scale + 1)
+            height = None if height is None else scale_dimension(height, self.scale)
+            width = None if width is None else scale_dimension(width, self.scale)
         return (x_shape[0], height, width, x_shape[3])
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class ScaleToUnitRange(keras.layers.Layer):
     """The official `_preprocess_zero_mean_unit_range`: [0, 255] -> [-1, 1]."""
 
@@ -306,6 +310,7 @@ class ScaleToUnitRange(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class ImagePooling(keras.layers.Layer):
     """Image-level feature pooling of ASPP.
 
@@ -347,16 +352,19 @@ class ImagePooling(keras.layers.Layer):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
 
 
-def scale_dimension(dim: int, scale: float) -> int:
-    """The official `scale_dimension`: ((dim - 1) * scale + 1) truncated."""
+def scale_dimension(dim, scale: float):
+    """The official `scale_dimension`: ((dim - 1) * scale + 1) truncated; ints or int tensors."""
+    if isinstance(dim, (tf.Tensor, tf.Variable)):
+        return tf.cast((tf.cast(dim, tf.float32) - 1.0) * scale + 1.0, tf.int32)
     return int((float(dim) - 1.0) * scale + 1.0)
 
 
-CUSTOM_OBJECTS = {
-    "BatchNorm": BatchNorm,
-    "ResizeBilinear": ResizeBilinear,
-    "ScaleToUnitRange": ScaleToUnitRange,
-    "ImagePooling": ImagePooling,
-    "HardSwish": HardSwish,
-    "HardSigmoid": HardSigmoid,
-}
+def resize_bilinear(images, size):
+    """Bilinear resize with align_corners=True (the official `_resize_bilinear`); float32 out.
+
+    TF2's `tf.image.resize` has no align_corners; the official graph uses it everywhere.
+    """
+    images = tf.convert_to_tensor(images)
+    if images.dtype != tf.float32:
+        images = tf.cast(images, tf.float32)
+    return tf.compat.v1.image.resize_bilinear(images, size, align_corners=True)

@@ -257,20 +257,23 @@ def calibration_images(
     input size: random crops at scale 1 (padded with the mean pixel), shuffled, as the training
     pipeline makes them. Returns a callable (the converter may iterate more than once)."""
     from deeplab.data import pipeline
+    from deeplab.data.config import DataConfig
 
     if count < 1:
         raise ValueError(f"the calibration image count must be positive, got {count}")
 
     def images():
         data = pipeline.build_dataset(
-            dataset,
-            dataset_dir,
-            split,
-            crop_size=tuple(int(s) for s in size),
-            batch_size=1,
-            is_training=True,
-            seed=seed,
-            deterministic=True,
+            DataConfig(
+                dataset,
+                dataset_dir,
+                split,
+                crop_size=tuple(int(s) for s in size),
+                batch_size=1,
+                is_training=True,
+                seed=seed,
+                deterministic=True,
+            )
         )
         for example in data.take(count):
             yield example["image"].numpy()

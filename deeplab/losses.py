@@ -27,6 +27,8 @@ from typing import Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
+from deeplab.layers import resize_bilinear
+
 LabelWeights = Union[None, float, Sequence[float]]
 
 
@@ -68,11 +70,6 @@ def resize_labels_nearest(labels: tf.Tensor, size) -> tf.Tensor:
     return tf.compat.v1.image.resize_nearest_neighbor(labels, size, align_corners=True)
 
 
-def resize_logits_bilinear(logits: tf.Tensor, size) -> tf.Tensor:
-    """Bilinear resize of [N, h, w, C] logits with align_corners=True (float32)."""
-    return tf.compat.v1.image.resize_bilinear(tf.cast(logits, tf.float32), size, align_corners=True)
-
-
 def _match_sizes(logits, labels, upsample_logits: bool):
     if labels.shape.rank == 3:
         labels = labels[..., tf.newaxis]
@@ -89,7 +86,7 @@ def _match_sizes(logits, labels, upsample_logits: bool):
         logits = tf.cond(
             tf.reduce_all(tf.equal(logits_hw, labels_hw)),
             lambda: tf.cast(logits, tf.float32),
-            lambda: resize_logits_bilinear(logits, labels_hw),
+            lambda: resize_bilinear(logits, labels_hw),
         )
     else:
         labels = tf.cond(
@@ -125,30 +122,21 @@ def cross_entropy_sum_and_count(
     logits: tf.Tensor,
     labels: tf.Tensor,
     *,
-    num_classes: int,
-    ignore_label: int,
-    label_weights: LabelWeights = None,
-    upsample_logits: bool = True,
     top_k_percent_pixels: float = 1.0,
     hard_example_mining_step: int = 0,
     step=0,
+    **pixel_options,
 ) -> Tuple[tf.Tensor, tf.Tensor]:
     """(sum of counted weighted pixel losses, number of counted pixels), both float32.
 
+    `pixel_options`: `num_classes`, `ignore_label`, `label_weights`, `upsample_logits`, as in
+    `pixel_losses`.
+
     The official loss is `sum / count` (0 when count is 0); see `softmax_cross_entropy`.
+    `top_k_percent_pixels` in (0, 1] and `hard_example_mining_step` >= 0 (validated in
+    `deeplab.training.TrainConfig`).
     """
-    if not 0.0 < top_k_percent_pixels <= 1.0:
-        raise ValueError(f"top_k_percent_pixels={top_k_percent_pixels} must be in (0, 1]")
-    if hard_example_mining_step < 0:
-        raise ValueError(f"hard_example_mining_step={hard_example_mining_step} must be >= 0")
-    weighted, keep = pixel_losses(
-        logits,
-        labels,
-        num_classes=num_classes,
-        ignore_label=ignore_label,
-        label_weights=label_weights,
-        upsample_logits=upsample_logits,
-    )
+    weighted, keep = pixel_losses(logits, labels, **pixel_options)
     if top_k_percent_pixels == 1.0:
         return tf.reduce_sum(weighted), tf.reduce_sum(keep)
     num_pixels = tf.cast(tf.size(weighted), tf.float32)
@@ -164,31 +152,10 @@ def normalize(total: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
     return tf.cast(count > 0, tf.float32) * (total / tf.maximum(1e-5, count))
 
 
-def softmax_cross_entropy(
-    logits: tf.Tensor,
-    labels: tf.Tensor,
-    *,
-    num_classes: int,
-    ignore_label: int,
-    label_weights: LabelWeights = None,
-    upsample_logits: bool = True,
-    top_k_percent_pixels: float = 1.0,
-    hard_example_mining_step: int = 0,
-    step=0,
-) -> tf.Tensor:
-    """The official single-device cross-entropy loss (a float32 scalar)."""
-    total, count = cross_entropy_sum_and_count(
-        logits,
-        labels,
-        num_classes=num_classes,
-        ignore_label=ignore_label,
-        label_weights=label_weights,
-        upsample_logits=upsample_logits,
-        top_k_percent_pixels=top_k_percent_pixels,
-        hard_example_mining_step=hard_example_mining_step,
-        step=step,
-    )
-    return normalize(total, count)
+def softmax_cross_entropy(logits: tf.Tensor, labels: tf.Tensor, **kwargs) -> tf.Tensor:
+    """The official single-device cross-entropy loss (a float32 scalar); keyword arguments
+    as `cross_entropy_sum_and_count`."""
+    return normalize(*cross_entropy_sum_and_count(logits, labels, **kwargs))
 
 
 def parse_label_weights(values: Optional[Sequence], num_classes: int) -> LabelWeights:

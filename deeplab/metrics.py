@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deeplab.layers import resize_bilinear
+
 
 def batch_confusion_matrix(labels, predictions, num_classes: int, ignore_label: int = 255):
     """Confusion matrix (int64 [C, C], rows = ground truth) of one batch.
@@ -105,12 +107,13 @@ def _labels_from_predictions(y_pred, label_shape):
         y_pred = tf.cond(
             tf.reduce_all(tf.equal(tf.shape(y_pred)[1:3], size)),
             lambda: y_pred,
-            lambda: tf.compat.v1.image.resize_bilinear(y_pred, size, align_corners=True),
+            lambda: resize_bilinear(y_pred, size),
         )
         return tf.argmax(y_pred, axis=-1, output_type=tf.int32)
     return tf.cast(y_pred, tf.int32)
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class MeanIoUWithIgnore(keras.metrics.Metric):
     """Streaming mIoU that ignores `ignore_label` (and labels outside the class range).
 

@@ -35,31 +35,29 @@ def _bn_decay(options: ModelOptions, official: float) -> float:
     return official if options.batch_norm_decay is None else options.batch_norm_decay
 
 
+def _backbone_style(options: ModelOptions, official_decay: float, activation: str) -> ConvStyle:
+    """The backbone's arg scope: BatchNorm epsilon 1e-3, its official decay, its activation."""
+    return ConvStyle(
+        weight_decay=options.weight_decay,
+        bn_epsilon=1e-3,
+        bn_momentum=_bn_decay(options, official_decay),
+        activation=activation,
+        init_stddev=0.09,
+        fine_tune_batch_norm=options.fine_tune_batch_norm,
+    )
+
+
 def _backbone(images, options: ModelOptions):
     if options.model_variant in mobilenet_v3.VARIANTS:
         return _mobilenet_v3_backbone(images, options)
     if options.model_variant == "mobilenet_v2":
-        style = ConvStyle(
-            weight_decay=options.weight_decay,
-            bn_epsilon=1e-3,
-            bn_momentum=_bn_decay(options, 0.997),
-            activation="relu6",
-            init_stddev=0.09,
-            fine_tune_batch_norm=options.fine_tune_batch_norm,
-        )
+        style = _backbone_style(options, 0.997, "relu6")
         features, end_points = mobilenet_v2.build_mobilenet_v2(
             images, options.output_stride, style, options.depth_multiplier, options.divisible_by
         )
         decoder_points = mobilenet_v2.DECODER_END_POINTS
     else:
-        style = ConvStyle(
-            weight_decay=options.weight_decay,
-            bn_epsilon=1e-3,
-            bn_momentum=_bn_decay(options, 0.9997),
-            activation="relu",
-            init_stddev=0.09,
-            fine_tune_batch_norm=options.fine_tune_batch_norm,
-        )
+        style = _backbone_style(options, 0.9997, "relu")
         features, end_points = xception.build_xception(
             images, options.model_variant, options.output_stride, style, options.multi_grid
         )

@@ -12,14 +12,13 @@ arithmetic; `madds_tf1` reproduces them (see `tf1_profiler_flops`).
 from __future__ import annotations
 
 import json
-import sys
 from typing import Dict, List
 
 import keras
 import numpy as np
-from absl import app, flags
+from absl import app
 
-from deeplab.cli_flags import define_model_flags, model_options_from_flags, parse_int_list
+from deeplab import cli_flags
 from deeplab.config import ModelOptions
 from deeplab.layers import scope_of
 from deeplab.model import backbone_scope, build_deeplab_from_options
@@ -230,25 +229,15 @@ def format_table(summary: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def _define_flags() -> None:
-    define_model_flags()
-    flags.DEFINE_list("crop_size", ["513", "513"], "Input size (height,width) to summarise at.")
-    flags.DEFINE_boolean("json", False, "Print one JSON object instead of the table.")
-
-
 def main(argv) -> None:
     del argv
-    values = flags.FLAGS
-    crop = parse_int_list(values.crop_size, "crop_size")
-    if not crop or len(crop) != 2:
-        raise app.UsageError("--crop_size must be height,width")
     try:
-        options = model_options_from_flags(values, num_classes=21)
+        options, crop, as_json = cli_flags.summary_arguments()
         summary = summarize(options, crop)
-    except (flags.ValidationError, ValueError) as err:
-        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+    except (cli_flags.FlagsError, ValueError) as err:
+        cli_flags.print_flags_error(err)
         return 2
-    if values.json:
+    if as_json:
         print(
             json.dumps(
                 {k: v for k, v in summary.items() if k != "blocks"} | {"blocks": summary["blocks"]},
@@ -260,5 +249,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    _define_flags()
+    cli_flags.define_summary_flags()
     app.run(main)

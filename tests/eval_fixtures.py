@@ -11,6 +11,7 @@ these tests independent of train.py's flags.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import fcntl
 import json
@@ -19,6 +20,7 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
+import tensorflow as tf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -102,6 +104,7 @@ def train_tiny_run(run_dir, data_dir, steps=CHECKPOINT_STEPS, batch_size=4, seed
     import tensorflow as tf
 
     from deeplab import ModelOptions, build_deeplab_from_options
+    from deeplab.data.config import DataConfig
     from deeplab.data.pipeline import build_dataset
 
     keras.utils.set_random_seed(seed)
@@ -112,16 +115,18 @@ def train_tiny_run(run_dir, data_dir, steps=CHECKPOINT_STEPS, batch_size=4, seed
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = tf.train.CheckpointManager(checkpoint, run_dir, max_to_keep=5, checkpoint_name="ckpt")
     dataset = build_dataset(
-        "synthetic",
-        data_dir,
-        "train",
-        crop_size=TRAIN_CROP,
-        batch_size=batch_size,
-        is_training=True,
-        seed=seed,
-        min_scale_factor=0.75,
-        max_scale_factor=1.25,
-        scale_factor_step_size=0.25,
+        DataConfig(
+            "synthetic",
+            data_dir,
+            "train",
+            crop_size=TRAIN_CROP,
+            batch_size=batch_size,
+            is_training=True,
+            seed=seed,
+            min_scale_factor=0.75,
+            max_scale_factor=1.25,
+            scale_factor_step_size=0.25,
+        )
     )
 
     # Eager: a handful of steps run faster than tracing and optimising the gradient graph.
@@ -197,3 +202,26 @@ def run_cli(script, *args, timeout=600, cwd=None):
         cwd=cwd or REPO,
         env=env,
     )
+
+
+def read_confusion_matrix_csv(path: str):
+    """(matrix int64, class names) from `eval_results.save_confusion_matrix_csv`'s file."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    names = rows[0][1:]
+    return np.array([[int(v) for v in row[1:]] for row in rows[1:]], np.int64), names
+
+
+def read_scalar_summaries(logdir: str) -> dict[str, list[tuple]]:
+    """{tag: [(step, value), ...]} of the scalar summaries in a log dir's event files (tests,
+    scripts; TensorFlow only)."""
+    out: dict[str, list[tuple]] = {}
+    for path in sorted(tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != "scalars":
+                    continue
+                number = float(tf.make_ndarray(value.tensor))
+                out.setdefault(value.tag, []).append((int(event.step), number))
+    return out

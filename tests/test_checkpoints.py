@@ -120,7 +120,7 @@ def _write_tf1_checkpoint(prefix, tensors):
     )
 
 
-def test_backbone_only_checkpoint_initialises_the_backbone(tmp_path, fixture_model):
+def test_backbone_only_checkpoint_initializes_the_backbone(tmp_path, fixture_model):
     """An ImageNet checkpoint holds backbone variables (plus its classifier, ignored)."""
     backbone = {
         name: v.numpy()

@@ -63,10 +63,10 @@ def test_label_to_color_image_rejects_bad_labels(label):
 
 def test_overlay():
     image = np.full((2, 2, 3), 100, np.uint8)
-    colour = np.full((2, 2, 3), 200, np.uint8)
-    np.testing.assert_array_equal(colormaps.overlay(image, colour, 0.5), 150)
-    np.testing.assert_array_equal(colormaps.overlay(image, colour, 0.0), 100)
+    color = np.full((2, 2, 3), 200, np.uint8)
+    np.testing.assert_array_equal(colormaps.overlay(image, color, 0.5), 150)
+    np.testing.assert_array_equal(colormaps.overlay(image, color, 0.0), 100)
     with pytest.raises(ValueError):
-        colormaps.overlay(image, colour, 1.5)
+        colormaps.overlay(image, color, 1.5)
     with pytest.raises(ValueError):
-        colormaps.overlay(image, colour[:1], 0.5)
+        colormaps.overlay(image, color[:1], 0.5)

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab.data import pipeline
+from deeplab.data.config import DataConfig
 from tests import data_fixtures as fx
 
 
@@ -30,13 +31,15 @@ def _good(rng, size=(8, 10)):
 
 def _read(root, skip=False, split="val"):
     ds = pipeline.build_dataset(
-        "synthetic",
-        root,
-        split,
-        crop_size=(12, 12),
-        batch_size=1,
-        is_training=False,
-        skip_bad_examples=skip,
+        DataConfig(
+            "synthetic",
+            root,
+            split,
+            crop_size=(12, 12),
+            batch_size=1,
+            is_training=False,
+            skip_bad_examples=skip,
+        )
     )
     return [b["image_name"][0].decode() for b in ds.as_numpy_iterator()]
 
@@ -139,7 +142,7 @@ def test_grayscale_and_rgba_images_are_converted(tmp_path):
         },
     )
     ds = pipeline.build_dataset(
-        "synthetic", root, "val", crop_size=(8, 10), batch_size=2, is_training=False
+        DataConfig("synthetic", root, "val", crop_size=(8, 10), batch_size=2, is_training=False)
     )
     batch = next(iter(ds))
     assert batch["image"].shape == (2, 8, 10, 3)

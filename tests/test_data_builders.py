@@ -28,7 +28,7 @@ def _records(output_dir, split):
     return out
 
 
-def test_voc_builder_removes_colour_map(tmp_path):
+def test_voc_builder_removes_color_map(tmp_path):
     rng = np.random.default_rng(0)
     root = str(tmp_path / "VOC2012")
     data = fx.write_voc_folder(
@@ -139,7 +139,7 @@ def test_synthetic_scenes_are_deterministic_and_varied():
     assert classes == set(range(num_classes)) | {255}  # incl. ignore borders
 
 
-def _colour_pixels(split, num_images):
+def _color_pixels(split, num_images):
     pixels, labels = [], []
     for index in range(num_images):
         image, label = synthetic.generate_example(0, split, index)
@@ -149,7 +149,7 @@ def _colour_pixels(split, num_images):
     return np.concatenate(pixels), np.concatenate(labels)
 
 
-def _colour_baseline_ious(bins=16):
+def _color_baseline_ious(bins=16):
     """Per-class val IoU of the best per-pixel colour classifier: for each cell
     of a bins^3 RGB histogram, the class most frequent there on train images."""
     num_classes = descriptors.get_dataset_info("synthetic").num_classes
@@ -158,10 +158,10 @@ def _colour_baseline_ious(bins=16):
         q = (pixels // (256 // bins)).astype(np.int64)
         return (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
 
-    train_pixels, train_labels = _colour_pixels("train", 100)
+    train_pixels, train_labels = _color_pixels("train", 100)
     counts = np.zeros((bins**3, num_classes))
     np.add.at(counts, (cell(train_pixels), train_labels), 1)
-    val_pixels, val_labels = _colour_pixels("val", 30)
+    val_pixels, val_labels = _color_pixels("val", 30)
     predicted = counts.argmax(1)[cell(val_pixels)]
     return np.array(
         [
@@ -172,8 +172,8 @@ def _colour_baseline_ious(bins=16):
     )
 
 
-def test_synthetic_colour_alone_does_not_solve_it():
-    ious = _colour_baseline_ious()
+def test_synthetic_color_alone_does_not_solve_it():
+    ious = _color_baseline_ious()
     # Colour finds the background and narrows an object to its pair of classes
     # (about 0.43 mIoU); telling the pair apart takes shape and structure.
     assert ious[0] > 0.9

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab.data import descriptors, pipeline, synthetic, tfrecord
+from deeplab.data.config import DataConfig
 
 NUM_CLASSES = descriptors.get_dataset_info("synthetic").num_classes
 
@@ -55,16 +56,18 @@ def test_cli_writes_official_shards(synthetic_dir):
 
 def test_training_batches(synthetic_dir):
     ds = pipeline.build_dataset(
-        "synthetic",
-        synthetic_dir,
-        "train",
-        crop_size=(33, 41),
-        batch_size=4,
-        is_training=True,
-        min_scale_factor=0.5,
-        max_scale_factor=2.0,
-        scale_factor_step_size=0.25,
-        seed=3,
+        DataConfig(
+            "synthetic",
+            synthetic_dir,
+            "train",
+            crop_size=(33, 41),
+            batch_size=4,
+            is_training=True,
+            min_scale_factor=0.5,
+            max_scale_factor=2.0,
+            scale_factor_step_size=0.25,
+            seed=3,
+        )
     )
     labels = set()
     for batch in ds.take(5):  # 20 > 12 images: repeats forever by default
@@ -86,17 +89,19 @@ def test_training_batches(synthetic_dir):
 def test_deterministic_mode_repeats_exactly(synthetic_dir):
     def first_batches(seed):
         ds = pipeline.build_dataset(
-            "synthetic",
-            synthetic_dir,
-            "train",
-            crop_size=(25, 25),
-            batch_size=3,
-            is_training=True,
-            min_scale_factor=0.5,
-            max_scale_factor=1.5,
-            scale_factor_step_size=0.25,
-            seed=seed,
-            deterministic=True,
+            DataConfig(
+                "synthetic",
+                synthetic_dir,
+                "train",
+                crop_size=(25, 25),
+                batch_size=3,
+                is_training=True,
+                min_scale_factor=0.5,
+                max_scale_factor=1.5,
+                scale_factor_step_size=0.25,
+                seed=seed,
+                deterministic=True,
+            )
         )
         return [b for b in ds.take(3).as_numpy_iterator()]
 
@@ -109,7 +114,9 @@ def test_deterministic_mode_repeats_exactly(synthetic_dir):
 
 def test_eval_every_image_once_in_order_with_oversize(synthetic_dir):
     ds = pipeline.build_dataset(
-        "synthetic", synthetic_dir, "val", crop_size=(49, 49), batch_size=2, is_training=False
+        DataConfig(
+            "synthetic", synthetic_dir, "val", crop_size=(49, 49), batch_size=2, is_training=False
+        )
     )
     batches = list(ds.as_numpy_iterator())
     names = [n.decode() for b in batches for n in b["image_name"]]
@@ -134,13 +141,15 @@ def _per_worker_names(synthetic_dir, split, workers):
             num_input_pipelines=workers, input_pipeline_id=worker, num_replicas_in_sync=workers
         )
         ds = pipeline.build_dataset(
-            "synthetic",
-            synthetic_dir,
-            split,
-            crop_size=(17, 17),
-            batch_size=2 * workers,
-            is_training=False,
-            input_context=context,
+            DataConfig(
+                "synthetic",
+                synthetic_dir,
+                split,
+                crop_size=(17, 17),
+                batch_size=2 * workers,
+                is_training=False,
+            ),
+            context,
         )
         batches = list(ds.as_numpy_iterator())
         assert all(len(b["image_name"]) <= 2 for b in batches)  # per replica
@@ -159,14 +168,16 @@ def test_distribute_datasets_from_function(synthetic_dir):
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     dist = strategy.distribute_datasets_from_function(
         lambda ctx: pipeline.build_dataset(
-            "synthetic",
-            synthetic_dir,
-            "train",
-            crop_size=(17, 17),
-            batch_size=4,
-            is_training=True,
-            input_context=ctx,
-            seed=0,
+            DataConfig(
+                "synthetic",
+                synthetic_dir,
+                "train",
+                crop_size=(17, 17),
+                batch_size=4,
+                is_training=True,
+                seed=0,
+            ),
+            ctx,
         )
     )
     batch = next(iter(dist))
@@ -175,16 +186,18 @@ def test_distribute_datasets_from_function(synthetic_dir):
 
 def test_cache_and_finite_repeat(synthetic_dir, tmp_path):
     ds = pipeline.build_dataset(
-        "synthetic",
-        synthetic_dir,
-        "train",
-        crop_size=(21, 21),
-        batch_size=5,
-        is_training=True,
-        cache=str(tmp_path / "cache"),
-        repeat=2,
-        drop_remainder=False,
-        seed=1,
+        DataConfig(
+            "synthetic",
+            synthetic_dir,
+            "train",
+            crop_size=(21, 21),
+            batch_size=5,
+            is_training=True,
+            cache=str(tmp_path / "cache"),
+            repeat=2,
+            drop_remainder=False,
+            seed=1,
+        )
     )
     sizes = [len(b["image_name"]) for b in ds.as_numpy_iterator()]
     assert sum(sizes) == 24 and sizes[-1] == 4
@@ -205,9 +218,11 @@ def test_synthetic_ensure_builds_once(tmp_path):
 def test_unknown_source_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="No data for split"):
         pipeline.build_dataset(
-            "synthetic", str(tmp_path), "train", crop_size=9, batch_size=1, is_training=True
+            DataConfig(
+                "synthetic", str(tmp_path), "train", crop_size=9, batch_size=1, is_training=True
+            )
         )
     with pytest.raises(ValueError, match="known datasets"):
         pipeline.build_dataset(
-            "coco", str(tmp_path), "train", crop_size=9, batch_size=1, is_training=True
+            DataConfig("coco", str(tmp_path), "train", crop_size=9, batch_size=1, is_training=True)
         )

@@ -9,12 +9,13 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from deeplab.data import pipeline, tfrecord
+from deeplab.data.config import DataConfig
 from tests import data_fixtures as fx
 
 
 def _eval_batches(name, data_dir, split, crop, **kwargs):
     ds = pipeline.build_dataset(
-        name, data_dir, split, crop_size=crop, batch_size=1, is_training=False, **kwargs
+        DataConfig(name, data_dir, split, crop_size=crop, batch_size=1, is_training=False, **kwargs)
     )
     return list(ds.as_numpy_iterator())
 
@@ -133,13 +134,15 @@ def test_tfds_oxford_pet_with_mock_data():
 def test_tfds_training_batches_with_mock_data():
     with tfds.testing.mock_data(as_dataset_fn=_pet_as_dataset):
         ds = pipeline.build_dataset(
-            "tfds:oxford_iiit_pet",
-            None,
-            "train",
-            crop_size=(6, 6),
-            batch_size=2,
-            is_training=True,
-            seed=1,
+            DataConfig(
+                "tfds:oxford_iiit_pet",
+                None,
+                "train",
+                crop_size=(6, 6),
+                batch_size=2,
+                is_training=True,
+                seed=1,
+            )
         )
         batch = next(iter(ds))
     assert batch["image"].shape == (2, 6, 6, 3)

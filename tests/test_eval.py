@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import evaluation, inference, metrics
+from deeplab import checkpoint_polling, cli_flags, eval_results, evaluation, inference, metrics
 from tests import eval_fixtures
 
 EVAL_CROP = (97, 97)
@@ -24,15 +24,18 @@ def run(tmp_path_factory):
 
 
 def _val_dataset(run, batch_size=2):
+    from deeplab.data.config import DataConfig
     from deeplab.data.pipeline import build_dataset
 
     return build_dataset(
-        "synthetic",
-        run.data_dir,
-        "val",
-        crop_size=EVAL_CROP,
-        batch_size=batch_size,
-        is_training=False,
+        DataConfig(
+            "synthetic",
+            run.data_dir,
+            "val",
+            crop_size=EVAL_CROP,
+            batch_size=batch_size,
+            is_training=False,
+        )
     )
 
 
@@ -61,21 +64,21 @@ def test_evaluate_counts_every_labelled_pixel_once(run):
     assert results["pixel_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
     assert 0.0 <= results["miou"] <= 1.0
     # JSON: valid (NaN -> null), per-class IoU as a list in class order, names attached.
-    data = evaluation.results_to_json(results)
+    data = eval_results.results_to_json(results)
     json.dumps(data, allow_nan=False)
     assert list(data["per_class_iou_by_name"]) == [f"c{i}" for i in range(7)]
 
 
 def test_checkpoint_helpers(run, tmp_path):
-    assert evaluation.checkpoint_step(run.checkpoint) == max(eval_fixtures.CHECKPOINT_STEPS)
-    assert not evaluation.is_static_checkpoint(run.run_dir)
-    assert evaluation.is_static_checkpoint(run.checkpoint)
-    assert list(evaluation.checkpoints_to_evaluate(run.checkpoint)) == [run.checkpoint]
-    assert evaluation.parse_float_list(["0.5,0.75", "1.0"]) == [0.5, 0.75, 1.0]
-    assert evaluation.metric_tag([0.5, 1.0], True) == "miou_0.5_1.0_flipped"
+    assert checkpoint_polling.checkpoint_step(run.checkpoint) == max(eval_fixtures.CHECKPOINT_STEPS)
+    assert not checkpoint_polling.is_static_checkpoint(run.run_dir)
+    assert checkpoint_polling.is_static_checkpoint(run.checkpoint)
+    assert list(checkpoint_polling.checkpoints_to_evaluate(run.checkpoint)) == [run.checkpoint]
+    assert cli_flags.parse_float_list(["0.5,0.75", "1.0"]) == [0.5, 0.75, 1.0]
+    assert eval_results.metric_tag([0.5, 1.0], True) == "miou_0.5_1.0_flipped"
     cm = np.array([[4, 1], [0, 3]])
-    evaluation.save_confusion_matrix_csv(cm, str(tmp_path / "cm.csv"), ["a", "b"])
-    back, names = evaluation.read_confusion_matrix_csv(str(tmp_path / "cm.csv"))
+    eval_results.save_confusion_matrix_csv(cm, str(tmp_path / "cm.csv"), ["a", "b"])
+    back, names = eval_fixtures.read_confusion_matrix_csv(str(tmp_path / "cm.csv"))
     np.testing.assert_array_equal(back, cm)
     assert names == ["a", "b"]
 
@@ -145,7 +148,7 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
     assert "eval/miou_0.75_1.25_flipped_overall" in output
 
     eval_dir = train_dir / "eval"
-    cm, names = evaluation.read_confusion_matrix_csv(str(eval_dir / "confusion_matrix.csv"))
+    cm, names = eval_fixtures.read_confusion_matrix_csv(str(eval_dir / "confusion_matrix.csv"))
     assert names[:2] == ["background", "disc"]
     np.testing.assert_array_equal(cm, np.array(data["confusion_matrix"]))
     assert metrics.iou_from_confusion_matrix(cm)["miou"] == pytest.approx(data["miou"])
@@ -153,7 +156,7 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
     table = (eval_dir / "results.txt").read_text()
     assert "striped_bar" in table and "mIoU" in table
 
-    scalars = evaluation.read_scalar_summaries(str(eval_dir))
+    scalars = eval_fixtures.read_scalar_summaries(str(eval_dir))
     overall = scalars["eval/miou_0.75_1.25_flipped_overall"]
     assert [step for step, _ in overall] == [first, second]
     assert overall[-1][1] == pytest.approx(data["miou"], abs=1e-6)

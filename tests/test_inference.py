@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import ModelOptions, build_deeplab, inference
+from deeplab import ModelOptions, build_deeplab, cli_flags, inference, layers, run_options
 from tests import eval_fixtures
 
 TINY = dict(
@@ -67,9 +67,9 @@ def _official_multi_scale(model, images, scales, flip, stride):
 
 
 def test_scale_dimension_is_the_official_formula():
-    assert inference.scale_dimension(513, 0.5) == 257
-    assert inference.scale_dimension(513, 1.75) == 897
-    assert int(inference.scale_dimension(tf.constant(513), 0.75)) == 385
+    assert layers.scale_dimension(513, 0.5) == 257
+    assert layers.scale_dimension(513, 1.75) == 897
+    assert int(layers.scale_dimension(tf.constant(513), 0.75)) == 385
 
 
 def test_single_scale_equals_the_model_softmax(models):
@@ -121,18 +121,18 @@ def test_options_from_training_json_and_explicit_flags(tmp_path):
     saved = dict(ModelOptions(**TINY, crop_size=(65, 65)).__dict__)
     saved.update(dataset="synthetic", dataset_dir="somewhere")
     (tmp_path / "model_options.json").write_text(json.dumps(saved, default=list))
-    fields, dataset = inference.read_model_options_file(str(tmp_path / "model_options.json"))
+    fields, dataset = run_options.read_model_options_file(str(tmp_path / "model_options.json"))
     assert dataset == "synthetic" and fields["depth_multiplier"] == 0.25
     flag_options = ModelOptions(model_variant="xception_65", output_stride=8)
     merged = inference.merge_model_options(flag_options, {"output_stride"}, fields)
     assert merged.model_variant == "mobilenet_v2" and merged.output_stride == 8
     final = inference.inference_options(merged)
     assert final.crop_size is None and not final.upsample_logits
-    assert inference.find_model_options_file(str(tmp_path / "ckpt-5")) == str(
+    assert run_options.find_model_options_file(str(tmp_path / "ckpt-5")) == str(
         tmp_path / "model_options.json"
     )
-    assert inference.resolve_dataset(None, None, saved) == ("synthetic", "somewhere")
-    assert inference.resolve_dataset(None, "/voc") == ("pascal_voc_seg", "/voc")
+    assert cli_flags.resolve_dataset(None, None, saved) == ("synthetic", "somewhere")
+    assert cli_flags.resolve_dataset(None, "/voc") == ("pascal_voc_seg", "/voc")
 
 
 def test_official_checkpoint_reproduces_the_official_logits():

@@ -42,9 +42,10 @@ def exports(run, tmp_path_factory):
 
 def _val_images(data_dir):
     from deeplab.data import pipeline
+    from deeplab.data.config import DataConfig
 
     data = pipeline.build_dataset(
-        "synthetic", data_dir, "val", crop_size=SIZE, batch_size=1, is_training=False
+        DataConfig("synthetic", data_dir, "val", crop_size=SIZE, batch_size=1, is_training=False)
     )
     for example in data:
         height, width = int(example["height"][0]), int(example["width"][0])

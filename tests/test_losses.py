@@ -100,7 +100,7 @@ def test_upsample_logits_or_downsample_labels():
     assert float(down) == pytest.approx(want, rel=1e-5)
 
 
-def test_sum_and_count_normalise_globally():
+def test_sum_and_count_normalize_globally():
     total, count = losses.cross_entropy_sum_and_count(
         tf.constant(LOGITS), tf.constant(LABELS), num_classes=3, ignore_label=IGNORE
     )

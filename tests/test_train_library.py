@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab import run_options
 from deeplab.config import ModelOptions
 from deeplab.data import synthetic
 from deeplab.training import (
@@ -14,7 +15,6 @@ from deeplab.training import (
     NonFiniteLossError,
     TrainConfig,
     Trainer,
-    checkpointing,
 )
 
 CROP = 49
@@ -216,11 +216,11 @@ def test_batch_of_one_summaries_and_rerun_when_done(tmp_path):
     } <= tags
     again = Trainer(config, dataset_fn=fixed_batches(num_images=1), model_fn=small_model).run()
     assert again == {"step": 3, "steps_run": 0, "already_done": True}
-    options = checkpointing.read_model_options(str(tmp_path))
+    _, options = run_options.saved_run_info(str(tmp_path))
     assert options["model_variant"] == "mobilenet_v2" and options["dataset"] == "synthetic"
 
 
-def test_initialise_from_checkpoint_skipping_the_last_layers(tmp_path):
+def test_initialize_from_checkpoint_skipping_the_last_layers(tmp_path):
     first = tmp_path / "first"
     Trainer(make_config(first, steps=1), dataset_fn=fixed_batches()).run()
     first_ckpt = tf.train.latest_checkpoint(str(first))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeplab import colormaps, evaluation
+from deeplab import colormaps, visualization
 from tests import eval_fixtures
 
 
@@ -17,37 +17,37 @@ def run(tmp_path_factory):
 
 def test_cityscapes_train_ids_to_label_ids():
     expected = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
-    np.testing.assert_array_equal(evaluation.train_id_to_label_id(np.arange(19)), expected)
-    converted = evaluation.train_id_to_label_id(np.array([[0, 18], [13, 2]]))
+    np.testing.assert_array_equal(visualization.train_id_to_label_id(np.arange(19)), expected)
+    converted = visualization.train_id_to_label_id(np.array([[0, 18], [13, 2]]))
     np.testing.assert_array_equal(converted, [[7, 33], [26, 11]])
     assert converted.dtype == np.uint8
     with pytest.raises(ValueError):
-        evaluation.train_id_to_label_id(np.array([19]))
+        visualization.train_id_to_label_id(np.array([19]))
 
 
 @pytest.mark.parametrize("dataset", ["pascal_voc_seg", "cityscapes", "ade20k"])
-def test_colour_maps_of_the_three_datasets(dataset):
+def test_color_maps_of_the_three_datasets(dataset):
     label = np.array([[0, 1], [2, 3]])
-    color = evaluation.colorize_label(label, colormaps.get_colormap(dataset))
+    color = colormaps.colorize(label, colormaps.get_colormap(dataset))
     assert color.shape == (2, 2, 3) and color.dtype == np.uint8
     assert len({tuple(c) for c in color.reshape(-1, 3)}) == 4 or dataset == "ade20k"
 
 
 def test_ignore_label_is_drawn_white_when_it_is_not_a_class():
     cmap = colormaps.get_colormap("pascal_voc_seg")
-    color = evaluation.colorize_label(np.array([[0, 255]]), cmap, ignore_label=255, num_classes=21)
+    color = colormaps.colorize(np.array([[0, 255]]), cmap, ignore_label=255, num_classes=21)
     np.testing.assert_array_equal(color[0, 1], [255, 255, 255])
     np.testing.assert_array_equal(color[0, 0], cmap[0])
 
 
-def test_save_visualisation_writes_image_prediction_overlay_and_figure(tmp_path):
+def test_save_visualization_writes_image_prediction_overlay_and_figure(tmp_path):
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 255, (31, 45, 3))
     prediction = rng.integers(0, 3, (31, 45))
     label = prediction.copy()
     label[0] = 255
     cmap = colormaps.get_colormap("pascal_voc_seg")
-    paths = evaluation.save_visualisation(
+    paths = visualization.save_visualization(
         str(tmp_path),
         7,
         image,
@@ -71,7 +71,7 @@ def test_save_visualisation_writes_image_prediction_overlay_and_figure(tmp_path)
     assert figure.size[0] > figure.size[1] > 0  # panels side by side
 
 
-def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
+def test_vis_cli_writes_color_predictions_and_raw_label_ids(run, tmp_path):
     vis_dir = tmp_path / "vis"
     result = eval_fixtures.run_cli(
         "vis.py",
@@ -92,17 +92,20 @@ def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
     assert not (results / "000003_image.png").exists()
     raw = sorted((vis_dir / "raw_segmentation_results").iterdir())
     assert [p.name for p in raw] == ["val_000000.png", "val_000001.png", "val_000002.png"]
+    from deeplab.data.config import DataConfig
     from deeplab.data.pipeline import build_dataset
 
     first = next(
         iter(
             build_dataset(
-                "synthetic",
-                run.data_dir,
-                "val",
-                crop_size=(97, 97),
-                batch_size=1,
-                is_training=False,
+                DataConfig(
+                    "synthetic",
+                    run.data_dir,
+                    "val",
+                    crop_size=(97, 97),
+                    batch_size=1,
+                    is_training=False,
+                )
             )
         )
     )
@@ -110,12 +113,12 @@ def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
     raw0 = np.asarray(Image.open(raw[0]))
     assert raw0.shape == (height, width)  # the original size, not the padded one
     # Cityscapes colour map: predictions saved as label ids.
-    assert set(np.unique(raw0)) <= set(evaluation.CITYSCAPES_TRAIN_ID_TO_LABEL_ID[:7])
+    assert set(np.unique(raw0)) <= set(visualization.CITYSCAPES_TRAIN_ID_TO_LABEL_ID[:7])
     image0 = np.asarray(Image.open(results / "000000_image.png"))
     assert image0.shape == (height, width, 3)
     prediction0 = np.asarray(Image.open(results / "000000_prediction.png"))
     cmap = colormaps.get_colormap("cityscapes")
-    train_ids = np.searchsorted(evaluation.CITYSCAPES_TRAIN_ID_TO_LABEL_ID, raw0)
+    train_ids = np.searchsorted(visualization.CITYSCAPES_TRAIN_ID_TO_LABEL_ID, raw0)
     np.testing.assert_array_equal(prediction0, cmap[train_ids])
 
 

@@ -40,7 +40,7 @@ def palette_lookup_table(palette):
     )
 
 
-def decode_label(data, colour_table=None):
+def decode_label(data, color_table=None):
     """Decodes a label PNG to int32 [H, W, 1] and an error string.
 
     A single-channel PNG (the official format) gives its values. A colour label
@@ -55,8 +55,8 @@ def decode_label(data, colour_table=None):
     def single():
         return tf.cast(raw[..., :1], tf.int32), tf.constant("")
 
-    def colour():
-        if colour_table is None:
+    def color():
+        if color_table is None:
             return (
                 tf.zeros_like(tf.cast(raw[..., :1], tf.int32)),
                 tf.constant(
@@ -66,14 +66,14 @@ def decode_label(data, colour_table=None):
             )
         rgb = tf.cast(raw[..., :3], tf.int64)
         codes = rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
-        return tf.cast(colour_table.lookup(codes), tf.int32)[..., tf.newaxis], tf.constant("")
+        return tf.cast(color_table.lookup(codes), tf.int32)[..., tf.newaxis], tf.constant("")
 
-    label, error = tf.cond(channels >= 3, colour, single)
+    label, error = tf.cond(channels >= 3, color, single)
     label.set_shape([None, None, 1])
     return label, error
 
 
-def read_and_decode(raw, colour_table=None):
+def read_and_decode(raw, color_table=None):
     """Turns a raw element into a decoded one (may raise on corrupt data).
 
     raw: dict with 'image_name', 'source' and either 'image_bytes' /
@@ -93,7 +93,7 @@ def read_and_decode(raw, colour_table=None):
     has_label = tf.not_equal(label_bytes, "")
     label, error = tf.cond(
         has_label,
-        lambda: decode_label(label_bytes, colour_table),
+        lambda: decode_label(label_bytes, color_table),
         lambda: (tf.zeros([0, 0, 1], tf.int32), tf.constant("")),
     )
     return {
@@ -119,15 +119,13 @@ def _failed(raw):
     }
 
 
-def decode_dataset(
-    raw_dataset, colour_table=None, deterministic=True, parallelism=tf.data.AUTOTUNE
-):
+def decode_dataset(raw_dataset, color_table=None, deterministic=True, parallelism=tf.data.AUTOTUNE):
     """Decodes a dataset of raw elements; failures become elements with 'error'."""
 
     def safe_decode(raw):
         good = (
             tf.data.Dataset.from_tensors(raw)
-            .map(lambda r: read_and_decode(r, colour_table))
+            .map(lambda r: read_and_decode(r, color_table))
             .ignore_errors()
         )
         fallback = tf.data.Dataset.from_tensors(raw).map(_failed)

@@ -14,9 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab.data import decode, descriptors, preprocess, readers
-
-DEFAULT_SHUFFLE_BUFFER = 256
-EVAL_SIZE_MULTIPLE = 16
+from deeplab.data.config import DataConfig
 
 
 def _resolve_info(dataset_name):
@@ -88,65 +86,15 @@ def _source(
     pairs.names = readers.shard_list(pairs.names, input_context)
     # Colour labels (palette PNGs such as VOC SegmentationClass/, or RGB) are
     # mapped back to indices through the dataset palette.
-    colour_table = decode.palette_lookup_table(info.palette) if info is not None else None
-    return readers.folder_dataset(pairs), False, colour_table, True
+    color_table = decode.palette_lookup_table(info.palette) if info is not None else None
+    return readers.folder_dataset(pairs), False, color_table, True
 
 
-def build_dataset(
-    dataset_name,
-    dataset_dir,
-    split,
-    *,
-    crop_size,
-    batch_size,
-    is_training,
-    min_scale_factor=1.0,
-    max_scale_factor=1.0,
-    scale_factor_step_size=0.0,
-    min_resize_value=None,
-    max_resize_value=None,
-    resize_factor=None,
-    seed=None,
-    deterministic=False,
-    cache=False,
-    num_readers=4,
-    input_context=None,
-    skip_bad_examples=False,
-    repeat=None,
-    drop_remainder=None,
-    model_variant=None,
-    shuffle_buffer=DEFAULT_SHUFFLE_BUFFER,
-    eval_size_multiple=EVAL_SIZE_MULTIPLE,
-):
-    """Builds the training or evaluation tf.data pipeline.
+def build_dataset(config: DataConfig, input_context=None):
+    """Builds the training or evaluation tf.data pipeline of `config`.
 
-    Args:
-      dataset_name: a descriptor name ('pascal_voc_seg', 'cityscapes',
-        'ade20k', 'synthetic', ...) or 'tfds:NAME'.
-      dataset_dir: TFRecord folder, VOC folder, images/+labels/ folder, or the
-        TFDS data_dir (see module docstring).
-      split: split name, e.g. 'train', 'val', 'train_fine'.
-      crop_size: (height, width) or an int.
-      batch_size: global batch size (per-replica size taken from input_context).
-      is_training: augment, shuffle and repeat when True.
-      min_scale_factor, max_scale_factor, scale_factor_step_size: random scale.
-      min_resize_value, max_resize_value, resize_factor: resize to range.
-      seed: shuffle / augmentation seed; deterministic=True uses 0 when None.
-      deterministic: fixed element order and augmentation (slower). Always on
-        in evaluation, which reads shards one after the other.
-      cache: False, True (memory) or a file path prefix; caches decoded,
-        validated examples before augmentation.
-      num_readers: TFRecord shards read in parallel.
-      input_context: tf.distribute.InputContext; shards by file when there are
-        at least as many shards as input pipelines, else by element.
-      skip_bad_examples: drop bad examples (logged with a count) instead of
-        raising an error that names the file.
-      repeat: None = forever in training, once in evaluation; or an int count.
-      drop_remainder: None = True in training, False in evaluation.
-      model_variant: chooses the padding mean pixel (127.5 for ours).
-      shuffle_buffer: examples in the shuffle buffer (training).
-      eval_size_multiple: evaluation images larger than crop_size are padded to
-        crop_size + k * eval_size_multiple (kept whole, never cropped).
+    `input_context`: a tf.distribute.InputContext; shards by file when there are at least as
+    many shards as input pipelines, else by element.
 
     Returns:
       A dataset of dicts: 'image' float32 [B, H, W, 3] (0..255, padding 127.5),
@@ -155,9 +103,11 @@ def build_dataset(
       crop_size. Evaluation: H, W = crop_size unless an image of the batch is
       larger; then the batch is padded to that image's valid size.
     """
-    if isinstance(crop_size, int):
-        crop_size = (crop_size, crop_size)
-    crop_height, crop_width = (int(s) for s in crop_size)
+    dataset_name, split, is_training = config.dataset_name, config.split, config.is_training
+    crop_height, crop_width = config.crop_size
+    deterministic, num_readers, seed = config.deterministic, config.num_readers, config.seed
+    repeat, drop_remainder, batch_size = config.repeat, config.drop_remainder, config.batch_size
+    skip_bad_examples, model_variant = config.skip_bad_examples, config.model_variant
     info = _resolve_info(dataset_name)
     ignore_label = info.ignore_label if info else 255
     num_classes = info.num_classes if info else None
@@ -173,9 +123,9 @@ def build_dataset(
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
 
-    dataset, is_decoded, colour_table, sharded = _source(
+    dataset, is_decoded, color_table, sharded = _source(
         dataset_name,
-        dataset_dir,
+        config.dataset_dir,
         split,
         info,
         is_training=is_training,
@@ -190,7 +140,7 @@ def build_dataset(
 
     def decode_and_check(ds):
         if not is_decoded:
-            ds = decode.decode_dataset(ds, colour_table, deterministic=deterministic)
+            ds = decode.decode_dataset(ds, color_table, deterministic=deterministic)
         ds = ds.map(
             lambda e: decode.validate(e, num_classes, ignore_label),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -198,16 +148,16 @@ def build_dataset(
         )
         return decode.raise_or_skip(ds, skip_bad_examples, deterministic)
 
-    if cache:
+    if config.cache:
         dataset = decode_and_check(dataset)
-        dataset = dataset.cache(cache if isinstance(cache, str) else "")
+        dataset = dataset.cache(config.cache if isinstance(config.cache, str) else "")
         dataset = dataset.repeat(repeat) if repeat != 1 else dataset
         if is_training:
-            dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+            dataset = dataset.shuffle(config.shuffle_buffer, seed=seed)
     else:
         dataset = dataset.repeat(repeat) if repeat != 1 else dataset
         if is_training:  # Shuffle encoded examples: cheaper than decoded ones.
-            dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+            dataset = dataset.shuffle(config.shuffle_buffer, seed=seed)
         dataset = decode_and_check(dataset)
 
     if is_training:
@@ -223,12 +173,12 @@ def build_dataset(
             label,
             crop_height,
             crop_width,
-            min_resize_value=min_resize_value,
-            max_resize_value=max_resize_value,
-            resize_factor=resize_factor,
-            min_scale_factor=min_scale_factor,
-            max_scale_factor=max_scale_factor,
-            scale_factor_step_size=scale_factor_step_size,
+            min_resize_value=config.min_resize_value,
+            max_resize_value=config.max_resize_value,
+            resize_factor=config.resize_factor,
+            min_scale_factor=config.min_scale_factor,
+            max_scale_factor=config.max_scale_factor,
+            scale_factor_step_size=config.scale_factor_step_size,
             ignore_label=ignore_label,
             is_training=is_training,
             model_variant=model_variant,
@@ -241,7 +191,7 @@ def build_dataset(
                 crop_height,
                 crop_width,
                 ignore_label,
-                eval_size_multiple,
+                config.eval_size_multiple,
                 model_variant,
             )
         shape = tf.shape(example["image"])
@@ -289,7 +239,7 @@ def build_dataset(
         "Input pipeline: %s split %r from %s (training=%s).",
         dataset_name,
         split,
-        dataset_dir,
+        config.dataset_dir,
         is_training,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)

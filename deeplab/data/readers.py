@@ -27,7 +27,7 @@ class FolderPairs:
     images: List[str]
     labels: List[str]
     names: List[str]
-    colour_labels: bool = False  # labels are palette/RGB PNGs
+    color_labels: bool = False  # labels are palette/RGB PNGs
 
 
 def _check_pairs(images, labels, names, skip_missing, where):
@@ -97,7 +97,7 @@ def list_voc_split(voc_root, split, skip_missing=False):
     images = [os.path.join(voc_root, "JPEGImages", n + ".jpg") for n in names]
     labels = [os.path.join(voc_root, label_dir, n + ".png") for n in names]
     images, labels, names = _check_pairs(images, labels, names, skip_missing, list_path)
-    return FolderPairs(images, labels, names, colour_labels=label_dir == VOC_PALETTE_DIR)
+    return FolderPairs(images, labels, names, color_labels=label_dir == VOC_PALETTE_DIR)
 
 
 def _files_by_stem(folder):
@@ -221,9 +221,9 @@ def tfds_feature_keys(features) -> Tuple[str, str]:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     images = {k: v for k, v in features.items() if isinstance(v, tfds.features.Image)}
-    colour = [k for k, v in images.items() if v.shape[-1] == 3]
+    color = [k for k, v in images.items() if v.shape[-1] == 3]
     masks = [k for k, v in images.items() if v.shape[-1] == 1]
-    image_key = "image" if "image" in colour else (colour[0] if colour else None)
+    image_key = "image" if "image" in color else (color[0] if color else None)
     mask_key = next((k for k in _MASK_FEATURE_NAMES if k in masks), masks[0] if masks else None)
     if image_key is None or mask_key is None:
         raise ValueError(

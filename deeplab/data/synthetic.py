@@ -49,12 +49,12 @@ _HUE_FAMILIES = {
 }
 
 
-def _hsv_colour(hue_degrees, saturation, value):
+def _hsv_color(hue_degrees, saturation, value):
     """An RGB colour in [0, 255] from a hue in degrees, saturation and value."""
     return 255.0 * np.array(colorsys.hsv_to_rgb((hue_degrees / 360.0) % 1.0, saturation, value))
 
 
-def _object_colours(rng, class_id):
+def _object_colors(rng, class_id):
     """The fill colour of an object and the second colour of its structure.
 
     Both come from the class's hue family: bright and saturated, the second
@@ -63,8 +63,8 @@ def _object_colours(rng, class_id):
     hue = rng.uniform(*_HUE_FAMILIES[class_id])
     saturation = rng.uniform(0.55, 1.0)
     value = rng.uniform(0.75, 1.0)
-    second = _hsv_colour(hue + rng.uniform(-10, 10), saturation, value * rng.uniform(0.35, 0.55))
-    return _hsv_colour(hue, saturation, value), second
+    second = _hsv_color(hue + rng.uniform(-10, 10), saturation, value * rng.uniform(0.35, 0.55))
+    return _hsv_color(hue, saturation, value), second
 
 
 def _shape_mask(class_id, u, v, radius):
@@ -152,7 +152,7 @@ def generate_example(
     height = int(rng.integers(min_size, max_size + 1))
     width = int(rng.integers(min_size, max_size + 1))
     # Background: a random greyish base colour, smooth blotches, a gradient.
-    base = _hsv_colour(rng.uniform(0, 360), rng.uniform(0.0, 0.25), rng.uniform(0.2, 0.9))
+    base = _hsv_color(rng.uniform(0, 360), rng.uniform(0.0, 0.25), rng.uniform(0.2, 0.9))
     image = (
         base
         + 40.0 * _smooth_noise(rng, height, width, int(rng.integers(3, 8)), 1)
@@ -175,8 +175,8 @@ def generate_example(
         mask = _shape_mask(class_id, u, v, radius)
         if not mask.any():
             continue
-        colour, second = _object_colours(rng, class_id)
-        fill = colour + rng.uniform(5, 20) * _smooth_noise(
+        color, second = _object_colors(rng, class_id)
+        fill = color + rng.uniform(5, 20) * _smooth_noise(
             rng, height, width, int(rng.integers(4, 10)), 3
         )
         pattern = _class_pattern(class_id, u, v, radius)

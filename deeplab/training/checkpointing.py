@@ -3,7 +3,7 @@
 Layout of `train_logdir` (our object-based checkpoints, see the shared contract):
 `ckpt-<step>.index/.data-*` and `checkpoint` written by `tf.train.CheckpointManager` over
 `tf.train.Checkpoint(model=model, step=global_step, optimizer=<optimizer, nested>)`, plus
-`model_options.json` so eval/vis/export can rebuild the same model.
+`model_options.json` (`deeplab.run_options`) so eval/vis/export can rebuild the same model.
 
 Multi-worker runs (backup and restore): every worker takes part in each save, the chief
 writes into `train_logdir`, the others into a private temp dir that is deleted right away;
@@ -13,8 +13,6 @@ on a file system all workers see, as in the TF multi-worker guide).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from typing import Optional
 
@@ -23,16 +21,10 @@ from absl import logging
 
 from deeplab.training import distribute
 
-MODEL_OPTIONS_FILE = "model_options.json"
-
 
 def latest_checkpoint(logdir: str) -> Optional[str]:
+    """The latest checkpoint of `logdir`, None when there is none (or no such directory)."""
     return tf.train.latest_checkpoint(logdir) if logdir and tf.io.gfile.isdir(logdir) else None
-
-
-def checkpoint_step(path: str) -> int:
-    """The step number in a `.../ckpt-<step>` prefix."""
-    return int(path.rsplit("-", 1)[-1])
 
 
 class TrainCheckpoint:
@@ -85,20 +77,3 @@ class TrainCheckpoint:
             distribute.remove_worker_dir(self.write_dir, self.logdir)
             path = os.path.join(self.logdir, f"ckpt-{step}")
         return path
-
-
-def write_model_options(logdir: str, model_options, **extra) -> str:
-    """Writes `model_options.json`: the ModelOptions fields plus `extra` (e.g. dataset)."""
-    data = dataclasses.asdict(model_options)
-    data.update(extra)
-    path = os.path.join(logdir, MODEL_OPTIONS_FILE)
-    tf.io.gfile.makedirs(logdir)
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=list)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-    return path
-
-
-def read_model_options(logdir: str) -> dict:
-    with tf.io.gfile.GFile(os.path.join(logdir, MODEL_OPTIONS_FILE)) as f:
-        return json.load(f)

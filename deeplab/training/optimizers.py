@@ -27,8 +27,6 @@ class TF1Momentum(keras.optimizers.Optimizer):
         self, learning_rate=0.01, momentum: float = 0.9, name: str = "TF1Momentum", **kwargs
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"--momentum={momentum} must be in [0, 1]")
         self.momentum = float(momentum)
 
     def build(self, variables):
@@ -65,8 +63,6 @@ def build_optimizer(
     if name == "momentum":
         opt = TF1Momentum(learning_rate=learning_rate, momentum=momentum)
     elif name == "adam":
-        if adam_learning_rate <= 0:
-            raise ValueError(f"--adam_learning_rate={adam_learning_rate} must be > 0")
         opt = keras.optimizers.Adam(learning_rate=adam_learning_rate, epsilon=adam_epsilon)
     else:
         raise ValueError(f"--optimizer={name!r} is not one of {OPTIMIZERS}")

@@ -48,6 +48,8 @@ class LearningRateConfig:
             )
         if self.slow_start_step < 0:
             raise ValueError(f"--slow_start_step={self.slow_start_step} must be >= 0")
+        if self.end_learning_rate < 0:
+            raise ValueError(f"--end_learning_rate={self.end_learning_rate} must be >= 0")
         if self.learning_policy == "poly" and self.effective_decay_steps <= 0:
             raise ValueError(
                 f"--slow_start_step={self.slow_start_step} must be smaller than "

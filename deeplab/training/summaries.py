@@ -16,59 +16,9 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import summary_pb2
 
-# TensorFlow 2.21 no longer pulls in the `tensorboard` package, and `tf.summary.scalar` /
-# `tf.summary.image` need it; `tf.summary.write` with the plugins' metadata writes the same
-# records (what TensorBoard's scalar and image plugins read) with TensorFlow alone.
-
-
-def _metadata(plugin: str, description: str = "") -> summary_pb2.SummaryMetadata:
-    metadata = summary_pb2.SummaryMetadata(summary_description=description)
-    metadata.plugin_data.plugin_name = plugin
-    return metadata
-
-
-def write_scalar(name: str, value, step: int) -> None:
-    """A TensorBoard scalar (the `scalars` plugin's format) in the default writer."""
-    tf.summary.write(
-        name, tf.constant(float(value), tf.float32), step=step, metadata=_metadata("scalars")
-    )
-
-
-def write_images(name: str, images: np.ndarray, step: int, max_outputs: int = 3) -> None:
-    """uint8 [N, H, W, C] images in the `images` plugin's format (width, height, PNGs)."""
-    images = np.asarray(images, np.uint8)[:max_outputs]
-    height, width = images.shape[1:3]
-    encoded = [tf.io.encode_png(img) for img in images]
-    tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height))] + encoded)
-    tf.summary.write(name, tensor, step=step, metadata=_metadata("images"))
-
-
-def colorize(
-    labels: np.ndarray, dataset_name: str, num_classes: int, ignore_label: int
-) -> np.ndarray:
-    """uint8 [N, H, W, 3] colour images of integer label maps [N, H, W(, 1)]."""
-    labels = np.asarray(labels)
-    if labels.ndim == 4:
-        labels = labels[..., 0]
-    labels = labels.astype(np.int64)
-    try:
-        from deeplab import colormaps
-
-        colormap = np.asarray(colormaps.get_colormap(dataset_name))
-    except Exception:  # pragma: no cover - palette module unavailable or unknown dataset
-        colormap = None
-    if colormap is None or colormap.ndim != 2:
-        # The official summaries scale labels to spread them over the grey levels.
-        scale = max(1, 255 // max(num_classes, 1))
-        grey = np.clip(labels * scale, 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    safe = np.where((labels >= 0) & (labels < len(colormap)), labels, 0)
-    out = colormap[safe].astype(np.uint8)
-    if not 0 <= ignore_label < len(colormap):
-        out[labels == ignore_label] = 255  # ignored pixels in white
-    return out
+from deeplab import colormaps
+from deeplab.tensorboard import write_images, write_scalar
 
 
 class Progress:
@@ -129,7 +79,7 @@ class SummaryWriter:
         self.writer = (
             tf.summary.create_file_writer(logdir) if logdir else tf.summary.create_noop_writer()
         )
-        self.dataset_name = dataset_name
+        self.colormap = colormaps.get_colormap(dataset_name)
         self.num_classes = num_classes
         self.ignore_label = ignore_label
         self.max_images = max_images
@@ -142,11 +92,11 @@ class SummaryWriter:
     def images(self, step: int, images, labels, predictions) -> None:
         n = self.max_images
         images = np.clip(np.asarray(images)[:n], 0, 255).astype(np.uint8)
-        labels = colorize(
-            np.asarray(labels)[:n], self.dataset_name, self.num_classes, self.ignore_label
-        )
-        predictions = colorize(
-            np.asarray(predictions)[:n], self.dataset_name, self.num_classes, self.ignore_label
+        labels, predictions = (
+            colormaps.colorize(
+                np.asarray(x)[:n], self.colormap, self.ignore_label, self.num_classes
+            )
+            for x in (labels, predictions)
         )
         with self.writer.as_default(step=step):
             write_images("samples/image", images, step, n)
@@ -155,6 +105,3 @@ class SummaryWriter:
 
     def flush(self) -> None:
         self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()

@@ -29,7 +29,9 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab import losses as losses_lib
+from deeplab import run_options
 from deeplab.config import ModelOptions
+from deeplab.data.config import DataConfig, DataConfigError
 from deeplab.training import checkpointing, distribute, optimizers, schedules, summaries
 
 MIXED_PRECISION = ("none", "float16", "bfloat16")
@@ -89,27 +91,31 @@ class TrainConfig:
     seed: Optional[int] = None
     deterministic: bool = False
 
+    def __post_init__(self):
+        self.validate()
+
+    def data_config(self, **changes) -> DataConfig:
+        """The training input pipeline's DataConfig (`changes` applied)."""
+        fields = {data: getattr(self, train) for data, train in _DATA_FIELDS.items()}
+        fields.update(changes)
+        return DataConfig(is_training=True, **fields)
+
     def validate(self) -> None:
         """Raises ValueError naming the offending flag."""
         if not self.train_logdir:
             raise ValueError("--train_logdir is required")
-        if self.train_batch_size < 1:
-            raise ValueError(f"--train_batch_size={self.train_batch_size} must be >= 1")
-        if len(self.train_crop_size) != 2 or min(self.train_crop_size) < 1:
-            raise ValueError(
-                f"--train_crop_size={list(self.train_crop_size)} must be two positive integers"
-            )
-        if not 0 < self.min_scale_factor <= self.max_scale_factor:
-            raise ValueError(
-                f"--min_scale_factor={self.min_scale_factor} must be > 0 and <= "
-                f"--max_scale_factor={self.max_scale_factor}"
-            )
-        if self.scale_factor_step_size < 0:
-            raise ValueError(f"--scale_factor_step_size={self.scale_factor_step_size} must be >= 0")
+        try:
+            self.data_config()
+        except DataConfigError as err:
+            raise ValueError(f"--{_DATA_FIELDS[err.field]}: {err.reason}") from None
         if self.optimizer not in optimizers.OPTIMIZERS:
             raise ValueError(
                 f"--optimizer={self.optimizer!r} is not one of {optimizers.OPTIMIZERS}"
             )
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"--momentum={self.momentum} must be in [0, 1]")
+        if self.adam_learning_rate <= 0:
+            raise ValueError(f"--adam_learning_rate={self.adam_learning_rate} must be > 0")
         if not 0.0 < self.top_k_percent_pixels <= 1.0:
             raise ValueError(
                 f"--top_k_percent_pixels={self.top_k_percent_pixels} must be in (0, 1]"
@@ -137,6 +143,30 @@ class TrainConfig:
             raise ValueError(
                 f"--mixed_precision={self.mixed_precision!r} is not one of {MIXED_PRECISION}"
             )
+        if isinstance(self.label_weights, (list, tuple)):
+            if len(self.label_weights) != self.model_options.num_classes:
+                raise ValueError(
+                    f"--label_weights has {len(self.label_weights)} values but there are "
+                    f"{self.model_options.num_classes} classes"
+                )
+
+
+# DataConfig field -> the TrainConfig field (and flag) that sets it.
+_DATA_FIELDS = {
+    "dataset_name": "dataset",
+    "dataset_dir": "dataset_dir",
+    "split": "train_split",
+    "crop_size": "train_crop_size",
+    "batch_size": "train_batch_size",
+    "min_resize_value": "min_resize_value",
+    "max_resize_value": "max_resize_value",
+    "resize_factor": "resize_factor",
+    "min_scale_factor": "min_scale_factor",
+    "max_scale_factor": "max_scale_factor",
+    "scale_factor_step_size": "scale_factor_step_size",
+    "seed": "seed",
+    "deterministic": "deterministic",
+}
 
 
 def _dataset_info(name: str):
@@ -148,24 +178,10 @@ def _dataset_info(name: str):
 def _make_dataset_fn(config: TrainConfig):
     from deeplab.data import pipeline
 
+    data_config = config.data_config()
+
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return pipeline.build_dataset(
-            config.dataset,
-            config.dataset_dir,
-            config.train_split,
-            crop_size=tuple(config.train_crop_size),
-            batch_size=config.train_batch_size,
-            is_training=True,
-            min_scale_factor=config.min_scale_factor,
-            max_scale_factor=config.max_scale_factor,
-            scale_factor_step_size=config.scale_factor_step_size,
-            min_resize_value=config.min_resize_value,
-            max_resize_value=config.max_resize_value,
-            resize_factor=config.resize_factor,
-            seed=config.seed,
-            deterministic=config.deterministic,
-            input_context=input_context,
-        )
+        return pipeline.build_dataset(data_config, input_context)
 
     return dataset_fn
 
@@ -229,7 +245,7 @@ class Trainer:
         dataset_fn=None,
         model_fn=None,
     ):
-        config.validate()
+        config.validate()  # again: TrainConfig is mutable
         self.config = config
         if config.seed is not None:
             keras.utils.set_random_seed(config.seed)
@@ -246,11 +262,6 @@ class Trainer:
         self.num_classes = config.model_options.num_classes
         self.ignore_label = info.ignore_label
         self.dataset_name = config.dataset
-        lw = config.label_weights
-        if isinstance(lw, (list, tuple)) and len(lw) != self.num_classes:
-            raise ValueError(
-                f"--label_weights has {len(lw)} values but there are {self.num_classes} classes"
-            )
         self.lr_config = config.learning_rate
         self.last_step = self.lr_config.training_number_of_steps
 
@@ -435,7 +446,7 @@ class Trainer:
 
     def _write_model_options(self) -> None:
         if self.is_chief:
-            checkpointing.write_model_options(
+            run_options.write_model_options(
                 self.config.train_logdir,
                 self.config.model_options,
                 dataset=self.config.dataset,
