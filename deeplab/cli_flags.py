@@ -225,9 +225,10 @@ def define_summary_flags() -> None:
     flags.DEFINE_boolean("json", False, "Print one JSON object instead of the table.")
 
 
-def summary_arguments(values=None) -> Tuple[ModelOptions, List[int], bool]:
-    """(ModelOptions, crop size, JSON output) from the parsed `define_summary_flags` flags."""
-    values = values or flags.FLAGS
+def summary_arguments() -> Tuple[ModelOptions, List[int], bool]:
+    """(ModelOptions, crop size, JSON output) from the process's parsed `define_summary_flags`
+    flags (`python -m deeplab.summary`)."""
+    values = flags.FLAGS
     crop = parse_int_list(values.crop_size, "crop_size")
     if not crop or len(crop) != 2:
         raise app.UsageError("--crop_size must be height,width")

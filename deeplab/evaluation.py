@@ -21,16 +21,12 @@ from deeplab import inference
 from deeplab import metrics as metrics_lib
 
 
-def make_eval_step(
-    model,
-    num_classes: int,
-    ignore_label: int,
-    eval_scales: Sequence[float] = (1.0,),
-    add_flipped_images: bool = False,
-    logits_output_stride: Optional[int] = None,
-) -> Callable:
-    """A compiled function (images, labels) -> (predictions int32 [B, H, W], confusion int64)."""
-    scales = tuple(float(s) for s in eval_scales) or (1.0,)
+def make_eval_step(model, num_classes: int, ignore_label: int, *args, **kwargs) -> Callable:
+    """A compiled function (images, labels) -> (predictions int32 [B, H, W], confusion int64).
+
+    The remaining arguments are those of `inference.predict_labels` after `images`
+    (`eval_scales`, `add_flipped_images`, `logits_output_stride`).
+    """
 
     @tf.function(
         input_signature=[
@@ -39,9 +35,7 @@ def make_eval_step(
         ]
     )
     def step(images, labels):
-        predictions = inference.predict_labels(
-            model, images, scales, add_flipped_images, logits_output_stride
-        )
+        predictions = inference.predict_labels(model, images, *args, **kwargs)
         labels = tf.reshape(labels, tf.shape(predictions))
         cm = metrics_lib.batch_confusion_matrix(labels, predictions, num_classes, ignore_label)
         return predictions, cm

@@ -74,11 +74,24 @@ def _logits_at_size(model, images, size, scale: float, stride: Optional[int], fl
     return resize_bilinear(logits, size)
 
 
-def _per_scale_logits(model, images, eval_scales, add_flipped_images, stride):
+def _per_scale_logits(
+    model,
+    images,
+    eval_scales: Sequence[float] = (1.0,),
+    add_flipped_images: bool = False,
+    logits_output_stride: Optional[int] = None,
+):
+    """Float32 logits [N, H, W, C] at the input size, one per scale (and flip).
+
+    The arguments of every `predict_*` function: `model`, a DeepLab Keras model; `images`,
+    float32 (or uint8) [N, H, W, 3], values 0..255; `eval_scales`; `add_flipped_images`;
+    `logits_output_stride` (see the module docstring).
+    """
     images = tf.convert_to_tensor(images)
     if images.dtype != tf.float32:
         images = tf.cast(images, tf.float32)
     size = tf.shape(images)[1:3]
+    stride = logits_output_stride
     outputs = []
     for scale in _normalize_scales(eval_scales):
         scaled = images if scale == 1.0 else resize_bilinear(images, scale_dimension(size, scale))
@@ -88,55 +101,39 @@ def _per_scale_logits(model, images, eval_scales, add_flipped_images, stride):
     return outputs
 
 
-def predict_probabilities(
-    model,
-    images,
-    eval_scales: Sequence[float] = (1.0,),
-    add_flipped_images: bool = False,
-    logits_output_stride: Optional[int] = None,
-):
-    """Class probabilities float32 [N, H, W, C] at the input size (mean over scales / flips).
-
-    `images`: float32 (or uint8) [N, H, W, 3], values 0..255. `model`: a DeepLab Keras model.
-    """
-    logits = _per_scale_logits(model, images, eval_scales, add_flipped_images, logits_output_stride)
+def _mean_probabilities(logits):
     probabilities = [tf.nn.softmax(x, axis=-1) for x in logits]
     if len(probabilities) == 1:
         return probabilities[0]
     return tf.add_n(probabilities) / float(len(probabilities))
 
 
-def predict_logits(
-    model,
-    images,
-    eval_scales: Sequence[float] = (1.0,),
-    add_flipped_images: bool = False,
-    logits_output_stride: Optional[int] = None,
-):
-    """Logits float32 [N, H, W, C] at the input size.
+def predict_probabilities(model, images, *args, **kwargs):
+    """Class probabilities float32 [N, H, W, C] at the input size (mean over scales / flips).
+
+    Arguments: `model, images, eval_scales=(1.0,), add_flipped_images=False,
+    logits_output_stride=None` (see `_per_scale_logits`).
+    """
+    return _mean_probabilities(_per_scale_logits(model, images, *args, **kwargs))
+
+
+def predict_logits(model, images, *args, **kwargs):
+    """Logits float32 [N, H, W, C] at the input size; arguments as `predict_probabilities`.
 
     One scale, no flip: the model's logits resized to the input size. Otherwise the log of the
     averaged probabilities, so that softmax of the result is exactly the official averaged
     probability and its argmax the official multi-scale prediction.
     """
-    logits = _per_scale_logits(model, images, eval_scales, add_flipped_images, logits_output_stride)
+    logits = _per_scale_logits(model, images, *args, **kwargs)
     if len(logits) == 1:
         return logits[0]
-    probabilities = tf.add_n([tf.nn.softmax(x, axis=-1) for x in logits]) / float(len(logits))
-    return tf.math.log(tf.maximum(probabilities, 1e-30))
+    return tf.math.log(tf.maximum(_mean_probabilities(logits), 1e-30))
 
 
-def predict_labels(
-    model,
-    images,
-    eval_scales: Sequence[float] = (1.0,),
-    add_flipped_images: bool = False,
-    logits_output_stride: Optional[int] = None,
-):
-    """Predicted labels int32 [N, H, W] at the input size (argmax of the averaged probabilities)."""
-    probabilities = predict_probabilities(
-        model, images, eval_scales, add_flipped_images, logits_output_stride
-    )
+def predict_labels(model, images, *args, **kwargs):
+    """Predicted labels int32 [N, H, W] at the input size (argmax of the averaged
+    probabilities); arguments as `predict_probabilities`."""
+    probabilities = predict_probabilities(model, images, *args, **kwargs)
     return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
 
 

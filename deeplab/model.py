@@ -71,14 +71,7 @@ def _backbone(images, options: ModelOptions):
 def _mobilenet_v3_backbone(images, options: ModelOptions):
     # DeepLab builds MobileNetV3 under its MobileNetV2 arg scope (BN decay 0.997, epsilon
     # 1e-3, truncated normal 0.09); the conv defs set ReLU / hard swish per layer.
-    style = ConvStyle(
-        weight_decay=options.weight_decay,
-        bn_epsilon=1e-3,
-        bn_momentum=_bn_decay(options, 0.997),
-        activation="relu",
-        init_stddev=0.09,
-        fine_tune_batch_norm=options.fine_tune_batch_norm,
-    )
+    style = _backbone_style(options, 0.997, "relu")
     features, end_points = mobilenet_v3.build_mobilenet_v3(
         images,
         options.model_variant,

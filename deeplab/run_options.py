@@ -40,18 +40,13 @@ def find_model_options_file(checkpoint_path: Optional[str]) -> Optional[str]:
     return None
 
 
-def _model_options_fields(data: dict) -> Tuple[dict, Optional[str]]:
-    dataset = data.get("dataset") or data.get("dataset_name")
+def _model_options_fields(data: dict) -> dict:
+    """The ModelOptions fields of a model_options.json (flat, or nested under
+    `model_options`)."""
     if isinstance(data.get("model_options"), dict):
         data = data["model_options"]
     fields = {f.name for f in dataclasses.fields(ModelOptions)}
-    return {k: v for k, v in data.items() if k in fields}, dataset
-
-
-def read_model_options_file(path: str) -> Tuple[dict, Optional[str]]:
-    """(ModelOptions fields, dataset name or None) from a `model_options.json`."""
-    with open(path) as f:
-        return _model_options_fields(json.load(f))
+    return {k: v for k, v in data.items() if k in fields}
 
 
 def saved_run_info(checkpoint_path: Optional[str]) -> Tuple[Optional[dict], dict]:
@@ -61,4 +56,4 @@ def saved_run_info(checkpoint_path: Optional[str]) -> Tuple[Optional[dict], dict
         return None, {}
     with open(path) as f:
         data = json.load(f)
-    return _model_options_fields(data)[0], data
+    return _model_options_fields(data), data

@@ -11,27 +11,11 @@ import numpy as np
 from deeplab import colormaps
 
 # Cityscapes: train ids 0..18 -> the official label ids (the evaluation server's format).
+# fmt: off
 CITYSCAPES_TRAIN_ID_TO_LABEL_ID = (
-    7,
-    8,
-    11,
-    12,
-    13,
-    17,
-    19,
-    20,
-    21,
-    22,
-    23,
-    24,
-    25,
-    26,
-    27,
-    28,
-    31,
-    32,
-    33,
+    7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33,
 )
+# fmt: on
 
 
 def train_id_to_label_id(prediction, table: Sequence[int] = CITYSCAPES_TRAIN_ID_TO_LABEL_ID):

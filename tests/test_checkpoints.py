@@ -15,14 +15,16 @@ from deeplab.checkpoints import (
     load_official_checkpoint,
     official_variables,
 )
-from tests import model_fixtures
 
-FIXTURE = model_fixtures.MOBILENET_FIXTURE
+# Full DeepLab models (the official mobilenet_v2 OS 8 fixture) built and run.
+pytestmark = pytest.mark.slow
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mobilenet_v2_os8")
 CKPT = os.path.join(FIXTURE, "model.ckpt")
 
 
 @pytest.fixture(scope="module")
-def fixture_model():
+def fixture_model(model_fixtures):
     model = build_deeplab(**model_fixtures.fixture_flags())
     report = load_official_checkpoint(model, CKPT)
     assert len(report.loaded) == 272 and not report.skipped
@@ -43,7 +45,7 @@ def test_official_fixture_pre_upsampling_logits(fixture_model, fixture_input):
     assert (ours.argmax(-1) == official.argmax(-1)).mean() >= 0.999
 
 
-def test_official_fixture_upsampled_logits(fixture_model, fixture_input):
+def test_official_fixture_upsampled_logits(fixture_model, fixture_input, model_fixtures):
     path = os.path.join(
         model_fixtures.SHARED_REFERENCE, "fixtures", "mobilenet_v2_os8", "logits_upsampled.npy"
     )
@@ -62,7 +64,7 @@ def test_uint8_input_is_accepted(fixture_model, fixture_input):
     np.testing.assert_allclose(as_uint8, as_float, atol=1e-6)
 
 
-def test_directory_and_tar_gz_are_accepted(tmp_path, fixture_model):
+def test_directory_and_tar_gz_are_accepted(tmp_path, fixture_model, model_fixtures):
     model = build_deeplab(**model_fixtures.fixture_flags())
     load_official_checkpoint(model, FIXTURE)  # a directory with a `checkpoint` file
     archive = tmp_path / "deeplabv3_mnv2_test.tar.gz"
@@ -76,13 +78,13 @@ def test_directory_and_tar_gz_are_accepted(tmp_path, fixture_model):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_missing_checkpoint_names_the_path(tmp_path):
+def test_missing_checkpoint_names_the_path(tmp_path, model_fixtures):
     model = build_deeplab(**model_fixtures.fixture_flags())
     with pytest.raises(CheckpointError, match="nowhere/model.ckpt"):
         load_official_checkpoint(model, str(tmp_path / "nowhere" / "model.ckpt"))
 
 
-def test_other_class_count_fails_naming_logits_unless_skipped():
+def test_other_class_count_fails_naming_logits_unless_skipped(model_fixtures):
     flags = dict(model_fixtures.fixture_flags(), num_classes=5)
     model = build_deeplab(**flags)
     with pytest.raises(CheckpointError, match=r"logits/semantic/weights.*\[1, 1, 256, 21\]"):
@@ -93,14 +95,14 @@ def test_other_class_count_fails_naming_logits_unless_skipped():
     assert "Skipped 2" in report.summary()
 
 
-def test_missing_variable_is_named():
+def test_missing_variable_is_named(model_fixtures):
     flags = dict(model_fixtures.fixture_flags(), atrous_rates=(6, 12, 18))
     model = build_deeplab(**flags)
     with pytest.raises(CheckpointError, match="missing from the checkpoint, e.g. aspp1_depthwise"):
         load_official_checkpoint(model, CKPT)
 
 
-def test_failed_load_assigns_nothing():
+def test_failed_load_assigns_nothing(model_fixtures):
     flags = dict(model_fixtures.fixture_flags(), num_classes=5)
     model = build_deeplab(**flags)
     before = [w.numpy().copy() for w in model.weights]
@@ -120,7 +122,7 @@ def _write_tf1_checkpoint(prefix, tensors):
     )
 
 
-def test_backbone_only_checkpoint_initializes_the_backbone(tmp_path, fixture_model):
+def test_backbone_only_checkpoint_initializes_the_backbone(tmp_path, fixture_model, model_fixtures):
     """An ImageNet checkpoint holds backbone variables (plus its classifier, ignored)."""
     backbone = {
         name: v.numpy()
@@ -147,7 +149,9 @@ def test_backbone_only_checkpoint_initializes_the_backbone(tmp_path, fixture_mod
         load_official_checkpoint(model, prefix, backbone_only=False)
 
 
-def test_object_based_checkpoint_round_trip_and_partial_load(tmp_path, fixture_model):
+def test_object_based_checkpoint_round_trip_and_partial_load(
+    tmp_path, fixture_model, model_fixtures
+):
     prefix = tf.train.Checkpoint(model=fixture_model).save(str(tmp_path / "ours" / "ckpt"))
     model = build_deeplab(**model_fixtures.fixture_flags())
     report = load_checkpoint(model, str(tmp_path / "ours"))
@@ -164,12 +168,12 @@ def test_object_based_checkpoint_round_trip_and_partial_load(tmp_path, fixture_m
         load_official_checkpoint(model, prefix)
 
 
-def test_load_checkpoint_detects_official_format():
+def test_load_checkpoint_detects_official_format(model_fixtures):
     model = build_deeplab(**model_fixtures.fixture_flags())
     assert len(load_checkpoint(model, CKPT).loaded) == 272
 
 
-def test_tar_gz_without_checkpoint_fails_clearly(tmp_path):
+def test_tar_gz_without_checkpoint_fails_clearly(tmp_path, model_fixtures):
     archive = tmp_path / "empty.tar.gz"
     (tmp_path / "readme.txt").write_text("no checkpoint here")
     with tarfile.open(archive, "w:gz") as tar:

@@ -10,10 +10,9 @@ import tensorflow as tf
 
 from deeplab.data import pipeline
 from deeplab.data.config import DataConfig
-from tests import data_fixtures as fx
 
 
-def _folder(tmp_path, entries, split="val"):
+def _folder(fx, tmp_path, entries, split="val"):
     """entries: stem -> (image bytes or None, label bytes or None)."""
     root = str(tmp_path)
     for stem, (image, label) in entries.items():
@@ -24,7 +23,7 @@ def _folder(tmp_path, entries, split="val"):
     return root
 
 
-def _good(rng, size=(8, 10)):
+def _good(fx, rng, size=(8, 10)):
     image, label = fx.random_pair(rng, size[0], size[1], 7)
     return fx.encode(image, "PNG"), fx.encode(label, "PNG", mode="L")
 
@@ -44,7 +43,7 @@ def _read(root, skip=False, split="val"):
     return [b["image_name"][0].decode() for b in ds.as_numpy_iterator()]
 
 
-def _bad_cases(rng):
+def _bad_cases(fx, rng):
     image, label = fx.random_pair(rng, 8, 10, 7)
     wrong_values = label.copy()
     wrong_values[2, 2] = 9  # synthetic has 7 classes; 9 is neither class nor 255
@@ -69,22 +68,24 @@ def _bad_cases(rng):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["corrupt_jpeg", "corrupt_png", "size_mismatch", "bad_values"])
-def test_bad_example_error_names_the_file(tmp_path, case):
+def test_bad_example_error_names_the_file(tmp_path, case, fx):
     rng = np.random.default_rng(0)
-    image, label, message = _bad_cases(rng)[case]
-    root = _folder(tmp_path, {"a_good": _good(rng), case: (image, label)})
+    image, label, message = _bad_cases(fx, rng)[case]
+    root = _folder(fx, tmp_path, {"a_good": _good(fx, rng), case: (image, label)})
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         _read(root)
     assert case + ".png" in str(info.value)
     assert message in str(info.value)
 
 
-def test_bad_examples_skipped_and_counted(tmp_path, capfd):
+@pytest.mark.slow
+def test_bad_examples_skipped_and_counted(tmp_path, capfd, fx):
     rng = np.random.default_rng(1)
-    entries = {k: v[:2] for k, v in _bad_cases(rng).items()}
-    entries.update(a_good=_good(rng), z_good=_good(rng))
-    root = _folder(tmp_path, entries)
+    entries = {k: v[:2] for k, v in _bad_cases(fx, rng).items()}
+    entries.update(a_good=_good(fx, rng), z_good=_good(fx, rng))
+    root = _folder(fx, tmp_path, entries)
     assert _read(root, skip=True) == ["a_good", "z_good"]
     # tf.print writes from TensorFlow's own threads: give a loaded machine time to flush.
     log = ""
@@ -98,16 +99,16 @@ def test_bad_examples_skipped_and_counted(tmp_path, capfd):
     assert "skipped so far: 4" in log
 
 
-def test_missing_label_file(tmp_path):
+def test_missing_label_file(tmp_path, fx):
     rng = np.random.default_rng(2)
-    image, _ = _good(rng)
-    root = _folder(tmp_path, {"a_good": _good(rng), "lonely": (image, None)})
+    image, _ = _good(fx, rng)
+    root = _folder(fx, tmp_path, {"a_good": _good(fx, rng), "lonely": (image, None)})
     with pytest.raises(FileNotFoundError, match="lonely"):
         _read(root)
     assert _read(root, skip=True) == ["a_good"]
 
 
-def test_missing_voc_image(tmp_path):
+def test_missing_voc_image(tmp_path, fx):
     rng = np.random.default_rng(3)
     fx.write_voc_folder(str(tmp_path), {"val": ["a", "b"]}, rng)
     os.remove(os.path.join(str(tmp_path), "JPEGImages", "b.jpg"))
@@ -115,9 +116,9 @@ def test_missing_voc_image(tmp_path):
         _read(str(tmp_path))
 
 
-def test_empty_splits(tmp_path):
+def test_empty_splits(tmp_path, fx):
     empty_list = tmp_path / "list"
-    fx.write(str(empty_list / "images" / "x.png"), _good(np.random.default_rng(4))[0])
+    fx.write(str(empty_list / "images" / "x.png"), _good(fx, np.random.default_rng(4))[0])
     fx.write(str(empty_list / "val.txt"), b"\n")
     with pytest.raises(ValueError, match="Empty split"):
         _read(str(empty_list))
@@ -129,12 +130,14 @@ def test_empty_splits(tmp_path):
         _read(str(empty_shards), split="test")
 
 
-def test_grayscale_and_rgba_images_are_converted(tmp_path):
+@pytest.mark.slow
+def test_grayscale_and_rgba_images_are_converted(tmp_path, fx):
     rng = np.random.default_rng(5)
     gray = rng.integers(0, 256, size=(8, 10), dtype=np.uint8)
     rgba = rng.integers(0, 256, size=(8, 10, 4), dtype=np.uint8)
     label = fx.encode(np.zeros((8, 10), np.uint8), "PNG", mode="L")
     root = _folder(
+        fx,
         tmp_path,
         {
             "gray": (fx.encode(gray, "PNG", mode="L"), label),

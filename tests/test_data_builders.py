@@ -10,7 +10,6 @@ import tensorflow as tf
 from PIL import Image
 
 from deeplab.data import builders, descriptors, synthetic, tfrecord
-from tests import data_fixtures as fx
 
 
 def _records(output_dir, split):
@@ -28,7 +27,7 @@ def _records(output_dir, split):
     return out
 
 
-def test_voc_builder_removes_color_map(tmp_path):
+def test_voc_builder_removes_color_map(tmp_path, fx):
     rng = np.random.default_rng(0)
     root = str(tmp_path / "VOC2012")
     data = fx.write_voc_folder(
@@ -53,7 +52,7 @@ def test_voc_builder_removes_color_map(tmp_path):
         assert features["image/width"].int64_list.value == [24]
 
 
-def test_remove_gt_colormap(tmp_path):
+def test_remove_gt_colormap(tmp_path, fx):
     label = np.array([[0, 15], [255, 3]], np.uint8)
     fx.write(
         str(tmp_path / "in" / "x.png"), fx.encode(label, "PNG", mode="P", palette=fx.voc_palette())
@@ -64,7 +63,7 @@ def test_remove_gt_colormap(tmp_path):
     np.testing.assert_array_equal(np.asarray(raw), label)
 
 
-def test_cityscapes_builder_maps_label_ids_to_train_ids(tmp_path):
+def test_cityscapes_builder_maps_label_ids_to_train_ids(tmp_path, fx):
     root = tmp_path / "cityscapes"
     ids = np.array([[7, 8, 26], [0, 33, 255]], np.uint8).repeat(3, 0)
     image = np.zeros((6, 3, 3), np.uint8)
@@ -89,7 +88,7 @@ def test_cityscapes_builder_maps_label_ids_to_train_ids(tmp_path):
     assert features["image/format"].bytes_list.value == [b"png"]
 
 
-def test_ade20k_builder(tmp_path):
+def test_ade20k_builder(tmp_path, fx):
     rng = np.random.default_rng(1)
     root = tmp_path / "ADEChallengeData2016"
     for folder, stem in (("training", "ADE_train_00000001"), ("validation", "ADE_val_00000001")):
@@ -107,7 +106,7 @@ def test_ade20k_builder(tmp_path):
     assert list(_records(out, "val")) == ["ADE_val_00000001"]
 
 
-def test_builder_rejects_label_size_mismatch(tmp_path):
+def test_builder_rejects_label_size_mismatch(tmp_path, fx):
     root = tmp_path / "VOC2012"
     fx.write_voc_folder(str(root), {"train": ["a"]}, np.random.default_rng(2))
     fx.write(
@@ -172,6 +171,7 @@ def _color_baseline_ious(bins=16):
     )
 
 
+@pytest.mark.slow
 def test_synthetic_color_alone_does_not_solve_it():
     ious = _color_baseline_ious()
     # Colour finds the background and narrows an object to its pair of classes

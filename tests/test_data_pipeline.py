@@ -1,7 +1,10 @@
 """build_dataset end to end on the synthetic set: training and evaluation
 batches, determinism, sharding under tf.distribute, cache."""
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -54,6 +57,7 @@ def test_cli_writes_official_shards(synthetic_dir):
     assert features["image/filename"].bytes_list.value == [b"train_000000"]
 
 
+@pytest.mark.slow
 def test_training_batches(synthetic_dir):
     ds = pipeline.build_dataset(
         DataConfig(
@@ -86,6 +90,7 @@ def test_training_batches(synthetic_dir):
     assert 0 in labels and 255 in labels and len(labels) >= 4
 
 
+@pytest.mark.slow
 def test_deterministic_mode_repeats_exactly(synthetic_dir):
     def first_batches(seed):
         ds = pipeline.build_dataset(
@@ -157,6 +162,7 @@ def _per_worker_names(synthetic_dir, split, workers):
     return names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [2, 5])  # by file (4 shards), by element
 def test_sharding_per_worker(synthetic_dir, workers):
     names = _per_worker_names(synthetic_dir, "val", workers)
@@ -164,24 +170,72 @@ def test_sharding_per_worker(synthetic_dir, workers):
     assert sum(len(n) for n in names) == 5  # disjoint
 
 
+# Two replicas need two logical CPU devices, which must be configured before TensorFlow
+# starts: the pipeline runs under the strategies in a fresh process.
+DISTRIBUTE_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from deeplab.data import pipeline
+from deeplab.data.config import DataConfig
+
+out = {}
+for mode, is_training, steps in (("train", True, 3), ("val", False, 10)):
+    config = DataConfig("synthetic", sys.argv[1], mode, crop_size=(17, 17), batch_size=4,
+                        is_training=is_training, seed=0)
+    for name, strategy in (
+        ("one_device", tf.distribute.OneDeviceStrategy("/cpu:0")),
+        ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
+    ):
+        dist = strategy.distribute_datasets_from_function(
+            lambda ctx: pipeline.build_dataset(config, ctx))
+        got = []
+        for _, batch in zip(range(steps), dist):
+            got.append([
+                {"image": list(r["image"].shape), "label": list(r["label"].shape),
+                 "device": r["image"].device, "names": [n.decode() for n in r["image_name"].numpy()]}
+                for r in strategy.experimental_local_results(batch)])
+        out[f"{mode}/{name}"] = {"replicas": strategy.num_replicas_in_sync, "steps": got}
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
 def test_distribute_datasets_from_function(synthetic_dir):
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    dist = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.build_dataset(
-            DataConfig(
-                "synthetic",
-                synthetic_dir,
-                "train",
-                crop_size=(17, 17),
-                batch_size=4,
-                is_training=True,
-                seed=0,
-            ),
-            ctx,
-        )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTE_SCRIPT, synthetic_dir],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    batch = next(iter(dist))
-    assert batch["image"].shape == (4, 17, 17, 3)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
+    # One device: the whole global batch.
+    one = result["train/one_device"]
+    assert one["replicas"] == 1
+    assert all(step[0]["image"] == [4, 17, 17, 3] for step in one["steps"])
+    # Two replicas: each gets half of the global batch, on its own device, different images.
+    two = result["train/mirrored"]
+    assert two["replicas"] == 2 and len(two["steps"]) == 3
+    for first, second in two["steps"]:
+        assert first["image"] == second["image"] == [2, 17, 17, 3]
+        assert first["label"] == second["label"] == [2, 17, 17, 1]
+        assert first["device"].endswith("CPU:0") and second["device"].endswith("CPU:1")
+    # Evaluation: every val image reaches exactly one replica once; no replica gets more than
+    # its share of a step.
+    val = result["val/mirrored"]
+    names = [n for step in val["steps"] for replica in step for n in replica["names"]]
+    assert sorted(names) == [f"val_{i:06d}" for i in range(5)]
+    assert all(len(replica["names"]) <= 2 for step in val["steps"] for replica in step)
+    assert [len(r["names"]) for r in val["steps"][0]] == [2, 2]
+    single = [n for step in result["val/one_device"]["steps"] for n in step[0]["names"]]
+    assert sorted(single) == sorted(names)
 
 
 def test_cache_and_finite_repeat(synthetic_dir, tmp_path):

@@ -10,7 +10,6 @@ import tensorflow_datasets as tfds
 
 from deeplab.data import pipeline, tfrecord
 from deeplab.data.config import DataConfig
-from tests import data_fixtures as fx
 
 
 def _eval_batches(name, data_dir, split, crop, **kwargs):
@@ -20,7 +19,7 @@ def _eval_batches(name, data_dir, split, crop, **kwargs):
     return list(ds.as_numpy_iterator())
 
 
-def test_reads_tfrecords_written_as_the_official_builder(tmp_path):
+def test_reads_tfrecords_written_as_the_official_builder(tmp_path, fx):
     rng = np.random.default_rng(1)
     pairs = [(f"img_{i}",) + fx.random_pair(rng, 17 + i, 23, 21) for i in range(5)]
     expected = fx.write_official_tfrecords(str(tmp_path), "val", pairs, num_shards=2)
@@ -59,7 +58,7 @@ def test_parse_example_keys_roundtrip():
 
 
 @pytest.mark.parametrize("palette_labels", [False, True])
-def test_voc_folder(tmp_path, palette_labels):
+def test_voc_folder(tmp_path, palette_labels, fx):
     rng = np.random.default_rng(2)
     root = os.path.join(str(tmp_path), "VOCdevkit", "VOC2012")
     data = fx.write_voc_folder(root, {"val": ["b", "a", "c"]}, rng, palette_labels=palette_labels)
@@ -70,7 +69,7 @@ def test_voc_folder(tmp_path, palette_labels):
         np.testing.assert_array_equal(b["label"][0, :20, :24, 0], label)
 
 
-def test_images_labels_folder_by_stem(tmp_path):
+def test_images_labels_folder_by_stem(tmp_path, fx):
     rng = np.random.default_rng(3)
     data = {}
     for split, stems in (("train", ["x1", "x2"]), ("val", ["y1"])):
@@ -92,7 +91,7 @@ def test_images_labels_folder_by_stem(tmp_path):
         np.testing.assert_array_equal(b["label"][0, :12, :14, 0], label)
 
 
-def test_images_labels_folder_with_split_list(tmp_path):
+def test_images_labels_folder_with_split_list(tmp_path, fx):
     rng = np.random.default_rng(4)
     for stem in ("p", "q", "r"):
         image, label = fx.random_pair(rng, 9, 9, 7)

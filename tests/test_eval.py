@@ -13,14 +13,11 @@ import pytest
 import tensorflow as tf
 
 from deeplab import checkpoint_polling, cli_flags, eval_results, evaluation, inference, metrics
-from tests import eval_fixtures
+
+# Every test needs the tiny trained DeepLab run; the CLI tests run eval.py.
+pytestmark = pytest.mark.slow
 
 EVAL_CROP = (97, 97)
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return eval_fixtures.trained_run(tmp_path_factory)
 
 
 def _val_dataset(run, batch_size=2):
@@ -69,7 +66,7 @@ def test_evaluate_counts_every_labelled_pixel_once(run):
     assert list(data["per_class_iou_by_name"]) == [f"c{i}" for i in range(7)]
 
 
-def test_checkpoint_helpers(run, tmp_path):
+def test_checkpoint_helpers(run, tmp_path, eval_fixtures):
     assert checkpoint_polling.checkpoint_step(run.checkpoint) == max(eval_fixtures.CHECKPOINT_STEPS)
     assert not checkpoint_polling.is_static_checkpoint(run.run_dir)
     assert checkpoint_polling.is_static_checkpoint(run.checkpoint)
@@ -91,7 +88,7 @@ def _copy_checkpoint(run, target, step):
     )
 
 
-def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_path):
+def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_path, eval_fixtures):
     """eval.py evaluates each new checkpoint of a training dir as it appears (multi-scale +
     flip) and writes the table, JSON, confusion matrix CSV / PNG and TensorBoard scalars."""
     train_dir = tmp_path / "train"
@@ -165,7 +162,7 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
     assert not math.isnan(overall[0][1])
 
 
-def test_eval_cli_rejects_bad_flags(run):
+def test_eval_cli_rejects_bad_flags(run, eval_fixtures):
     result = eval_fixtures.run_cli(
         "eval.py",
         f"--checkpoint_dir={run.run_dir}",

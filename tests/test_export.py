@@ -13,18 +13,15 @@ import tensorflow as tf
 
 from deeplab import ModelOptions, build_deeplab_from_options, export_lib, inference, litert
 from deeplab.checkpoints import load_checkpoint
-from tests import eval_fixtures
+
+# Every test needs the tiny trained DeepLab run and exports it in a subprocess.
+pytestmark = pytest.mark.slow
 
 TFLITE_SIZE = (65, 65)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return eval_fixtures.trained_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def exported(run, tmp_path_factory):
+def exported(run, tmp_path_factory, eval_fixtures):
     export_dir = tmp_path_factory.mktemp("export") / "saved_model"
     result = eval_fixtures.run_cli(
         "export.py",
@@ -246,7 +243,9 @@ def test_multi_scale_flipped_export_matches_the_keras_model(run, tmp_path):
     np.testing.assert_allclose(out["semantic_probabilities"].numpy(), expected, atol=1e-5)
 
 
-def test_official_checkpoint_exported_directly_gives_the_official_predictions(tmp_path):
+def test_official_checkpoint_exported_directly_gives_the_official_predictions(
+    tmp_path, eval_fixtures
+):
     folder = eval_fixtures.official_fixture_dir()
     if folder is None:
         pytest.skip(

@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 from deeplab import ModelOptions, build_deeplab, cli_flags, inference, layers, run_options
-from tests import eval_fixtures
 
 TINY = dict(
     model_variant="mobilenet_v2",
@@ -72,6 +71,7 @@ def test_scale_dimension_is_the_official_formula():
     assert int(layers.scale_dimension(tf.constant(513), 0.75)) == 385
 
 
+@pytest.mark.slow
 def test_single_scale_equals_the_model_softmax(models):
     upsampled, low = models
     images = np.random.default_rng(0).uniform(0, 255, (2, 37, 45, 3)).astype(np.float32)
@@ -84,6 +84,7 @@ def test_single_scale_equals_the_model_softmax(models):
         np.testing.assert_array_equal(labels.numpy(), expected.argmax(-1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scales,flip", [((0.5, 1.0, 1.75), True), ((0.75, 1.25), False)])
 def test_multi_scale_and_flip_follow_predict_labels_multi_scale(models, scales, flip):
     _, low = models
@@ -98,6 +99,7 @@ def test_multi_scale_and_flip_follow_predict_labels_multi_scale(models, scales, 
     np.testing.assert_array_equal(labels.numpy(), expected.argmax(-1))
 
 
+@pytest.mark.slow
 def test_flip_changes_the_prediction_and_scales_must_be_positive(models):
     upsampled, _ = models
     images = np.random.default_rng(2).uniform(0, 255, (1, 33, 33, 3)).astype(np.float32)
@@ -108,6 +110,7 @@ def test_flip_changes_the_prediction_and_scales_must_be_positive(models):
         inference.predict_probabilities(upsampled, images, eval_scales=(0.0,))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(1, 1), (17, 95), (130, 66)])
 def test_any_input_size(models, size):
     upsampled, _ = models
@@ -121,8 +124,8 @@ def test_options_from_training_json_and_explicit_flags(tmp_path):
     saved = dict(ModelOptions(**TINY, crop_size=(65, 65)).__dict__)
     saved.update(dataset="synthetic", dataset_dir="somewhere")
     (tmp_path / "model_options.json").write_text(json.dumps(saved, default=list))
-    fields, dataset = run_options.read_model_options_file(str(tmp_path / "model_options.json"))
-    assert dataset == "synthetic" and fields["depth_multiplier"] == 0.25
+    fields, data = run_options.saved_run_info(str(tmp_path / "ckpt-5"))
+    assert data["dataset"] == "synthetic" and fields["depth_multiplier"] == 0.25
     flag_options = ModelOptions(model_variant="xception_65", output_stride=8)
     merged = inference.merge_model_options(flag_options, {"output_stride"}, fields)
     assert merged.model_variant == "mobilenet_v2" and merged.output_stride == 8
@@ -135,7 +138,8 @@ def test_options_from_training_json_and_explicit_flags(tmp_path):
     assert cli_flags.resolve_dataset(None, "/voc") == ("pascal_voc_seg", "/voc")
 
 
-def test_official_checkpoint_reproduces_the_official_logits():
+@pytest.mark.slow
+def test_official_checkpoint_reproduces_the_official_logits(eval_fixtures):
     folder = eval_fixtures.official_fixture_dir()
     if folder is None:
         pytest.skip(

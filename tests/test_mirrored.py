@@ -16,6 +16,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Training in a subprocess with two logical devices.
+pytestmark = pytest.mark.slow
+
 SCRIPT = r"""
 import json, sys
 import numpy as np
@@ -24,7 +27,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from deeplab.training import LearningRateConfig, Trainer
-from tests.test_train_library import fixed_batches, make_config
+from tests.conftest import fixed_batches, make_config
 
 logdir, jit = sys.argv[1], sys.argv[2] == "1"
 

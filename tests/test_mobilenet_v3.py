@@ -15,7 +15,9 @@ from deeplab.config import decoder_output_strides
 from deeplab.layers import BatchNorm, HardSigmoid, HardSwish
 from deeplab.model import DECODER_LOGITS_LAYER
 from deeplab.summary import summarize
-from tests import model_fixtures
+
+# Full DeepLab models (MobileNetV3 recipes) built and run.
+pytestmark = pytest.mark.slow
 
 VARIANTS = ["mobilenet_v3_large_seg", "mobilenet_v3_small_seg"]
 # The official Cityscapes recipe's head (model_zoo.md), without the class count.
@@ -48,7 +50,7 @@ def _size(count):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_variables_match_official_checkpoint_exactly(variant):
+def test_variables_match_official_checkpoint_exactly(variant, model_fixtures):
     _, flags = model_fixtures.official_fixture(variant)
     model = build_deeplab(**flags["build_deeplab"])
     shapes = {name: list(v.shape) for name, v in official_variables(model).items()}
@@ -66,7 +68,7 @@ def test_variables_match_official_checkpoint_exactly(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("size", [(769, 769), (1025, 2049)])
-def test_mult_adds_match_official(variant, size):
+def test_mult_adds_match_official(variant, size, model_fixtures):
     _, flags = model_fixtures.official_fixture(variant)
     summary = summarize(ModelOptions(**flags["build_deeplab"]), size)
     facts = model_fixtures.facts()[f"{variant}_19classes"]
@@ -83,7 +85,7 @@ def test_mult_adds_match_official(variant, size):
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
-def fixture_model(request):
+def fixture_model(request, model_fixtures):
     folder, flags = model_fixtures.official_fixture(request.param)
     model = build_deeplab(**flags["build_deeplab"])
     report = load_official_checkpoint(model, os.path.join(folder, "model.ckpt"))
@@ -138,7 +140,7 @@ def _write_tf1_checkpoint(prefix, tensors):
     )
 
 
-def test_imagenet_backbone_checkpoint_initialises_the_backbone(tmp_path, fixture_model):
+def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path, fixture_model):
     """An ImageNet MobileNetV3 checkpoint has only `MobilenetV3/...` (and its classifier)."""
     _, flags, fixture, _ = fixture_model
     variant = flags["build_deeplab"]["model_variant"]

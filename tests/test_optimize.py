@@ -22,9 +22,11 @@ import tensorflow as tf
 from benchmarks.inference import randomize_batch_norms as _randomize_batch_norms
 from deeplab import build_deeplab, optimize
 from deeplab.checkpoints import load_official_checkpoint
-from tests import model_fixtures
 
-FIXTURE = model_fixtures.MOBILENET_FIXTURE
+# Full DeepLab models (Xception and MobileNetV2) folded and compared with the originals.
+pytestmark = pytest.mark.slow
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mobilenet_v2_os8")
 
 
 def _images(shape, seed=1):
@@ -32,7 +34,7 @@ def _images(shape, seed=1):
 
 
 @pytest.fixture(scope="module")
-def official():
+def official(model_fixtures):
     model = build_deeplab(**model_fixtures.fixture_flags())
     load_official_checkpoint(model, os.path.join(FIXTURE, "model.ckpt"))
     images = np.load(os.path.join(FIXTURE, "input.npy")).astype(np.float32)

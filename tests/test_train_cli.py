@@ -1,6 +1,7 @@
 """train.py end to end through subprocesses: checkpoints, events, SIGKILL and resume, flags."""
 
 import glob
+import json
 import os
 import re
 import signal
@@ -12,6 +13,9 @@ import pytest
 import tensorflow as tf
 
 from deeplab.data import synthetic
+
+# Every test runs train.py in a subprocess.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -139,3 +143,42 @@ def test_bad_flags_fail_with_a_message_naming_the_flag(tmp_path, data_dir, flag,
     assert proc.returncode != 0
     assert fragment in proc.stderr, proc.stderr[-2000:]
     assert not glob.glob(str(tmp_path / "ckpt-*"))
+
+
+PRESET_SCRIPT = r"""
+import json, sys
+import train
+from absl import flags
+FLAGS = flags.FLAGS
+FLAGS(["train.py", "--train_logdir=" + sys.argv[1], "--train_batch_size=4"])
+config = train.config_from_flags(FLAGS)
+print("RESULT " + json.dumps({
+    "flag_steps": FLAGS.training_number_of_steps,
+    "flag_crop": FLAGS.train_crop_size,
+    "flag_batch": FLAGS.train_batch_size,
+    "steps": config.learning_rate.training_number_of_steps,
+    "crop": list(config.train_crop_size),
+    "batch": config.train_batch_size,
+    "decay": config.model_options.batch_norm_decay,
+    "dataset": config.dataset,
+}))
+"""
+
+
+def test_synthetic_preset_goes_into_the_config_not_into_the_flags(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", PRESET_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        timeout=600,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT ") :])
+    # The flags keep their defaults; the config has the demo preset, except for the flag given.
+    assert result["flag_steps"] == 30000 and result["flag_crop"] == ["513,513"]
+    assert result["steps"] == 1500 and result["crop"] == [129, 129]
+    assert result["flag_batch"] == result["batch"] == 4
+    assert result["decay"] == 0.99 and result["dataset"] == "synthetic"

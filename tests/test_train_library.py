@@ -8,100 +8,17 @@ import pytest
 import tensorflow as tf
 
 from deeplab import run_options
-from deeplab.config import ModelOptions
-from deeplab.data import synthetic
 from deeplab.training import (
     LearningRateConfig,
     NonFiniteLossError,
-    TrainConfig,
     Trainer,
 )
 
-CROP = 49
-NUM_CLASSES = synthetic.NUM_CLASSES
+# Every test traces and runs the training loop.
+pytestmark = pytest.mark.slow
 
 
-def tiny_options(**overrides):
-    kwargs = dict(
-        model_variant="mobilenet_v2",
-        num_classes=NUM_CLASSES,
-        output_stride=16,
-        atrous_rates=None,
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-        crop_size=(CROP, CROP),
-    )
-    kwargs.update(overrides)
-    return ModelOptions(**kwargs)
-
-
-def small_model(options):
-    """A stand-in with the official layer naming (conv + BN + logits), fast to trace; for the
-    tests of the loop itself rather than of the DeepLab graph."""
-    import keras
-
-    reg = keras.regularizers.L2(options.weight_decay / 2)
-    images = keras.Input((None, None, 3))
-    x = keras.layers.Rescaling(2 / 255, -1.0)(images)
-    x = keras.layers.Conv2D(
-        8, 3, padding="same", use_bias=False, kernel_regularizer=reg, name="features.conv1"
-    )(x)
-    x = keras.layers.BatchNormalization(name="features.conv1.BatchNorm")(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(
-        8, 3, padding="same", use_bias=False, kernel_regularizer=reg, name="aspp0"
-    )(x)
-    x = keras.layers.ReLU()(x)
-    logits = keras.layers.Conv2D(
-        options.num_classes, 1, kernel_regularizer=reg, name="logits.semantic"
-    )(x)
-    return keras.Model(images, logits)
-
-
-def fixed_batches(num_images=4, crop=CROP, nan_from_step=None):
-    """A dataset_fn repeating `num_images` synthetic scenes (optionally NaN images later)."""
-    images, labels = [], []
-    for i in range(num_images):
-        image, label = synthetic.generate_example(7, "train", i, min_size=crop, max_size=crop)
-        images.append(image.astype(np.float32))
-        labels.append(label.astype(np.int32)[..., None])
-    images, labels = np.stack(images), np.stack(labels)
-
-    def dataset_fn(ctx):
-        per_replica = ctx.get_per_replica_batch_size(num_images)
-        ds = tf.data.Dataset.from_tensors({"image": images, "label": labels}).repeat()
-        ds = ds.unbatch().batch(per_replica, drop_remainder=True)
-        if nan_from_step is not None:
-
-            def poison(step, batch):
-                image = tf.where(
-                    step >= nan_from_step, tf.fill(tf.shape(batch["image"]), np.nan), batch["image"]
-                )
-                return {"image": image, "label": batch["label"]}
-
-            ds = tf.data.Dataset.zip((tf.data.Dataset.range(1, 10**9), ds)).map(poison)
-        return ds
-
-    return dataset_fn
-
-
-def make_config(logdir, options=None, steps=4, **overrides):
-    kwargs = dict(
-        train_logdir=str(logdir),
-        model_options=options or tiny_options(),
-        dataset="synthetic",
-        train_crop_size=(CROP, CROP),
-        train_batch_size=4,
-        learning_rate=LearningRateConfig(base_learning_rate=0.01, training_number_of_steps=steps),
-        log_steps=2,
-        save_interval_steps=2,
-        seed=1,
-    )
-    kwargs.update(overrides)
-    return TrainConfig(**kwargs)
-
-
-def test_overfits_a_few_images(tmp_path):
+def test_overfits_a_few_images(tmp_path, fixed_batches, make_config):
     config = make_config(
         tmp_path,
         steps=40,
@@ -128,7 +45,9 @@ def test_overfits_a_few_images(tmp_path):
     assert result["pixel_accuracy"] > 0.85
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, fixed_batches, make_config, small_model
+):
     config = make_config(tmp_path, steps=10)
     trainer = Trainer(config, dataset_fn=fixed_batches(nan_from_step=5), model_fn=small_model)
     with pytest.raises(NonFiniteLossError, match=r"at step 5\b") as err:
@@ -147,7 +66,9 @@ def _bn_layers(model):
     return [layer for layer in model.layers if layer.name.endswith(".BatchNorm")]
 
 
-def test_fine_tune_batch_norm_false_keeps_moving_stats_and_trains_gamma_beta(tmp_path):
+def test_fine_tune_batch_norm_false_keeps_moving_stats_and_trains_gamma_beta(
+    tmp_path, fixed_batches, make_config, tiny_options
+):
     options = tiny_options(fine_tune_batch_norm=False)
     trainer = Trainer(
         make_config(tmp_path, options, steps=2, save_interval_steps=0), dataset_fn=fixed_batches()
@@ -176,7 +97,9 @@ def _official_l2(model, weight_decay):
     return total
 
 
-def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(tmp_path):
+def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(
+    tmp_path, fixed_batches, make_config, tiny_options
+):
     config = make_config(tmp_path, tiny_options(weight_decay=1e-3), steps=1)
     config.learning_rate = LearningRateConfig(base_learning_rate=0.0, training_number_of_steps=1)
     trainer = Trainer(config, dataset_fn=fixed_batches())
@@ -193,7 +116,9 @@ def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(tmp_
     assert not np.array_equal(mean_before, bn.moving_mean.numpy())
 
 
-def test_batch_of_one_summaries_and_rerun_when_done(tmp_path):
+def test_batch_of_one_summaries_and_rerun_when_done(
+    tmp_path, fixed_batches, make_config, small_model
+):
     config = make_config(tmp_path, steps=3, train_batch_size=1, save_summaries_images=True)
     result = Trainer(config, dataset_fn=fixed_batches(num_images=1), model_fn=small_model).run()
     assert result["step"] == 3 and np.isfinite(result["total_loss"])
@@ -220,11 +145,13 @@ def test_batch_of_one_summaries_and_rerun_when_done(tmp_path):
     assert options["model_variant"] == "mobilenet_v2" and options["dataset"] == "synthetic"
 
 
-def test_initialize_from_checkpoint_skipping_the_last_layers(tmp_path):
+def test_initialize_from_checkpoint_skipping_the_last_layers(
+    tmp_path, fixed_batches, make_config, tiny_options
+):
     first = tmp_path / "first"
     Trainer(make_config(first, steps=1), dataset_fn=fixed_batches()).run()
     first_ckpt = tf.train.latest_checkpoint(str(first))
-    source = tiny_model_from(first_ckpt)
+    source = tiny_model_from(tiny_options, first_ckpt)
     # A new class count: the logits cannot come from the checkpoint, everything else does.
     options = tiny_options(num_classes=3)
     config = make_config(
@@ -247,7 +174,7 @@ def test_initialize_from_checkpoint_skipping_the_last_layers(tmp_path):
                 np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=layer.name)
 
 
-def tiny_model_from(checkpoint):
+def tiny_model_from(tiny_options, checkpoint):
     from deeplab import build_deeplab_from_options
 
     model = build_deeplab_from_options(tiny_options())

@@ -7,12 +7,6 @@ import pytest
 from PIL import Image
 
 from deeplab import colormaps, visualization
-from tests import eval_fixtures
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return eval_fixtures.trained_run(tmp_path_factory)
 
 
 def test_cityscapes_train_ids_to_label_ids():
@@ -71,7 +65,8 @@ def test_save_visualization_writes_image_prediction_overlay_and_figure(tmp_path)
     assert figure.size[0] > figure.size[1] > 0  # panels side by side
 
 
-def test_vis_cli_writes_color_predictions_and_raw_label_ids(run, tmp_path):
+@pytest.mark.slow
+def test_vis_cli_writes_color_predictions_and_raw_label_ids(run, tmp_path, eval_fixtures):
     vis_dir = tmp_path / "vis"
     result = eval_fixtures.run_cli(
         "vis.py",
@@ -122,8 +117,9 @@ def test_vis_cli_writes_color_predictions_and_raw_label_ids(run, tmp_path):
     np.testing.assert_array_equal(prediction0, cmap[train_ids])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--vis_crop_size=97", "--eval_scales=1.0,x"])
-def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, flag):
+def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, flag, eval_fixtures):
     result = eval_fixtures.run_cli(
         "vis.py", f"--checkpoint_dir={run.run_dir}", f"--vis_logdir={tmp_path / 'vis'}", flag
     )
