@@ -169,6 +169,26 @@ def define_head_flags() -> None:
     )
 
 
+# Model flags whose value is the ModelOptions field of the same name as it is.
+_MODEL_FLAGS_AS_IS = (
+    "model_variant",
+    "output_stride",
+    "aspp_convs_filters",
+    "aspp_with_concat_projection",
+    "aspp_with_squeeze_and_excitation",
+    "image_se_uses_qsigmoid",
+    "decoder_use_sum_merge",
+    "decoder_filters",
+    "decoder_output_is_logits",
+    "add_image_level_feature",
+    "aspp_with_separable_conv",
+    "decoder_use_separable_conv",
+    "depth_multiplier",
+    "divisible_by",
+    "batch_norm_decay",
+)
+
+
 def model_options_from_flags(
     values, *, num_classes: Optional[int] = None, crop_size=None, **overrides
 ) -> ModelOptions:
@@ -187,29 +207,15 @@ def model_options_from_flags(
     n = values.num_classes if values.num_classes is not None else num_classes
     if n is None:
         raise flags.ValidationError("--num_classes is required here")
-    kwargs = dict(
-        model_variant=values.model_variant,
+    kwargs = {name: values[name].value for name in _MODEL_FLAGS_AS_IS}
+    kwargs.update(
         num_classes=n,
-        output_stride=values.output_stride,
         atrous_rates=parse_int_list(values.atrous_rates, "atrous_rates"),
         decoder_output_stride=decoder,
         crop_size=tuple(crop_size) if crop_size else None,
         image_pooling_crop_size=tuple(pooling) if pooling else None,
         image_pooling_stride=tuple(pooling_stride or (1, 1)),
-        aspp_convs_filters=values.aspp_convs_filters,
-        aspp_with_concat_projection=values.aspp_with_concat_projection,
-        aspp_with_squeeze_and_excitation=values.aspp_with_squeeze_and_excitation,
-        image_se_uses_qsigmoid=values.image_se_uses_qsigmoid,
-        decoder_use_sum_merge=values.decoder_use_sum_merge,
-        decoder_filters=values.decoder_filters,
-        decoder_output_is_logits=values.decoder_output_is_logits,
-        add_image_level_feature=values.add_image_level_feature,
-        aspp_with_separable_conv=values.aspp_with_separable_conv,
-        decoder_use_separable_conv=values.decoder_use_separable_conv,
         multi_grid=parse_int_list(values.multi_grid, "multi_grid"),
-        depth_multiplier=values.depth_multiplier,
-        divisible_by=values.divisible_by,
-        batch_norm_decay=values.batch_norm_decay,
     )
     kwargs.update(overrides)
     try:

@@ -166,9 +166,13 @@ def _conv_arguments(scope: str, stride: int, rate: int, padding: str) -> dict:
 def _batch_norm_activation(x, scope: str, style: ConvStyle, activation: Optional[str]):
     """Batch norm then the activation ("default": the style's) under `scope`."""
     x = batch_norm(x, scope, style)
-    act = style.activation if activation == "default" else activation
-    if act:
-        x = activation_layer(act, layer_name(scope + "/" + act.capitalize()))(x)
+    return _activation(x, scope, style.activation if activation == "default" else activation)
+
+
+def _activation(x, scope: str, activation: Optional[str]):
+    """The activation layer `scope/<Activation>`, if any."""
+    if activation:
+        x = activation_layer(activation, layer_name(scope + "/" + activation.capitalize()))(x)
     return x
 
 
@@ -227,9 +231,7 @@ def conv_bias(
         name=layer_name(scope),
         dtype=dtype,
     )(x)
-    if activation:
-        x = activation_layer(activation, layer_name(scope + "/" + activation.capitalize()))(x)
-    return x
+    return _activation(x, scope, activation)
 
 
 def depthwise_bn(

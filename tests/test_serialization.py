@@ -15,6 +15,8 @@ from deeplab.metrics import MeanIoUWithIgnore
         layers.BatchNorm(frozen=True, epsilon=1e-5, momentum=0.9, name="bn"),
         layers.ResizeBilinear(scale=0.25, name="resize"),
         layers.ScaleToUnitRange(name="scale"),
+        layers.HardSwish(name="hard_swish"),
+        layers.HardSigmoid(name="hard_sigmoid"),
         layers.ImagePooling(pool_size=(5, 7), name="pool"),
         optimize.FusedConv(8, (3, 3), strides=(2, 2), activation="relu", name="fused"),
         optimize.AddN(name="add_n"),

@@ -110,6 +110,18 @@ class DataConfig:
             f"{self.eval_size_multiple} must be >= 1",
         )
 
+    def resize_and_scale(self) -> dict:
+        """The resize-to-range and random-scale fields, as `preprocess` takes them."""
+        names = (
+            "min_resize_value",
+            "max_resize_value",
+            "resize_factor",
+            "min_scale_factor",
+            "max_scale_factor",
+            "scale_factor_step_size",
+        )
+        return {name: getattr(self, name) for name in names}
+
     def replace(self, **changes) -> "DataConfig":
         """A copy with `changes` applied (validated again)."""
         return dataclasses.replace(self, **changes)

@@ -173,16 +173,11 @@ def build_dataset(config: DataConfig, input_context=None):
             label,
             crop_height,
             crop_width,
-            min_resize_value=config.min_resize_value,
-            max_resize_value=config.max_resize_value,
-            resize_factor=config.resize_factor,
-            min_scale_factor=config.min_scale_factor,
-            max_scale_factor=config.max_scale_factor,
-            scale_factor_step_size=config.scale_factor_step_size,
             ignore_label=ignore_label,
             is_training=is_training,
             model_variant=model_variant,
             seed=element_seed,
+            **config.resize_and_scale(),
         )
         if not is_training:
             image, label = preprocess.pad_to_valid_size(
