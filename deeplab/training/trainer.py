@@ -144,11 +144,7 @@ class TrainConfig:
                 f"--mixed_precision={self.mixed_precision!r} is not one of {MIXED_PRECISION}"
             )
         if isinstance(self.label_weights, (list, tuple)):
-            if len(self.label_weights) != self.model_options.num_classes:
-                raise ValueError(
-                    f"--label_weights has {len(self.label_weights)} values but there are "
-                    f"{self.model_options.num_classes} classes"
-                )
+            losses_lib.parse_label_weights(self.label_weights, self.model_options.num_classes)
 
 
 # DataConfig field -> the TrainConfig field (and flag) that sets it.
