@@ -23,7 +23,7 @@ def test_bundled_timings_equal_the_reference_when_present():
         assert official.load_timings() == bundled
 
 
-def test_annotate_normalises_by_the_onednn_matmul(tmp_path):
+def test_annotate_normalizes_by_the_onednn_matmul(tmp_path):
     timings = {
         "inference_513": {"mobilenet_v2_os16": {"official_fraction_of_matmul": 0.4}},
         "training_xception_65_os16_batch4": {

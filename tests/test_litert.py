@@ -7,18 +7,12 @@ import numpy as np
 import pytest
 
 from deeplab import litert
-from tests import eval_fixtures
 
 SIZE = (97, 97)  # holds every image of the fixture set (48..96 pixels a side) unresized
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return eval_fixtures.trained_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def exports(run, tmp_path_factory):
+def exports(run, tmp_path_factory, eval_fixtures):
     """The float32 and the int8 LiteRT models of the fixture run, written by export.py."""
     root = tmp_path_factory.mktemp("litert")
     paths = {}
@@ -90,7 +84,7 @@ def test_int8_model_is_full_integer_and_agrees_with_float32(exports, run):
 
 
 @pytest.mark.slow
-def test_quantize_errors_name_the_flag(run, tmp_path):
+def test_quantize_errors_name_the_flag(run, tmp_path, eval_fixtures):
     no_tflite = eval_fixtures.run_cli(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
