@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 
@@ -92,6 +93,8 @@ flags.DEFINE_string(
     "per_class_iou in class order, confusion_matrix, ...).",
 )
 flags.DEFINE_integer("max_eval_batches", None, "Evaluate only this many batches (quick checks).")
+cli_flags.define_official_flags("eval")
+flags.adopt_module_key_flags(cli_flags)
 
 
 def main(argv):
@@ -102,6 +105,11 @@ def main(argv):
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
+    try:
+        cli_flags.check_inference_flags(FLAGS, "eval")
+    except flags.ValidationError as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        return 2
     setup = inference.cli_model_setup(
         FLAGS, checkpoint_dir, crop_flag="eval_crop_size", scales_flag="eval_scales"
     )
@@ -143,6 +151,7 @@ def main(argv):
             min_resize_value=FLAGS.min_resize_value,
             max_resize_value=FLAGS.max_resize_value,
             resize_factor=FLAGS.resize_factor,
+            keep_aspect_ratio=FLAGS.keep_aspect_ratio,
             model_variant=options.model_variant,
         )
         results = evaluation.evaluate(

@@ -76,6 +76,8 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "num_calibration_images", 300, "Training images that calibrate --quantize=int8."
 )
+cli_flags.define_official_flags("export")
+flags.adopt_module_key_flags(cli_flags)
 
 
 def main(argv):
@@ -86,6 +88,7 @@ def main(argv):
 
     path = FLAGS.checkpoint_path
     try:
+        cli_flags.check_inference_flags(FLAGS, "export")
         saved_fields, saved = inference.saved_run_info(path)
         dataset = FLAGS.dataset or saved.get("dataset")
         info = descriptors.get_dataset_info(dataset) if dataset else None

@@ -162,20 +162,18 @@ flags.DEFINE_float("max_scale_factor", 2.0, "Maximum scale factor for data augme
 flags.DEFINE_float("scale_factor_step_size", 0.25, "Scale factor step size for data augmentation.")
 
 # Execution (ours).
-flags.DEFINE_enum(
-    "strategy",
-    "default",
-    ["default", "mirrored", "multi_worker", "tpu"],
-    "tf.distribute strategy: default (one device), mirrored (local GPUs), "
-    "multi_worker (from TF_CONFIG), tpu (--tpu).",
+cli_flags.define_cluster_flags()
+flags.DEFINE_string(
+    "profile_logdir",
+    None,
+    "Write a TensorFlow profiler trace of 5 training steps (after 2 warm-up steps) here "
+    "(TensorBoard's Profile tab).",
 )
-flags.DEFINE_integer(
-    "num_clones",
-    1,
-    "Official multi-GPU flag, kept so old command lines work: > 1 with "
-    "--strategy=default means --strategy=mirrored.",
+flags.DEFINE_float(
+    "drop_path_keep_prob",
+    1.0,
+    "Official NAS flag: path keep probability of NAS cells (no NAS backbone here; ignored).",
 )
-flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 flags.DEFINE_enum(
     "mixed_precision",
     "none",
@@ -184,6 +182,9 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the forward/backward pass.")
 flags.DEFINE_integer("seed", None, "Random seed (weights, data order and augmentation).")
+cli_flags.define_official_flags("train")
+# `--help` lists the model flags of cli_flags too, not only those defined here.
+flags.adopt_module_key_flags(cli_flags)
 
 
 def _positive(name):
@@ -250,6 +251,14 @@ def config_from_flags(values=None):
     values = values or FLAGS
     if not values.train_logdir:
         raise flags.ValidationError("--train_logdir is required")
+    cli_flags.check_quantize_delay_step(values)
+    strategy, tpu, _ = cli_flags.cluster_strategy(values)
+    pyramid = cli_flags.float_list_flag(values, "image_pyramid")
+    if pyramid and pyramid != [1.0]:
+        raise flags.ValidationError(
+            f"--image_pyramid={','.join(map(str, pyramid))}: multi-scale feature extraction "
+            "is not supported in training yet (eval.py, vis.py and export.py take it)"
+        )
     dataset, dataset_dir = resolve_dataset(values)
     if dataset == "synthetic":
         apply_synthetic_preset(values)
@@ -299,6 +308,7 @@ def config_from_flags(values=None):
             min_resize_value=values.min_resize_value,
             max_resize_value=values.max_resize_value,
             resize_factor=values.resize_factor,
+            keep_aspect_ratio=values.keep_aspect_ratio,
             min_scale_factor=values.min_scale_factor,
             max_scale_factor=values.max_scale_factor,
             scale_factor_step_size=values.scale_factor_step_size,
@@ -320,12 +330,9 @@ def config_from_flags(values=None):
             max_checkpoints_to_keep=values.max_checkpoints_to_keep,
             save_summaries_images=values.save_summaries_images,
             save_summaries_secs=values.save_summaries_secs,
-            strategy=(
-                "mirrored"
-                if values.num_clones > 1 and values.strategy == "default"
-                else values.strategy
-            ),
-            tpu=values.tpu,
+            profile_logdir=values.profile_logdir,
+            strategy=strategy,
+            tpu=tpu,
             mixed_precision=values.mixed_precision,
             jit_compile=values.jit_compile,
             seed=values.seed,
@@ -340,9 +347,14 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
     try:
+        for note in cli_flags.cluster_strategy(FLAGS)[2]:
+            print(note, file=sys.stderr)
+        if FLAGS.drop_path_keep_prob != 1.0:
+            print(
+                "--drop_path_keep_prob: only NAS cells use it (none here); ignored", file=sys.stderr
+            )
         config = config_from_flags(FLAGS)
     except flags.ValidationError as err:
-        logging.error("%s", err)
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return 2
     from deeplab.training import NonFiniteLossError, train
@@ -354,7 +366,6 @@ def main(argv):
     try:
         result = train(config)
     except NonFiniteLossError as err:
-        logging.error("%s", err)
         print(f"ERROR: {err}", file=sys.stderr)
         return 3
     if result.get("already_done"):

@@ -17,6 +17,7 @@ label map (Cityscapes: train ids converted to label ids, as the evaluation serve
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 
@@ -64,6 +65,8 @@ flags.DEFINE_integer("num_vis_examples", None, "Visualise only this many images 
 flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the label colours in the overlay.")
 flags.DEFINE_boolean("save_figures", True, "Write the side-by-side matplotlib figures.")
 cli_flags.define_resize_flags()
+cli_flags.define_official_flags("vis")
+flags.adopt_module_key_flags(cli_flags)
 
 _COLORMAP_DATASET = {
     "pascal": "pascal_voc_seg",
@@ -87,6 +90,7 @@ def _resized_size(height: int, width: int):
         FLAGS.min_resize_value,
         FLAGS.max_resize_value,
         FLAGS.resize_factor,
+        keep_aspect_ratio=FLAGS.keep_aspect_ratio,
     )[0]
     return int(resized.shape[0]), int(resized.shape[1])
 
@@ -102,6 +106,11 @@ def main(argv):
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
+    try:
+        cli_flags.check_inference_flags(FLAGS, "vis")
+    except flags.ValidationError as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        return 2
     setup = inference.cli_model_setup(
         FLAGS, checkpoint_dir, crop_flag="vis_crop_size", scales_flag="eval_scales"
     )
@@ -143,6 +152,7 @@ def main(argv):
             min_resize_value=FLAGS.min_resize_value,
             max_resize_value=FLAGS.max_resize_value,
             resize_factor=FLAGS.resize_factor,
+            keep_aspect_ratio=FLAGS.keep_aspect_ratio,
             model_variant=options.model_variant,
         )
         index = 0

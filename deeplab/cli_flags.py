@@ -8,7 +8,7 @@ the CLIs turn them into plain arguments with `model_options_from_flags`.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from absl import flags
 
@@ -182,3 +182,398 @@ def model_options_from_flags(
         return ModelOptions(**kwargs)
     except ValueError as err:
         raise flags.ValidationError(str(err)) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Official command lines: every flag of the official research/deeplab scripts is accepted.
+
+# The flags of the official scripts (tensorflow/models research/deeplab, last TF1 version).
+# Each official script also reads the flags of common.py.
+OFFICIAL_COMMON_FLAGS = (
+    "min_resize_value",
+    "max_resize_value",
+    "resize_factor",
+    "keep_aspect_ratio",
+    "logits_kernel_size",
+    "model_variant",
+    "image_pyramid",
+    "add_image_level_feature",
+    "image_pooling_crop_size",
+    "image_pooling_stride",
+    "aspp_with_batch_norm",
+    "aspp_with_separable_conv",
+    "multi_grid",
+    "depth_multiplier",
+    "divisible_by",
+    "decoder_output_stride",
+    "decoder_use_separable_conv",
+    "merge_method",
+    "prediction_with_upsampled_logits",
+    "dense_prediction_cell_json",
+    "nas_stem_output_num_conv_filters",
+    "nas_use_classification_head",
+    "nas_remove_os32_stride",
+    "use_bounded_activation",
+    "aspp_with_concat_projection",
+    "aspp_with_squeeze_and_excitation",
+    "aspp_convs_filters",
+    "decoder_use_sum_merge",
+    "decoder_filters",
+    "decoder_output_is_logits",
+    "image_se_uses_qsigmoid",
+    "label_weights",
+    "batch_norm_decay",
+)
+# The TF1 cluster flags: each maps to a tf.distribute setting or stops with its replacement.
+OFFICIAL_CLUSTER_FLAGS = (
+    "num_clones",
+    "clone_on_cpu",
+    "num_replicas",
+    "startup_delay_steps",
+    "num_ps_tasks",
+    "master",
+    "task",
+)
+OFFICIAL_SCRIPT_FLAGS = {
+    "train": OFFICIAL_CLUSTER_FLAGS
+    + (
+        "train_logdir",
+        "log_steps",
+        "save_interval_secs",
+        "save_summaries_secs",
+        "save_summaries_images",
+        "profile_logdir",
+        "optimizer",
+        "learning_policy",
+        "base_learning_rate",
+        "decay_steps",
+        "end_learning_rate",
+        "learning_rate_decay_factor",
+        "learning_rate_decay_step",
+        "learning_power",
+        "training_number_of_steps",
+        "momentum",
+        "adam_learning_rate",
+        "adam_epsilon",
+        "train_batch_size",
+        "weight_decay",
+        "train_crop_size",
+        "last_layer_gradient_multiplier",
+        "upsample_logits",
+        "drop_path_keep_prob",
+        "tf_initial_checkpoint",
+        "initialize_last_layer",
+        "last_layers_contain_logits_only",
+        "slow_start_step",
+        "slow_start_learning_rate",
+        "fine_tune_batch_norm",
+        "min_scale_factor",
+        "max_scale_factor",
+        "scale_factor_step_size",
+        "atrous_rates",
+        "output_stride",
+        "hard_example_mining_step",
+        "top_k_percent_pixels",
+        "quantize_delay_step",
+        "dataset",
+        "train_split",
+        "dataset_dir",
+    ),
+    "eval": (
+        "master",
+        "eval_logdir",
+        "checkpoint_dir",
+        "eval_batch_size",
+        "eval_crop_size",
+        "eval_interval_secs",
+        "atrous_rates",
+        "output_stride",
+        "eval_scales",
+        "add_flipped_images",
+        "quantize_delay_step",
+        "dataset",
+        "eval_split",
+        "dataset_dir",
+        "max_number_of_evaluations",
+    ),
+    "vis": (
+        "master",
+        "vis_logdir",
+        "checkpoint_dir",
+        "vis_batch_size",
+        "vis_crop_size",
+        "eval_interval_secs",
+        "atrous_rates",
+        "output_stride",
+        "eval_scales",
+        "add_flipped_images",
+        "quantize_delay_step",
+        "dataset",
+        "vis_split",
+        "dataset_dir",
+        "colormap_type",
+        "also_save_raw_predictions",
+        "max_number_of_iterations",
+    ),
+    # export_model.py
+    "export": (
+        "checkpoint_path",
+        "export_path",
+        "num_classes",
+        "crop_size",
+        "atrous_rates",
+        "output_stride",
+        "inference_scales",
+        "add_flipped_images",
+        "quantize_delay_step",
+        "save_inference_graph",
+    ),
+}
+
+
+def define_official_flags(script: str) -> None:
+    """Defines the official flags of `script` ("train", "eval", "vis", "export") that the
+    script has not defined itself: the input and inference flags of common.py, `master` and
+    `quantize_delay_step`. Call it after the script's own flag definitions."""
+
+    def undefined(name):
+        return name not in flags.FLAGS
+
+    if undefined("min_resize_value"):
+        define_resize_flags()
+    if undefined("keep_aspect_ratio"):
+        flags.DEFINE_boolean(
+            "keep_aspect_ratio",
+            True,
+            "With --min_resize_value: keep the aspect ratio (false: resize to a square of the "
+            "longer resized side).",
+        )
+    if undefined("image_pyramid"):
+        flags.DEFINE_multi_string(
+            "image_pyramid",
+            None,
+            "Input scales for multi-scale feature extraction, e.g. 0.5,1.0 (comma list or "
+            "repeated flag; unset: one scale).",
+        )
+    if undefined("merge_method"):
+        flags.DEFINE_enum(
+            "merge_method", "max", ["max", "avg"], "How --image_pyramid logits are merged."
+        )
+    if undefined("prediction_with_upsampled_logits"):
+        flags.DEFINE_boolean(
+            "prediction_with_upsampled_logits",
+            True,
+            "Predict by upsampling the logits, then argmax (false: argmax at the logits "
+            "resolution, then nearest-neighbour upsampling of the labels).",
+        )
+    if undefined("label_weights"):
+        flags.DEFINE_multi_string(
+            "label_weights", None, "Loss weight of each label (training only; ignored here)."
+        )
+    if undefined("quantize_delay_step"):
+        flags.DEFINE_integer(
+            "quantize_delay_step",
+            -1,
+            "Step at which quantization-aware training starts (< 0: no quantization).",
+        )
+    if script in ("train", "eval", "vis") and undefined("master"):
+        flags.DEFINE_string(
+            "master", "", "TF1 session target (replaced by --strategy / TF_CONFIG; see --help)."
+        )
+    if script == "export" and undefined("save_inference_graph"):
+        flags.DEFINE_boolean(
+            "save_inference_graph",
+            False,
+            "With a .pb --export_path: also write the graph (before freezing) as "
+            "inference_graph.pbtxt next to it.",
+        )
+
+
+def check_quantize_delay_step(values=None) -> None:
+    """The one place that rejects quantization-aware training (not implemented yet)."""
+    values = flags.FLAGS if values is None else values
+    if values.quantize_delay_step >= 0:
+        raise flags.ValidationError(
+            f"--quantize_delay_step={values.quantize_delay_step}: quantization-aware training "
+            "is not supported yet (leave it at -1)"
+        )
+
+
+def check_master(values=None, script: str = "train") -> None:
+    """`--master` (a TF1 session target) has no TF2 equivalent: stops naming the replacement."""
+    values = flags.FLAGS if values is None else values
+    if not values.master:
+        return
+    if script == "train":
+        replacement = (
+            "use --strategy=tpu --tpu=ADDRESS for a TPU, or TF_CONFIG with "
+            "--strategy=multi_worker for a cluster"
+        )
+    else:
+        replacement = f"run {script}.py on the machine that has the accelerator"
+    raise flags.ValidationError(
+        f"--master={values.master}: TF1 session targets are gone; {replacement}"
+    )
+
+
+def float_list_flag(values, flag_name: str) -> Optional[List[float]]:
+    """Floats of a multi-string flag holding `a,b` and / or repeated values; None when unset."""
+    raw = values[flag_name].value
+    if not raw:
+        return None
+    out: List[float] = []
+    for value in [raw] if isinstance(raw, str) else raw:
+        for part in str(value).split(","):
+            if part.strip():
+                try:
+                    out.append(float(part))
+                except ValueError:
+                    raise flags.ValidationError(
+                        f"--{flag_name}: {part.strip()!r} is not a number"
+                    ) from None
+    return out or None
+
+
+def define_cluster_flags(values=None) -> None:
+    """Defines --strategy, --tpu and the official TF1 cluster flags (`num_clones`,
+    `clone_on_cpu`, `num_replicas`, `startup_delay_steps`, `num_ps_tasks`, `master`, `task`);
+    `cluster_strategy` maps them onto a strategy."""
+    values = flags.FLAGS if values is None else values
+    flags.DEFINE_enum(
+        "strategy",
+        "default",
+        ["default", "mirrored", "multi_worker", "tpu"],
+        "tf.distribute strategy: default (one device), mirrored (local GPUs), "
+        "multi_worker (from TF_CONFIG), tpu (--tpu).",
+        flag_values=values,
+    )
+    flags.DEFINE_integer(
+        "num_clones",
+        1,
+        "Official multi-GPU flag, kept so old command lines work: > 1 with "
+        "--strategy=default means --strategy=mirrored.",
+        flag_values=values,
+    )
+    flags.DEFINE_string(
+        "tpu", None, "TPU name or grpc:// address for --strategy=tpu.", flag_values=values
+    )
+    flags.DEFINE_boolean(
+        "clone_on_cpu", False, "Official flag: train on the CPU (GPUs hidden).", flag_values=values
+    )
+    flags.DEFINE_integer(
+        "num_replicas",
+        1,
+        "Official flag: number of workers (> 1: --strategy=multi_worker).",
+        flag_values=values,
+    )
+    flags.DEFINE_integer(
+        "startup_delay_steps",
+        15,
+        "Official flag; synchronous multi-worker training needs no delay.",
+        flag_values=values,
+    )
+    flags.DEFINE_integer(
+        "num_ps_tasks",
+        0,
+        "Official flag: parameter servers (not supported; use multi_worker).",
+        flag_values=values,
+    )
+    flags.DEFINE_integer(
+        "task", 0, "Official flag: this worker's index (must match TF_CONFIG).", flag_values=values
+    )
+    flags.DEFINE_string(
+        "master", "", "Official TF1 session target (see --strategy, TF_CONFIG).", flag_values=values
+    )
+
+
+def cluster_strategy(values=None, environ=None) -> Tuple[str, Optional[str], List[str]]:
+    """Maps the official TF1 cluster flags of train.py onto our tf.distribute settings.
+
+    Returns (strategy, tpu, notes): `notes` holds one line per cluster flag that maps to
+    something (print them). A flag with no equivalent raises flags.ValidationError naming
+    the replacement.
+    """
+    import json
+    import os
+
+    values = flags.FLAGS if values is None else values
+    environ = os.environ if environ is None else environ
+    strategy, tpu, notes = values.strategy, values.tpu, []
+    check_master(values, "train")
+    if values.num_ps_tasks > 0:
+        raise flags.ValidationError(
+            f"--num_ps_tasks={values.num_ps_tasks}: parameter servers are not supported; use "
+            "--strategy=multi_worker (synchronous all-reduce, workers from TF_CONFIG)"
+        )
+    tf_config = environ.get("TF_CONFIG")
+    cluster = {}
+    if tf_config:
+        try:
+            cluster = json.loads(tf_config)
+        except ValueError:
+            raise flags.ValidationError("TF_CONFIG is not valid JSON") from None
+    if values.num_replicas > 1:
+        workers = cluster.get("cluster", {}).get("worker", []) + cluster.get("cluster", {}).get(
+            "chief", []
+        )
+        if not tf_config:
+            raise flags.ValidationError(
+                f"--num_replicas={values.num_replicas}: set TF_CONFIG on each of the "
+                f"{values.num_replicas} workers and pass --strategy=multi_worker"
+            )
+        if len(workers) != values.num_replicas:
+            raise flags.ValidationError(
+                f"--num_replicas={values.num_replicas} but TF_CONFIG lists {len(workers)} workers"
+            )
+        strategy = "multi_worker"
+        notes.append(
+            f"--num_replicas={values.num_replicas} -> --strategy=multi_worker "
+            "(the workers of TF_CONFIG)"
+        )
+    if values["task"].present or values.task:
+        index = cluster.get("task", {}).get("index")
+        if not tf_config:
+            if values.task:
+                raise flags.ValidationError(
+                    f"--task={values.task}: set TF_CONFIG with "
+                    f'"task": {{"type": "worker", "index": {values.task}}} and pass '
+                    "--strategy=multi_worker"
+                )
+        elif index != values.task:
+            raise flags.ValidationError(
+                f"--task={values.task} but TF_CONFIG says task index {index}"
+            )
+        else:
+            notes.append(f"--task={values.task} -> TF_CONFIG task index {index}")
+    if values["startup_delay_steps"].present:
+        notes.append(
+            f"--startup_delay_steps={values.startup_delay_steps} -> nothing to delay: "
+            "--strategy=multi_worker trains synchronously, workers start together"
+        )
+    if values.clone_on_cpu:
+        environ["CUDA_VISIBLE_DEVICES"] = "-1"
+        notes.append("--clone_on_cpu -> GPUs hidden (CUDA_VISIBLE_DEVICES=-1), training on CPU")
+    if values.num_clones > 1 and strategy == "default":
+        strategy = "mirrored"
+        notes.append(
+            f"--num_clones={values.num_clones} -> --strategy=mirrored (one replica per local "
+            "GPU; --train_batch_size stays the global batch)"
+        )
+    return strategy, tpu, notes
+
+
+def check_inference_flags(values=None, script: str = "eval") -> None:
+    """Checks the official flags of eval.py, vis.py and export.py that have no effect here
+    yet: stops with one line naming the flag (flags.ValidationError)."""
+    values = flags.FLAGS if values is None else values
+    check_quantize_delay_step(values)
+    if script != "export":
+        check_master(values, script)
+    pyramid = float_list_flag(values, "image_pyramid")
+    if pyramid and pyramid != [1.0]:
+        raise flags.ValidationError(
+            f"--image_pyramid={','.join(map(str, pyramid))}: multi-scale feature extraction "
+            "is not supported yet; use the multi-scale inference flag instead"
+        )
+    if not values.prediction_with_upsampled_logits:
+        raise flags.ValidationError("--prediction_with_upsampled_logits=false is not supported yet")

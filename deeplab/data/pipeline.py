@@ -106,6 +106,7 @@ def build_dataset(
     min_resize_value=None,
     max_resize_value=None,
     resize_factor=None,
+    keep_aspect_ratio=True,
     seed=None,
     deterministic=False,
     cache=False,
@@ -131,6 +132,7 @@ def build_dataset(
       is_training: augment, shuffle and repeat when True.
       min_scale_factor, max_scale_factor, scale_factor_step_size: random scale.
       min_resize_value, max_resize_value, resize_factor: resize to range.
+      keep_aspect_ratio: False resizes to a square (the official flag).
       seed: shuffle / augmentation seed; deterministic=True uses 0 when None.
       deterministic: fixed element order and augmentation (slower). Always on
         in evaluation, which reads shards one after the other.
@@ -233,6 +235,7 @@ def build_dataset(
             is_training=is_training,
             model_variant=model_variant,
             seed=element_seed,
+            keep_aspect_ratio=keep_aspect_ratio,
         )
         if not is_training:
             image, label = preprocess.pad_to_valid_size(

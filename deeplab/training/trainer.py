@@ -54,6 +54,7 @@ class TrainConfig:
     min_resize_value: Optional[int] = None
     max_resize_value: Optional[int] = None
     resize_factor: Optional[int] = None
+    keep_aspect_ratio: bool = True
     min_scale_factor: float = 0.5
     max_scale_factor: float = 2.0
     scale_factor_step_size: float = 0.25
@@ -81,6 +82,8 @@ class TrainConfig:
     max_checkpoints_to_keep: int = 5
     save_summaries_images: bool = False
     save_summaries_secs: int = 600
+    # A profiler trace of PROFILE_STEPS steps (after 2 warm-up steps) goes here.
+    profile_logdir: Optional[str] = None
     # Execution.
     strategy: str = "default"
     tpu: Optional[str] = None
@@ -162,6 +165,7 @@ def _make_dataset_fn(config: TrainConfig):
             min_resize_value=config.min_resize_value,
             max_resize_value=config.max_resize_value,
             resize_factor=config.resize_factor,
+            keep_aspect_ratio=config.keep_aspect_ratio,
             seed=config.seed,
             deterministic=config.deterministic,
             input_context=input_context,
@@ -484,7 +488,9 @@ class Trainer:
         last_saved_step = start
         scalars: Dict[str, float] = {}
         t_begin = time.perf_counter()
+        profiler = _StepProfiler(config.profile_logdir, start, self.last_step)
         while step < self.last_step:
+            profiler.before_step(step)
             lr = self.current_learning_rate()
             batch = next(iterator)
             out = self._train_step(batch)
@@ -501,6 +507,7 @@ class Trainer:
                     f"--base_learning_rate or check the data."
                 )
             scalars["learning_rate"] = lr
+            profiler.after_step(step)
             if step % config.log_steps == 0 or step == self.last_step:
                 ips = progress.images_per_second(step)
                 scalars["images_per_second"] = ips
@@ -524,6 +531,7 @@ class Trainer:
                 self.writer.flush()
                 logging.info("Saved checkpoint %s", path)
                 last_saved_step, last_save_time = step, time.monotonic()
+        profiler.after_step(self.last_step)
         self.writer.flush()
         elapsed = time.perf_counter() - t_begin
         result = {
@@ -533,8 +541,38 @@ class Trainer:
             "seconds": elapsed,
             "images_per_second": (step - start) * config.train_batch_size / max(elapsed, 1e-9),
         }
-        result.update({k: v for k, v in scalars.items()})
+        # The run's average, not the last logging window's.
+        result.update({k: v for k, v in scalars.items() if k != "images_per_second"})
         return result
+
+
+PROFILE_STEPS = 5
+
+
+class _StepProfiler:
+    """Runs the TensorFlow profiler over PROFILE_STEPS training steps (--profile_logdir),
+    starting after 2 warm-up steps (the first traces the step function) when the run is
+    long enough."""
+
+    def __init__(self, logdir: Optional[str], start: int, last_step: int):
+        self.logdir = logdir
+        self.first = start + 2 if last_step - start > 2 else start
+        self.last = min(self.first + PROFILE_STEPS, last_step)
+        self.active = False
+
+    def before_step(self, step: int) -> None:
+        if self.logdir and step == self.first:
+            tf.io.gfile.makedirs(self.logdir)
+            tf.profiler.experimental.start(self.logdir)
+            self.active = True
+
+    def after_step(self, step: int) -> None:
+        if self.active and step >= self.last:
+            tf.profiler.experimental.stop()
+            self.active = False
+            logging.info(
+                "Profiler trace of steps %d-%d written to %s", self.first + 1, step, self.logdir
+            )
 
 
 def train(config: TrainConfig, **kwargs) -> Dict[str, float]:
