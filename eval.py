@@ -25,7 +25,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deeplab import cli_flags
+from deeplab import cli_flags, cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -101,7 +101,8 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
     from deeplab import evaluation, inference
-    from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.checkpoint_mismatch import cli_checkpoint_error
+    from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
@@ -123,7 +124,9 @@ def main(argv):
     )
     crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
     eval_logdir = FLAGS.eval_logdir or inference.default_output_dir(checkpoint_dir, "eval")
-    logging.info("Model options: %s", options)
+    from deeplab.config import options_summary
+
+    logging.info("Model options: %s", options_summary(options))
     step_fn = evaluation.make_eval_step(
         model, options.num_classes, info.ignore_label, scales, FLAGS.add_flipped_images, stride
     )
@@ -137,7 +140,11 @@ def main(argv):
         max_number_of_evaluations=FLAGS.max_number_of_evaluations,
         timeout_secs=FLAGS.eval_timeout_secs,
     ):
-        report = load_checkpoint(model, path)
+        try:
+            report = load_checkpoint(model, path)
+        except CheckpointError as err:
+            print(cli_checkpoint_error(err, options, path), file=sys.stderr)
+            return 1
         logging.info("%s", report.summary())
         prefix = resolve_checkpoint_prefix(path)
         step = evaluation.checkpoint_step(prefix)
@@ -209,5 +216,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli_logs.install()
     flags.mark_flag_as_required("checkpoint_dir")
     app.run(main)

@@ -25,7 +25,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deeplab import cli_flags
+from deeplab import cli_flags, cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -36,7 +36,12 @@ flags.DEFINE_string(
     "Checkpoint to export: our training dir or ckpt prefix, or an official TF1 "
     "checkpoint (prefix, directory or model-zoo .tar.gz).",
 )
-flags.DEFINE_string("export_path", None, "Directory the SavedModel is written to.")
+flags.DEFINE_string(
+    "export_path",
+    None,
+    "Directory the SavedModel is written to; a path ending in .pb gets the official frozen "
+    "inference graph instead (ImageTensor:0 -> SemanticPredictions:0).",
+)
 flags.DEFINE_string(
     "dataset",
     None,
@@ -84,6 +89,8 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
     from deeplab import evaluation, export_lib, inference, litert
+    from deeplab.checkpoint_mismatch import cli_checkpoint_error
+    from deeplab.checkpoints import CheckpointError
     from deeplab.data import descriptors
 
     path = FLAGS.checkpoint_path
@@ -125,8 +132,14 @@ def main(argv):
     except (flags.ValidationError, ValueError) as err:
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return 2
-    logging.info("Model options: %s", options)
-    model, report = inference.build_inference_model(options, path)
+    from deeplab.config import options_summary
+
+    logging.info("Model options: %s", options_summary(options))
+    try:
+        model, report = inference.build_inference_model(options, path)
+    except CheckpointError as err:
+        print(cli_checkpoint_error(err, options, path), file=sys.stderr)
+        return 1
     logging.info("%s", report.summary())
     class_names = None
     if info is not None and len(info.class_names) == options.num_classes:
@@ -137,23 +150,45 @@ def main(argv):
         class_names=class_names,
         model_options=dataclasses.asdict(options),
     )
-    module = export_lib.export_saved_model(
-        model,
-        FLAGS.export_path,
-        options.num_classes,
+    settings = dict(
         eval_scales=scales,
         add_flipped_images=FLAGS.add_flipped_images,
         logits_output_stride=inference.logits_output_stride(options),
-        metadata=metadata,
     )
-    print(
-        f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
-        f"serve_encoded; {options.num_classes} classes, scales {scales}"
-        + (", flipped" if FLAGS.add_flipped_images else "")
-        + ")"
-    )
+    export_dir = FLAGS.export_path
+    if FLAGS.export_path.endswith(".pb"):
+        from deeplab import frozen_graph
+
+        export_dir = os.path.dirname(os.path.abspath(FLAGS.export_path))
+        frozen_graph.write_frozen_graph(
+            model,
+            FLAGS.export_path,
+            save_inference_graph=FLAGS.save_inference_graph,
+            min_resize_value=FLAGS.min_resize_value,
+            max_resize_value=FLAGS.max_resize_value,
+            resize_factor=FLAGS.resize_factor,
+            keep_aspect_ratio=FLAGS.keep_aspect_ratio,
+            **settings,
+        )
+        module = export_lib.DeepLabServingModule(model, options.num_classes, **settings)
+        print(
+            f"Frozen inference graph written to {FLAGS.export_path} (input "
+            f"{frozen_graph.INPUT_NAME}:0 uint8 [1, H, W, 3]; outputs "
+            f"{frozen_graph.OUTPUT_NAME}:0, {frozen_graph.PROBABILITIES_NAME}:0; "
+            f"{options.num_classes} classes, scales {scales})"
+        )
+    else:
+        module = export_lib.export_saved_model(
+            model, FLAGS.export_path, options.num_classes, metadata=metadata, **settings
+        )
+        print(
+            f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
+            f"serve_encoded; {options.num_classes} classes, scales {scales}"
+            + (", flipped" if FLAGS.add_flipped_images else "")
+            + ")"
+        )
     if FLAGS.tflite:
-        tflite_path = FLAGS.tflite_path or os.path.join(FLAGS.export_path, "model.tflite")
+        tflite_path = FLAGS.tflite_path or os.path.join(export_dir, "model.tflite")
         try:
             export_lib.export_tflite(
                 module,
@@ -174,5 +209,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli_logs.install()
     flags.mark_flags_as_required(["checkpoint_path", "export_path"])
     app.run(main)

@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deeplab import cli_flags
+from deeplab import cli_flags, cli_logs
 
 FLAGS = flags.FLAGS
 DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
@@ -357,6 +357,8 @@ def main(argv):
     except flags.ValidationError as err:
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return 2
+    from deeplab.checkpoint_mismatch import cli_checkpoint_error
+    from deeplab.checkpoints import CheckpointError
     from deeplab.training import NonFiniteLossError, train
 
     if config.dataset == "synthetic":
@@ -365,6 +367,14 @@ def main(argv):
         synthetic.ensure_synthetic_dataset(config.dataset_dir)
     try:
         result = train(config)
+    except CheckpointError as err:
+        print(
+            cli_checkpoint_error(
+                err, config.model_options, getattr(err, "prefix", config.train_logdir)
+            ),
+            file=sys.stderr,
+        )
+        return 1
     except NonFiniteLossError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 3
@@ -376,12 +386,14 @@ def main(argv):
     else:
         print(
             f"Finished at step {result['step']}: loss {result['total_loss']:.4f}, "
-            f"{result['images_per_second']:.1f} images/s; checkpoints in "
+            f"{result['images_per_second']:.1f} images/s on average over "
+            f"{result['steps_run']} steps; checkpoints in "
             f"{config.train_logdir}"
         )
     return 0
 
 
 if __name__ == "__main__":
+    cli_logs.install()
     flags.mark_flag_as_required("train_logdir")
     app.run(main)

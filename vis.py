@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deeplab import cli_flags
+from deeplab import cli_flags, cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -102,7 +102,8 @@ def main(argv):
     import tensorflow as tf
 
     from deeplab import colormaps, evaluation, inference
-    from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.checkpoint_mismatch import cli_checkpoint_error
+    from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
@@ -141,7 +142,11 @@ def main(argv):
         eval_interval_secs=FLAGS.eval_interval_secs,
         max_number_of_evaluations=FLAGS.max_number_of_iterations,
     ):
-        logging.info("%s", load_checkpoint(model, path).summary())
+        try:
+            logging.info("%s", load_checkpoint(model, path).summary())
+        except CheckpointError as err:
+            print(cli_checkpoint_error(err, options, path), file=sys.stderr)
+            return 1
         data = build_dataset(
             dataset,
             dataset_dir,
@@ -182,8 +187,8 @@ def main(argv):
                 if FLAGS.also_save_raw_predictions:
                     raw = prediction
                     if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
-                        raw = tf.compat.v1.image.resize_nearest_neighbor(
-                            raw[None, :, :, None], [height, width], align_corners=True
+                        raw = tf.raw_ops.ResizeNearestNeighbor(
+                            images=raw[None, :, :, None], size=[height, width], align_corners=True
                         )
                         raw = raw.numpy()[0, :, :, 0]
                     if convert:
@@ -204,5 +209,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli_logs.install()
     flags.mark_flag_as_required("checkpoint_dir")
     app.run(main)

@@ -166,3 +166,13 @@ class ModelOptions:
     def replace(self, **changes) -> "ModelOptions":
         """A copy with some options changed (re-validated)."""
         return dataclasses.replace(self, **changes)
+
+
+def options_summary(options: ModelOptions) -> str:
+    """The fields of `options` that differ from the defaults, `name=value` (a short log line)."""
+    defaults = ModelOptions()
+    return ", ".join(
+        f"{f.name}={getattr(options, f.name)}"
+        for f in dataclasses.fields(ModelOptions)
+        if getattr(options, f.name) != getattr(defaults, f.name)
+    )

@@ -54,7 +54,7 @@ def resize_bilinear(images, size):
     images = tf.convert_to_tensor(images)
     if images.dtype != tf.float32:
         images = tf.cast(images, tf.float32)
-    return tf.compat.v1.image.resize_bilinear(images, size, align_corners=True)
+    return tf.raw_ops.ResizeBilinear(images=images, size=size, align_corners=True)
 
 
 def logits_output_stride(options: ModelOptions) -> int:

@@ -281,7 +281,7 @@ class ResizeBilinear(keras.layers.Layer):
         size = tf.shape(reference)[1:3]
         if self.scale is not None:
             size = tf.cast((tf.cast(size, tf.float32) - 1.0) * self.scale + 1.0, tf.int32)
-        resized = tf.compat.v1.image.resize_bilinear(x, size, align_corners=True)
+        resized = tf.raw_ops.ResizeBilinear(images=x, size=size, align_corners=True)
         return tf.cast(resized, x.dtype)
 
     def compute_output_shape(self, input_shapes):

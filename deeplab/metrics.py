@@ -105,7 +105,7 @@ def _labels_from_predictions(y_pred, label_shape):
         y_pred = tf.cond(
             tf.reduce_all(tf.equal(tf.shape(y_pred)[1:3], size)),
             lambda: y_pred,
-            lambda: tf.compat.v1.image.resize_bilinear(y_pred, size, align_corners=True),
+            lambda: tf.raw_ops.ResizeBilinear(images=y_pred, size=size, align_corners=True),
         )
         return tf.argmax(y_pred, axis=-1, output_type=tf.int32)
     return tf.cast(y_pred, tf.int32)

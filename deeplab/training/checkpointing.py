@@ -51,6 +51,7 @@ class TrainCheckpoint:
         self.logdir = logdir
         self.strategy = strategy
         self.step = step
+        self.model = model
         # The optimizer tracks the model's variables too, and a checkpoint stores each variable
         # under the shortest path that reaches it: nesting the optimizer two levels down keeps
         # every model variable under `model/_operations/<i>/...` (what partial restores by key,
@@ -72,6 +73,9 @@ class TrainCheckpoint:
         path = latest_checkpoint(self.logdir)
         if path is None:
             return None
+        from deeplab.checkpoints import check_checkpoint_fits
+
+        check_checkpoint_fits(self.model, path)  # one clear error, not a traceback + warnings
         status = self.checkpoint.restore(path)
         status.assert_existing_objects_matched()
         logging.info("Restored %s (step %d)", path, int(self.step.numpy()))

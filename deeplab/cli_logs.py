@@ -1,0 +1,130 @@
+"""Quiet start-up logs for the command lines (train.py, eval.py, vis.py, export.py).
+
+TensorFlow 2.21 writes native (C++) log lines straight to file descriptor 2, where Python's
+logging cannot reach them. On a machine without an NVIDIA driver it logs "Could not find cuda
+drivers on your machine, GPU will not be used" and then, when it lists devices, an error line
+`E... failed call to cuInit: ... UNKNOWN ERROR (303)` that only repeats that news; its start-up
+notices (oneDNN, CUDA stub, CPU features) come twice, once per copy of its logging library.
+
+`install()` routes the process's stderr through a thread that drops exactly these lines: the
+cuInit error only after TensorFlow's own no-driver notice, each notice after its first
+occurrence. Every other line passes unchanged. It also shortens the Python log
+records to MAX_MESSAGE characters (saving a SavedModel logs one line of 7,000 characters
+listing renamed function inputs). Set DEEPLAB_RAW_LOGS=1 to turn both off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import select
+import sys
+import threading
+
+# Native start-up notices that TensorFlow prints twice: kept the first time only.
+NOTICES = (
+    b"All log messages before absl::InitializeLog() is called",
+    b"oneDNN custom operations are on",
+    b"Could not find cuda drivers on your machine",
+    b"This TensorFlow binary is optimized to use available CPU instructions",
+)
+NO_DRIVER = b"Could not find cuda drivers on your machine"
+CUINIT_ERROR = b"failed call to cuInit"
+
+# Longest message of a TensorFlow Python log record (the log prefix adds about 75 characters).
+MAX_MESSAGE = 220
+
+_installed = False
+
+
+class ShortRecords(logging.Filter):
+    """Cuts log messages longer than MAX_MESSAGE characters (and says so)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_MESSAGE:
+            record.msg = message[: MAX_MESSAGE - 20] + f" ... ({len(message)} chars)"
+            record.args = None
+        return True
+
+
+class LineFilter:
+    """Decides line by line what reaches the terminal (see the module docstring)."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def keep(self, line: bytes) -> bool:
+        """False for a repeated start-up notice, or the cuInit error after the no-driver one."""
+        if CUINIT_ERROR in line and NO_DRIVER in self.seen:
+            return False
+        for notice in NOTICES:
+            if notice in line:
+                if notice in self.seen:
+                    return False
+                self.seen.add(notice)
+        return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _pump(read_fd: int, out_fd: int) -> None:
+    line_filter = LineFilter()
+    pending = b""
+    while True:
+        # A partial line (e.g. a prompt) goes out after 0.2 s without more data.
+        ready, _, _ = select.select([read_fd], [], [], 0.2 if pending else None)
+        if not ready:
+            _write_all(out_fd, pending)
+            pending = b""
+            continue
+        try:
+            chunk = os.read(read_fd, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        _write_all(out_fd, b"".join(line + b"\n" for line in lines if line_filter.keep(line)))
+    _write_all(out_fd, pending)
+    os.close(read_fd)
+
+
+def install() -> None:
+    """Filters this process's stderr (file descriptor 2) as the module docstring says.
+
+    Call it before TensorFlow is imported; it is a no-op the second time, with
+    DEEPLAB_RAW_LOGS set, or where stderr cannot be redirected.
+    """
+    global _installed
+    if _installed or os.environ.get("DEEPLAB_RAW_LOGS"):
+        return
+    for name in ("tensorflow", "absl"):  # TensorFlow logs through both
+        logging.getLogger(name).addFilter(ShortRecords())
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+    except (OSError, ValueError):
+        return
+    _installed = True
+    thread = threading.Thread(
+        target=_pump, args=(read_fd, saved), name="deeplab-stderr-filter", daemon=True
+    )
+    thread.start()
+
+    def restore():
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)  # closes the pipe's write end, so the thread reads EOF and drains
+        thread.join(timeout=2)
+
+    atexit.register(restore)
