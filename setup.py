@@ -13,6 +13,8 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        # TensorFlow 2.21 no longer pulls TensorBoard in; `tensorboard --logdir runs` needs it.
+        "tensorboard>=2.21,<2.22",
         "keras>=3.10,<4",
         "tensorflow-datasets>=4.9,<5",
         "numpy>=1.26",

@@ -172,3 +172,11 @@ def test_cluster_flags_that_map_give_one_line_each():
     # Official defaults given explicitly change nothing and print nothing.
     values = _cluster_values("--num_replicas=1", "--task=0", "--num_ps_tasks=0", "--master=")
     assert cli_flags.cluster_strategy(values, {}) == ("default", None, [])
+
+
+def test_tensorboard_is_installed_and_required():
+    import tensorboard
+
+    assert tensorboard.__version__.startswith("2.")
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        assert '"tensorboard>=' in f.read()
