@@ -107,7 +107,7 @@ def main(argv):
 
     checkpoint_dir = FLAGS.checkpoint_dir
     try:
-        cli_flags.check_inference_flags(FLAGS, "eval")
+        pyramid = cli_flags.check_inference_flags(FLAGS, "eval")
     except flags.ValidationError as err:
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return 2
@@ -127,11 +127,23 @@ def main(argv):
     from deeplab.config import options_summary
 
     logging.info("Model options: %s", options_summary(options))
+    predictor = model
+    if pyramid:
+        predictor = inference.ImagePyramidModel(model, pyramid, FLAGS.merge_method, stride)
     step_fn = evaluation.make_eval_step(
-        model, options.num_classes, info.ignore_label, scales, FLAGS.add_flipped_images, stride
+        predictor,
+        options.num_classes,
+        info.ignore_label,
+        scales,
+        FLAGS.add_flipped_images,
+        stride,
+        FLAGS.prediction_with_upsampled_logits,
     )
     import tensorflow as tf
 
+    from deeplab.data.pipeline import split_size
+
+    num_images = split_size(dataset, dataset_dir, FLAGS.eval_split)
     writer = tf.summary.create_file_writer(eval_logdir)
     tag = evaluation.metric_tag(scales, FLAGS.add_flipped_images)
     for path in evaluation.checkpoints_to_evaluate(
@@ -174,10 +186,7 @@ def main(argv):
             else None,
             max_batches=FLAGS.max_eval_batches,
             step_fn=step_fn,
-            num_batches=None
-            if dataset == "synthetic"
-            # its size can be chosen
-            else -(-info.splits.get(FLAGS.eval_split, 0) // FLAGS.eval_batch_size) or None,
+            num_batches=-(-num_images // FLAGS.eval_batch_size) if num_images else None,
         )
         extra = dict(
             checkpoint=prefix,

@@ -95,7 +95,7 @@ def main(argv):
 
     path = FLAGS.checkpoint_path
     try:
-        cli_flags.check_inference_flags(FLAGS, "export")
+        pyramid = cli_flags.check_inference_flags(FLAGS, "export")
         saved_fields, saved = inference.saved_run_info(path)
         dataset = FLAGS.dataset or saved.get("dataset")
         info = descriptors.get_dataset_info(dataset) if dataset else None
@@ -168,6 +168,9 @@ def main(argv):
             max_resize_value=FLAGS.max_resize_value,
             resize_factor=FLAGS.resize_factor,
             keep_aspect_ratio=FLAGS.keep_aspect_ratio,
+            image_pyramid=pyramid,
+            merge_method=FLAGS.merge_method,
+            prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
             **settings,
         )
         module = export_lib.DeepLabServingModule(model, options.num_classes, **settings)

@@ -104,11 +104,11 @@ def main(argv):
     from deeplab import colormaps, evaluation, inference
     from deeplab.checkpoint_mismatch import cli_checkpoint_error
     from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
-    from deeplab.data.pipeline import build_dataset
+    from deeplab.data.pipeline import build_dataset, split_size
 
     checkpoint_dir = FLAGS.checkpoint_dir
     try:
-        cli_flags.check_inference_flags(FLAGS, "vis")
+        pyramid = cli_flags.check_inference_flags(FLAGS, "vis")
     except flags.ValidationError as err:
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         return 2
@@ -134,7 +134,18 @@ def main(argv):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def predict(images):
-        return inference.predict_labels(model, images, scales, FLAGS.add_flipped_images, stride)
+        return inference.predict_labels(
+            predictor,
+            images,
+            scales,
+            FLAGS.add_flipped_images,
+            stride,
+            FLAGS.prediction_with_upsampled_logits,
+        )
+
+    predictor = model
+    if pyramid:
+        predictor = inference.ImagePyramidModel(model, pyramid, FLAGS.merge_method, stride)
 
     convert = dataset == "cityscapes" or FLAGS.colormap_type == "cityscapes"
     for path in evaluation.checkpoints_to_evaluate(
@@ -160,6 +171,10 @@ def main(argv):
             keep_aspect_ratio=FLAGS.keep_aspect_ratio,
             model_variant=options.model_variant,
         )
+        target = split_size(dataset, dataset_dir, FLAGS.vis_split)
+        if FLAGS.num_vis_examples is not None:
+            target = min(target, FLAGS.num_vis_examples) if target else FLAGS.num_vis_examples
+        progress = cli_logs.Progress(target, "image")
         index = 0
         for batch in data:
             predictions = predict(tf.cast(batch["image"], tf.float32)).numpy()
@@ -198,8 +213,10 @@ def main(argv):
                         os.path.join(raw_dir, f"{name or f'{index:06d}'}.png"),
                     )
                 index += 1
+                progress.update(index)
             if FLAGS.num_vis_examples is not None and index >= FLAGS.num_vis_examples:
                 break
+        progress.finish(index)
         print(
             f"Visualised {index} images of {dataset}/{FLAGS.vis_split} with "
             f"{resolve_checkpoint_prefix(path)} in {save_dir}",

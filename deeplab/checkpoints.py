@@ -281,7 +281,12 @@ def load_checkpoint(
     if exclude:
         return _load_object_based_partial(model, prefix, exclude)
     check_checkpoint_fits(model, prefix)
-    status = tf.train.Checkpoint(model=model).restore(prefix)
+    try:
+        status = tf.train.Checkpoint(model=model).restore(prefix)
+    except ValueError as err:  # a shape differs (checkpoint layouts check_checkpoint_fits skips)
+        raise CheckpointError(
+            f"{prefix} does not match the model: {str(err).splitlines()[-1]}"
+        ) from None
     status.expect_partial()
     try:
         status.assert_existing_objects_matched()
@@ -313,8 +318,14 @@ def check_checkpoint_fits(model: keras.Model, prefix: str) -> None:
     """Raises CheckpointMismatchError for the first model variable that one of our checkpoints
     lacks or holds with another shape, or for a model variable of the checkpoint that the
     model lacks (a checkpoint of a larger model). Restoring then would fail with a traceback
-    and hundreds of warnings, or silently leave part of the checkpoint unused."""
+    and hundreds of warnings, or silently leave part of the checkpoint unused.
+
+    Checks checkpoints that keep the model's variables under `model/_operations/<i>/` (what
+    train.py writes); in other layouts (e.g. an optimizer tracked next to the model) the
+    restore itself checks the shapes."""
     available = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    if not any(k.startswith("model/_operations/") for k in available):
+        return
     targets = official_variables(model)
     expected = set()
     for name, keys in _object_keys(model).items():

@@ -562,18 +562,34 @@ def cluster_strategy(values=None, environ=None) -> Tuple[str, Optional[str], Lis
     return strategy, tpu, notes
 
 
-def check_inference_flags(values=None, script: str = "eval") -> None:
-    """Checks the official flags of eval.py, vis.py and export.py that have no effect here
-    yet: stops with one line naming the flag (flags.ValidationError)."""
+def check_inference_flags(values=None, script: str = "eval") -> Optional[List[float]]:
+    """Checks the official flags of eval.py, vis.py and export.py that only apply in some
+    settings, as the official scripts use them: stops with one line naming the flag
+    (flags.ValidationError). Returns the --image_pyramid scales (None: one scale)."""
     values = flags.FLAGS if values is None else values
     check_quantize_delay_step(values)
     if script != "export":
         check_master(values, script)
+    scales_flag = "inference_scales" if script == "export" else "eval_scales"
+    multi_scale = float_list_flag(values, scales_flag) not in (None, [1.0])
+    multi_scale = multi_scale or values.add_flipped_images
     pyramid = float_list_flag(values, "image_pyramid")
-    if pyramid and pyramid != [1.0]:
+    if pyramid == [1.0]:
+        pyramid = None
+    # As the official predict_labels: both apply to single-scale inference only.
+    for name, given in (
+        ("image_pyramid", pyramid is not None),
+        ("prediction_with_upsampled_logits", not values.prediction_with_upsampled_logits),
+    ):
+        if given and multi_scale:
+            raise flags.ValidationError(
+                f"--{name} applies to single-scale inference only (as in the official "
+                f"scripts); drop --{scales_flag} / --add_flipped_images or --{name}"
+            )
+    saved_model = script == "export" and not values.export_path.endswith(".pb")
+    if saved_model and (pyramid is not None or not values.prediction_with_upsampled_logits):
         raise flags.ValidationError(
-            f"--image_pyramid={','.join(map(str, pyramid))}: multi-scale feature extraction "
-            "is not supported yet; use the multi-scale inference flag instead"
+            "--image_pyramid and --prediction_with_upsampled_logits=false are supported by the "
+            "frozen-graph export only (an --export_path ending in .pb)"
         )
-    if not values.prediction_with_upsampled_logits:
-        raise flags.ValidationError("--prediction_with_upsampled_logits=false is not supported yet")
+    return pyramid

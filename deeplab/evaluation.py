@@ -56,6 +56,7 @@ def make_eval_step(
     eval_scales: Sequence[float] = (1.0,),
     add_flipped_images: bool = False,
     logits_output_stride: Optional[int] = None,
+    prediction_with_upsampled_logits: bool = True,
 ) -> Callable:
     """A compiled function (images, labels) -> (predictions int32 [B, H, W], confusion int64)."""
     scales = tuple(float(s) for s in eval_scales) or (1.0,)
@@ -68,7 +69,12 @@ def make_eval_step(
     )
     def step(images, labels):
         predictions = inference.predict_labels(
-            model, images, scales, add_flipped_images, logits_output_stride
+            model,
+            images,
+            scales,
+            add_flipped_images,
+            logits_output_stride,
+            prediction_with_upsampled_logits,
         )
         labels = tf.reshape(labels, tf.shape(predictions))
         cm = metrics_lib.batch_confusion_matrix(labels, predictions, num_classes, ignore_label)

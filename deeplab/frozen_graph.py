@@ -41,9 +41,19 @@ def inference_function(
     max_resize_value: Optional[int] = None,
     resize_factor: Optional[int] = None,
     keep_aspect_ratio: bool = True,
+    image_pyramid: Optional[Sequence[float]] = None,
+    merge_method: str = "max",
+    prediction_with_upsampled_logits: bool = True,
 ):
-    """The concrete function of the frozen graph (variables not yet folded)."""
+    """The concrete function of the frozen graph (variables not yet folded). `image_pyramid`,
+    `merge_method` and `prediction_with_upsampled_logits` are the official flags (single-scale
+    inference only; see `deeplab.inference.ImagePyramidModel` and `predict_labels`)."""
     from deeplab.data import preprocess
+
+    if image_pyramid:
+        model = inference.ImagePyramidModel(
+            model, image_pyramid, merge_method, logits_output_stride
+        )
 
     def serve(image):
         size = tf.shape(image)[1:3]
@@ -58,10 +68,18 @@ def inference_function(
                 keep_aspect_ratio=keep_aspect_ratio,
             )
             images = resized[tf.newaxis]
-        probabilities = inference.predict_probabilities(
-            model, images, eval_scales, add_flipped_images, logits_output_stride
-        )
-        predictions = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        if prediction_with_upsampled_logits:
+            probabilities = inference.predict_probabilities(
+                model, images, eval_scales, add_flipped_images, logits_output_stride
+            )
+            predictions = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        else:  # the official predict_labels: softmax, then bilinear upsampling
+            predictions = inference.predict_labels(
+                model, images, prediction_with_upsampled_logits=False
+            )
+            probabilities = inference.resize_bilinear(
+                tf.nn.softmax(model(images, training=False), axis=-1), tf.shape(images)[1:3]
+            )
         if min_resize_value or max_resize_value:
             predictions = tf.raw_ops.ResizeNearestNeighbor(
                 images=predictions[..., tf.newaxis], size=size, align_corners=True

@@ -146,3 +146,44 @@ def test_export_writes_the_official_frozen_graph(run):
     ).numpy()
     np.testing.assert_array_equal(labels, expected)
     np.testing.assert_array_equal(frozen_graph.run_frozen_graph(path, image), expected[0])
+
+
+@pytest.mark.slow
+def test_eval_and_vis_show_progress_over_the_split(run):
+    common = [f"--checkpoint_dir={run['logdir']}", f"--dataset_dir={run['data']}"]
+    out = _run("eval.py", common + ["--eval_crop_size=81,81", "--max_number_of_evaluations=1"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2/2" in out.stdout and "Unknown" not in out.stdout  # the split has 2 images
+    assert "Waiting for" not in out.stderr
+    # The official single-scale inference flags run through eval.py too.
+    out = _run(
+        "eval.py",
+        common
+        + [
+            "--eval_crop_size=81,81",
+            "--max_number_of_evaluations=1",
+            "--image_pyramid=0.75,1.0",
+            "--merge_method=avg",
+            "--prediction_with_upsampled_logits=false",
+            f"--eval_logdir={run['base'] / 'eval_pyramid'}",
+        ],
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "eval/miou_1.0_overall: " in out.stdout
+    vis_dir = str(run["base"] / "vis")
+    out = _run(
+        "vis.py",
+        common
+        + [
+            f"--vis_logdir={vis_dir}",
+            "--vis_crop_size=81,81",
+            "--max_number_of_iterations=1",
+            "--save_figures=false",
+        ],
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    progress = [line for line in out.stderr.splitlines() if "images (" in line]
+    assert [line.split("] ")[1].split(" (")[0] for line in progress] == [
+        "1/2 images",
+        "2/2 images",
+    ]

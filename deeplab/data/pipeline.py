@@ -92,6 +92,29 @@ def _source(
     return readers.folder_dataset(pairs), False, colour_table, True
 
 
+def split_size(dataset_name, dataset_dir, split):
+    """Number of examples of a split (for progress bars): the descriptor's count for the
+    official datasets, else the records of the split's TFRecord shards or its listed folder
+    pairs; None when unknown (e.g. TFDS)."""
+    info = _resolve_info(dataset_name)
+    if info is not None and dataset_name != "synthetic" and info.splits.get(split):
+        return int(info.splits[split])
+    if dataset_name.startswith(descriptors.TFDS_PREFIX) or not dataset_dir:
+        return None
+    try:
+        shards = readers.list_tfrecord_split(dataset_dir, split)
+        if shards:
+            return sum(1 for _ in tf.data.TFRecordDataset(shards))
+        voc_root = readers.find_voc_root(dataset_dir)
+        if voc_root is not None:
+            return len(readers.list_voc_split(voc_root, split, True).images)
+        if tf.io.gfile.isdir(os.path.join(dataset_dir, "images")):
+            return len(readers.list_image_label_split(dataset_dir, split, True).images)
+    except (ValueError, OSError, tf.errors.OpError):
+        return None
+    return None
+
+
 def build_dataset(
     dataset_name,
     dataset_dir,
