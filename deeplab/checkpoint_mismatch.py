@@ -23,6 +23,12 @@ SHAPE_FIELDS = (
     "add_image_level_feature",
     "aspp_with_separable_conv",
     "decoder_use_separable_conv",
+    "aspp_convs_filters",
+    "decoder_filters",
+    "aspp_with_concat_projection",
+    "aspp_with_squeeze_and_excitation",
+    "decoder_use_sum_merge",
+    "decoder_output_is_logits",
 )
 # Official checkpoint scopes of each model variant.
 _VARIANT_SCOPES = {"MobilenetV2": "mobilenet_v2", **{v: v for v in MODEL_VARIANTS}}
@@ -66,7 +72,7 @@ def _official_hint(error: CheckpointMismatchError, options: ModelOptions) -> Opt
         names = tf.train.load_checkpoint(error.prefix).get_variable_to_shape_map()
     except (ValueError, tf.errors.OpError):
         return None
-    variants = sorted({_VARIANT_SCOPES[n.split("/")[0]] for n in names} & set(MODEL_VARIANTS))
+    variants = sorted({_VARIANT_SCOPES.get(n.split("/")[0]) for n in names} - {None})
     if variants and options.model_variant not in variants:
         return (
             f"likely flag: --model_variant={options.model_variant} here; the checkpoint holds "

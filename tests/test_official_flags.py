@@ -18,19 +18,11 @@ SCRIPTS = {"train": "train.py", "eval": "eval.py", "vis": "vis.py", "export": "e
 # MobileNetV3 / ResNet / DPC heads) defines. PENDING until it lands on main; the coordinator
 # removes names from here as they arrive (the test then checks them like every other flag).
 PENDING_ARCHITECTURE_FLAGS = {
-    "image_pooling_stride",
     "dense_prediction_cell_json",
     "nas_stem_output_num_conv_filters",
     "nas_use_classification_head",
     "nas_remove_os32_stride",
     "use_bounded_activation",
-    "aspp_with_concat_projection",
-    "aspp_with_squeeze_and_excitation",
-    "aspp_convs_filters",
-    "decoder_use_sum_merge",
-    "decoder_filters",
-    "decoder_output_is_logits",
-    "image_se_uses_qsigmoid",
 }
 
 # Imports the script (defining its flags), then parses a command line that gives every
