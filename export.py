@@ -87,6 +87,14 @@ flags.adopt_module_key_flags(cli_flags)
 
 def main(argv):
     del argv
+    try:
+        return _main()
+    except FileNotFoundError as err:  # a missing dataset, image or checkpoint file
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+
+
+def _main():
     logging.set_verbosity(logging.INFO)
     from deeplab import evaluation, export_lib, inference, litert
     from deeplab.checkpoint_mismatch import cli_checkpoint_error

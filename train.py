@@ -345,6 +345,14 @@ def config_from_flags(values=None):
 
 def main(argv):
     del argv
+    try:
+        return _main()
+    except FileNotFoundError as err:  # a missing dataset, image or checkpoint file
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+
+
+def _main():
     logging.set_verbosity(logging.INFO)
     try:
         for note in cli_flags.cluster_strategy(FLAGS)[2]:

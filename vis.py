@@ -97,6 +97,14 @@ def _resized_size(height: int, width: int):
 
 def main(argv):
     del argv
+    try:
+        return _main()
+    except FileNotFoundError as err:  # a missing dataset, image or checkpoint file
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+
+
+def _main():
     logging.set_verbosity(logging.INFO)
     import numpy as np
     import tensorflow as tf

@@ -314,38 +314,56 @@ def _object_keys(model: keras.Model) -> Dict[str, Tuple[str, ...]]:
     return keys
 
 
+def _model_variable_keys(reader) -> Dict[str, str]:
+    """`model/_operations/<i>/<attr>/.ATTRIBUTES/VARIABLE_VALUE` -> the key that holds that
+    variable in the checkpoint (the same unless another path reaches it first, e.g. an
+    optimizer tracked next to the model), from the checkpoint's object graph."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+
+    def children(node_id):
+        return {c.local_name: c.node_id for c in graph.nodes[node_id].children}
+
+    keys = {}
+    model = children(0).get("model")
+    operations = children(model).get("_operations") if model is not None else None
+    if operations is None:
+        return keys
+    for index, layer in children(operations).items():
+        for attr, node in children(layer).items():
+            for attribute in graph.nodes[node].attributes:
+                if attribute.name == "VARIABLE_VALUE":
+                    path = f"model/_operations/{index}/{attr}/.ATTRIBUTES/VARIABLE_VALUE"
+                    keys[path] = attribute.checkpoint_key
+    return keys
+
+
 def check_checkpoint_fits(model: keras.Model, prefix: str) -> None:
     """Raises CheckpointMismatchError for the first model variable that one of our checkpoints
     lacks or holds with another shape, or for a model variable of the checkpoint that the
     model lacks (a checkpoint of a larger model). Restoring then would fail with a traceback
-    and hundreds of warnings, or silently leave part of the checkpoint unused.
-
-    Checks checkpoints that keep the model's variables under `model/_operations/<i>/` (what
-    train.py writes); in other layouts (e.g. an optimizer tracked next to the model) the
-    restore itself checks the shapes."""
-    available = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    if not any(k.startswith("model/_operations/") for k in available):
-        return
+    and hundreds of warnings, or silently leave part of the checkpoint unused."""
+    reader = tf.train.load_checkpoint(prefix)
+    available = reader.get_variable_to_shape_map()
+    stored = _model_variable_keys(reader)
+    if not stored:
+        return  # not a `tf.train.Checkpoint(model=...)` file: the restore checks it
     targets = official_variables(model)
     expected = set()
     for name, keys in _object_keys(model).items():
-        key = next((k for k in keys if k in available), None)
+        key = next((stored[k] for k in keys if k in stored), None)
         if key is None:
             raise CheckpointMismatchError(prefix, name, None, targets[name].shape)
         if list(available[key]) != list(targets[name].shape):
             raise CheckpointMismatchError(prefix, name, available[key], targets[name].shape)
         expected.add(key)
-    extra = sorted(
-        k
-        for k in available
-        if k.startswith("model/_operations/")
-        and k.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-        and k not in expected
-    )
+    extra = sorted(path for path, key in stored.items() if key not in expected)
     if extra:
         layer = extra[0][len("model/_operations/") :].split("/")[0]
         raise CheckpointMismatchError(
-            prefix, f"layer #{layer} ({extra[0]})", available[extra[0]], None
+            prefix, f"layer #{layer} ({extra[0]})", available[stored[extra[0]]], None
         )
 
 

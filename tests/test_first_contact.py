@@ -187,3 +187,17 @@ def test_eval_and_vis_show_progress_over_the_split(run):
         "1/2 images",
         "2/2 images",
     ]
+
+
+@pytest.mark.slow
+def test_missing_dataset_dir_gives_one_error_line(run, tmp_path):
+    missing = str(tmp_path / "nowhere")
+    out = _run(
+        "train.py",
+        TINY + [f"--dataset_dir={missing}", f"--train_logdir={tmp_path / 'run'}"],
+    )
+    lines = _error_lines(out)
+    assert out.returncode == 1
+    assert len(lines) <= 10, "\n".join(lines)
+    assert [line for line in lines if line.startswith("ERROR: ") and missing in line]
+    assert not [line for line in lines if "Traceback" in line]
