@@ -8,7 +8,9 @@ notices (oneDNN, CUDA stub, CPU features) come twice, once per copy of its loggi
 
 `install()` routes the process's stderr through a thread that drops exactly these lines: the
 cuInit error only after TensorFlow's own no-driver notice, each notice after its first
-occurrence. Every other line passes unchanged. It also shortens the Python log
+occurrence, and three notices that never ask anything of a user (NOISE: how absl logs before
+it is initialised, which CPU instructions a rebuilt TensorFlow could use, TFRecord buffer
+sizes). Every other line passes unchanged. It also shortens the Python log
 records to MAX_MESSAGE characters (saving a SavedModel logs one line of 7,000 characters
 listing renamed function inputs). Set DEEPLAB_RAW_LOGS=1 to turn both off.
 """
@@ -24,11 +26,16 @@ import threading
 
 # Native start-up notices that TensorFlow prints twice: kept the first time only.
 NOTICES = (
-    b"All log messages before absl::InitializeLog() is called",
     b"oneDNN custom operations are on",
     b"Could not find cuda drivers on your machine",
-    b"This TensorFlow binary is optimized to use available CPU instructions",
 )
+# Dropped every time (with the continuation line of the CPU-instructions notice).
+NOISE = (
+    b"WARNING: All log messages before absl::InitializeLog() is called",
+    b"] This TensorFlow binary is optimized to use available CPU instructions",
+    b"tf_record_dataset_op.cc",
+)
+CONTINUATION = b"To enable the following instructions:"
 NO_DRIVER = b"Could not find cuda drivers on your machine"
 CUINIT_ERROR = b"failed call to cuInit"
 
@@ -54,9 +61,17 @@ class LineFilter:
 
     def __init__(self):
         self.seen = set()
+        self.dropped_notice = False
 
     def keep(self, line: bytes) -> bool:
-        """False for a repeated start-up notice, or the cuInit error after the no-driver one."""
+        """False for noise, a repeated start-up notice, or the cuInit error after the no-driver
+        notice."""
+        follows_notice, self.dropped_notice = self.dropped_notice, False
+        if follows_notice and line.startswith(CONTINUATION):
+            return False
+        if any(noise in line for noise in NOISE):
+            self.dropped_notice = True
+            return False
         if CUINIT_ERROR in line and NO_DRIVER in self.seen:
             return False
         for notice in NOTICES:

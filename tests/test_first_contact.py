@@ -201,3 +201,24 @@ def test_missing_dataset_dir_gives_one_error_line(run, tmp_path):
     assert len(lines) <= 10, "\n".join(lines)
     assert [line for line in lines if line.startswith("ERROR: ") and missing in line]
     assert not [line for line in lines if "Traceback" in line]
+
+
+def test_log_filter_drops_only_the_known_start_up_noise():
+    from deeplab.cli_logs import LineFilter
+
+    lines = [
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        b"I0000 port.cc:153] oneDNN custom operations are on. You may see ...",
+        b"I0000 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
+        b"I0000 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available CPU "
+        b"instructions in performance-critical operations.",
+        b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow",
+        b"I0000 port.cc:153] oneDNN custom operations are on. You may see ...",
+        b"E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error (303)",
+        b"E0000 some_op.cc:1] a real error",
+        b"To enable the following instructions: a line of ours",
+    ]
+    line_filter = LineFilter()
+    assert [line for line in lines if line_filter.keep(line)] == [lines[1], lines[2], *lines[7:]]
+    # Without TensorFlow's no-driver notice the cuInit error is a real one and stays.
+    assert LineFilter().keep(lines[6])
