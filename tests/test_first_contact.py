@@ -190,11 +190,16 @@ def test_eval_and_vis_show_progress_over_the_split(run):
 
 
 @pytest.mark.slow
-def test_missing_dataset_dir_gives_one_error_line(run, tmp_path):
+def test_missing_dataset_dir_gives_one_error_line(tmp_path):
     missing = str(tmp_path / "nowhere")
     out = _run(
         "train.py",
-        TINY + [f"--dataset_dir={missing}", f"--train_logdir={tmp_path / 'run'}"],
+        TINY[:-2]
+        + [
+            "--dataset=pascal_voc_seg",
+            f"--dataset_dir={missing}",
+            f"--train_logdir={tmp_path / 'run'}",
+        ],
     )
     lines = _error_lines(out)
     assert out.returncode == 1
