@@ -181,7 +181,7 @@ def main(argv=None) -> Dict[str, object]:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
-    parser.add_argument("--budget_s", type=float, default=390.0, help="start no case after this")
+    parser.add_argument("--budget_s", type=float, default=300.0, help="start no case after this")
     parser.add_argument("--variant", default="xception_65", help="model variant (tests: smaller)")
     parser.add_argument(
         "--cases",
@@ -211,6 +211,15 @@ def main(argv=None) -> Dict[str, object]:
     def out_of_time() -> bool:
         return time.perf_counter() - begin > args.budget_s
 
+    def save() -> str:
+        results["total_s"] = round(time.perf_counter() - begin, 1)
+        text = json.dumps(results, indent=1, default=str)
+        out = os.environ.get("OUT")
+        if out:
+            with open(os.path.join(out, "gpu_training.json"), "w") as f:
+                f.write(text + "\n")
+        return text
+
     cases = set(args.cases.split(","))
     for name, precision, jit in TRAINING_CASES:
         if name not in cases:
@@ -235,6 +244,7 @@ def main(argv=None) -> Dict[str, object]:
                 break
             batch //= 2
         results["training"][name] = {"batch": batch, "precision": precision, "xla": jit, **result}
+        save()
     for name, policy in INFERENCE_CASES:
         if f"inference_{name}" not in cases:
             continue
@@ -253,13 +263,8 @@ def main(argv=None) -> Dict[str, object]:
                 variant=args.variant,
             ),
         }
-    results["total_s"] = round(time.perf_counter() - begin, 1)
-    text = json.dumps(results, indent=1, default=str)
-    print(text)
-    out = os.environ.get("OUT")
-    if out:
-        with open(os.path.join(out, "gpu_training.json"), "w") as f:
-            f.write(text + "\n")
+        save()
+    print(save())
     return results
 
 

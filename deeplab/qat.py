@@ -46,6 +46,8 @@ INITIAL_RANGE = (-6.0, 6.0)  # contrib.quantize's initial activation range
 INPUT_RANGE = (-1.0, 1.0)  # the preprocessed image (x * 2 / 255 - 1)
 NUM_BITS = 8
 ACT_QUANT_SUFFIX = ".act_quant"
+# The official quantized models (g3doc/quantize.md); the rewrite knows their layer types.
+SUPPORTED_VARIANTS = ("mobilenet_v2",)
 
 
 class QuantizationDelay:

@@ -146,11 +146,17 @@ def test_before_the_delay_the_step_is_the_float_step_then_it_quantizes():
     assert all(g is not None for g in grads)
 
 
+QAT_STEPS, QAT_DELAY = 300, 150
+
+
 @pytest.fixture(scope="module")
 def qat_run(tmp_path_factory, data_dir):
-    """12 steps, fake quantization from step 4 on."""
+    """Float training, then fake quantization from step 150 on (Adam: a short run that predicts
+    more than the background; about 1 minute of training on a quiet 2-core machine)."""
     logdir = tmp_path_factory.mktemp("qat_run")
-    trainer = Trainer(_config(logdir, data_dir, 12, 4))
+    config = _config(logdir, data_dir, QAT_STEPS, QAT_DELAY)
+    config.optimizer, config.adam_learning_rate = "adam", 0.01
+    trainer = Trainer(config)
     result = trainer.run()
     return trainer, result, str(logdir)
 
@@ -168,7 +174,7 @@ def test_the_run_saves_its_activation_ranges_and_the_delay(qat_run):
     import json
 
     with open(os.path.join(logdir, "model_options.json")) as f:
-        assert json.load(f)["quantize_delay_step"] == 4
+        assert json.load(f)["quantize_delay_step"] == QAT_DELAY
 
 
 def _quantized_inference_model(logdir):
@@ -226,6 +232,13 @@ def test_int8_litert_model_agrees_with_the_fake_quantized_model(qat_run, data_di
 def test_mixed_precision_is_refused_with_the_flag_named(tmp_path):
     config = _config(tmp_path, None, 2, 0, mixed_precision="float16")
     with pytest.raises(ValueError, match="--quantize_delay_step=0.*--mixed_precision=float16"):
+        config.validate()
+
+
+def test_other_variants_are_refused_with_the_flag_named(tmp_path):
+    config = _config(tmp_path, None, 2, 0)
+    config.model_options = OPTIONS.replace(model_variant="xception_65")
+    with pytest.raises(ValueError, match="--quantize_delay_step=0.*mobilenet_v2.*xception_65"):
         config.validate()
 
 

@@ -140,6 +140,13 @@ class TrainConfig:
             raise ValueError(
                 f"--mixed_precision={self.mixed_precision!r} is not one of {MIXED_PRECISION}"
             )
+        variant = self.model_options.model_variant
+        if self.quantize_delay_step >= 0 and variant not in qat.SUPPORTED_VARIANTS:
+            raise ValueError(
+                f"--quantize_delay_step={self.quantize_delay_step} (quantization-aware "
+                f"training) supports --model_variant={'/'.join(qat.SUPPORTED_VARIANTS)} "
+                f"(the official quantized models), not {variant}"
+            )
         if self.quantize_delay_step >= 0 and self.mixed_precision != "none":
             raise ValueError(
                 f"--quantize_delay_step={self.quantize_delay_step} (quantization-aware "
