@@ -229,6 +229,22 @@ def test_int8_litert_model_agrees_with_the_fake_quantized_model(qat_run, data_di
     assert np.mean(differences) < 0.01
 
 
+@pytest.mark.slow
+def test_export_cli_writes_the_full_integer_model_of_a_qat_run(qat_run, tmp_path):
+    _, _, logdir = qat_run
+    result = eval_fixtures.run_cli(
+        "export.py",
+        f"--checkpoint_path={logdir}",
+        f"--export_path={tmp_path / 'exported'}",
+        "--tflite",
+        "--crop_size={},{}".format(*CROP),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "full-integer int8 LiteRT model written" in result.stdout
+    with open(tmp_path / "exported" / "model.tflite", "rb") as f:
+        assert not litert.float_tensors(f.read())
+
+
 def test_mixed_precision_is_refused_with_the_flag_named(tmp_path):
     config = _config(tmp_path, None, 2, 0, mixed_precision="float16")
     with pytest.raises(ValueError, match="--quantize_delay_step=0.*--mixed_precision=float16"):
