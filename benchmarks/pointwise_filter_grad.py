@@ -8,7 +8,7 @@ reshape(x)^T @ reshape(dy) (a `tf.custom_gradient`; forward and input gradient u
 two are timed interleaved (ABBA...) in one process, by wall and process CPU time, so a busy
 machine slows both alike. Prints the gradients' largest relative difference (dropout masks made
 equal) and the A/B time ratios. The rewrite is not part of the library: on the 2-core machine it
-saved about 4% of CPU time per step at crop 321 (README, Benchmarks).
+saved about 5% of CPU time per step at crop 321 (README, Benchmarks).
 """
 
 from __future__ import annotations
