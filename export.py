@@ -62,6 +62,14 @@ flags.DEFINE_boolean(
     "add_flipped_images", False, "Also average the predictions of left-right flipped images."
 )
 flags.DEFINE_boolean("tflite", False, "Also write a TFLite model (fixed input size --crop_size).")
+flags.DEFINE_integer(
+    "quantize_delay_step",
+    None,
+    "Official flag: >= 0 exports the fake-quantized model of a quantization-aware training run "
+    "(train.py --quantize_delay_step), and --tflite writes it as a full-integer (int8) LiteRT "
+    "model with the trained ranges (no calibration images needed); < 0 exports the float "
+    "model. Default: the run's value.",
+)
 flags.DEFINE_string(
     "tflite_path", None, "Where the TFLite model goes (default <export_path>/model.tflite)."
 )
@@ -149,6 +157,20 @@ def _main():
         print(cli_checkpoint_error(err, options, path), file=sys.stderr)
         return 1
     logging.info("%s", report.summary())
+    quantize_delay_step = FLAGS.quantize_delay_step
+    if quantize_delay_step is None:
+        quantize_delay_step = int(saved.get("quantize_delay_step", -1))
+    quantize = FLAGS.quantize
+    if quantize_delay_step >= 0:
+        from deeplab import checkpoints, qat
+
+        model = qat.quantize_model(model)
+        try:
+            qat.load_quantizer_ranges(model, checkpoints.resolve_checkpoint_prefix(path))
+        except ValueError as err:
+            print(f"FATAL Flags parsing error: --quantize_delay_step: {err}", file=sys.stderr)
+            return 2
+        quantize, calibration = "int8", qat.range_free_images(crop or (513, 513))
     class_names = None
     if info is not None and len(info.class_names) == options.num_classes:
         class_names = list(info.class_names)
@@ -157,6 +179,7 @@ def _main():
         dataset=dataset,
         class_names=class_names,
         model_options=dataclasses.asdict(options),
+        quantize_delay_step=quantize_delay_step,
     )
     settings = dict(
         eval_scales=scales,
@@ -205,13 +228,13 @@ def _main():
                 module,
                 tflite_path,
                 crop,
-                quantize=FLAGS.quantize,
+                quantize=quantize,
                 representative_images=calibration,
             )
         except ValueError as err:
             print(f"FATAL LiteRT export failed: {str(err)[:1000]}", file=sys.stderr)
             return 1
-        kind = "full-integer int8 " if FLAGS.quantize else ""
+        kind = "full-integer int8 " if quantize else ""
         print(
             f"{kind}LiteRT model written to {tflite_path} (signature serving_default: image "
             f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> semantic_predictions, semantic_probabilities)"

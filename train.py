@@ -181,6 +181,13 @@ flags.DEFINE_enum(
     "Mixed precision policy (float16 adds dynamic loss scaling).",
 )
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the forward/backward pass.")
+flags.DEFINE_integer(
+    "quantize_delay_step",
+    -1,
+    "Steps to start quantized training. If < 0, will not quantize model. (From this global "
+    "step on, weights and activations are fake-quantized to int8 with batch norm folded; "
+    "export such a run with export.py --tflite for an int8 LiteRT model.)",
+)
 flags.DEFINE_integer("seed", None, "Random seed (weights, data order and augmentation).")
 cli_flags.define_official_flags("train")
 # `--help` lists the model flags of cli_flags too, not only those defined here.
@@ -335,6 +342,7 @@ def config_from_flags(values=None):
             tpu=tpu,
             mixed_precision=values.mixed_precision,
             jit_compile=values.jit_compile,
+            quantize_delay_step=values.quantize_delay_step,
             seed=values.seed,
         )
         config.validate()

@@ -105,9 +105,21 @@ class BatchNorm(keras.layers.BatchNormalization):
         super().__init__(**kwargs)
         self.frozen = frozen
 
+    def uses_batch_statistics(self, training, mask=None) -> bool:
+        """Whether a call with these arguments normalises with (and updates from) the batch."""
+        return bool(
+            training and not self.frozen and self.trainable and mask is None and not self.renorm
+        )
+
     def call(self, inputs, training=None, mask=None):
-        if self.frozen or not training or not self.trainable or mask is not None or self.renorm:
+        if not self.uses_batch_statistics(training, mask):
             return super().call(inputs, training=False if self.frozen else training, mask=mask)
+        outputs, _, _ = self.normalize_with_batch_statistics(inputs)
+        return tf.cast(outputs, self.compute_dtype)
+
+    def normalize_with_batch_statistics(self, inputs):
+        """Training-mode batch norm: returns (float32 outputs, batch mean, unbiased batch
+        variance) and updates the moving statistics."""
         x = tf.cast(inputs, tf.float32)
         if x.shape.rank == 4 and self.axis in (-1, 3, [3], [-1]):
             # One FusedBatchNormV3 kernel forward and one backward (as slim's fused=True), several
@@ -127,7 +139,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.moving_variance.assign(
             self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum)
         )
-        return tf.cast(outputs, self.compute_dtype)
+        return outputs, mean, unbiased
 
     def get_config(self):
         return {**super().get_config(), "frozen": self.frozen}

@@ -24,6 +24,7 @@ from absl import logging
 from deeplab.training import distribute
 
 MODEL_OPTIONS_FILE = "model_options.json"
+QUANTIZERS_KEY = "quantizers"
 
 
 def latest_checkpoint(logdir: str) -> Optional[str]:
@@ -47,6 +48,7 @@ class TrainCheckpoint:
         step: tf.Variable,
         strategy: tf.distribute.Strategy,
         max_to_keep: int = 5,
+        quantizers: Optional[tf.train.Checkpoint] = None,
     ):
         self.logdir = logdir
         self.strategy = strategy
@@ -57,10 +59,13 @@ class TrainCheckpoint:
         # every model variable under `model/_operations/<i>/...` (what partial restores by key,
         # deeplab.checkpoints.load_checkpoint with exclusions, read) instead of
         # `optimizer/_trainable_variables/<j>`.
+        # Quantization-aware training adds the activation ranges under `quantizers`.
+        extra = {} if quantizers is None else {QUANTIZERS_KEY: quantizers}
         self.checkpoint = tf.train.Checkpoint(
             model=model,
             step=step,
             optimizer=tf.train.Checkpoint(state=tf.train.Checkpoint(optimizer=optimizer)),
+            **extra,
         )
         self.write_dir = distribute.worker_dir(logdir, strategy)
         self.is_chief = distribute.is_chief(strategy)

@@ -29,6 +29,7 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab import losses as losses_lib
+from deeplab import qat
 from deeplab.config import ModelOptions
 from deeplab.training import checkpointing, distribute, optimizers, schedules, summaries
 
@@ -89,6 +90,8 @@ class TrainConfig:
     tpu: Optional[str] = None
     mixed_precision: str = "none"
     jit_compile: bool = False
+    # Quantization-aware training from this global step on (< 0: float training).
+    quantize_delay_step: int = -1
     seed: Optional[int] = None
     deterministic: bool = False
 
@@ -139,6 +142,19 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(
                 f"--mixed_precision={self.mixed_precision!r} is not one of {MIXED_PRECISION}"
+            )
+        variant = self.model_options.model_variant
+        if self.quantize_delay_step >= 0 and variant not in qat.SUPPORTED_VARIANTS:
+            raise ValueError(
+                f"--quantize_delay_step={self.quantize_delay_step} (quantization-aware "
+                f"training) supports --model_variant={'/'.join(qat.SUPPORTED_VARIANTS)} "
+                f"(the official quantized models), not {variant}"
+            )
+        if self.quantize_delay_step >= 0 and self.mixed_precision != "none":
+            raise ValueError(
+                f"--quantize_delay_step={self.quantize_delay_step} (quantization-aware "
+                f"training) runs in float32 and does not combine with "
+                f"--mixed_precision={self.mixed_precision}"
             )
 
 
@@ -268,6 +284,13 @@ class Trainer:
                 self.model = (model_fn or model_lib.build_deeplab_from_options)(
                     config.model_options
                 )
+                # The model a step runs: the float one, or its fake-quantized twin (same
+                # variables plus the activation ranges) for quantization-aware training.
+                self.step_model = self.model
+                if config.quantize_delay_step >= 0:
+                    self.step_model = qat.quantize_model(
+                        self.model, config.quantize_delay_step, step=lambda: self.global_step
+                    )
             self.global_step = tf.Variable(
                 0,
                 dtype=tf.int64,
@@ -302,6 +325,9 @@ class Trainer:
             step=self.global_step,
             strategy=self.strategy,
             max_to_keep=config.max_checkpoints_to_keep,
+            quantizers=(
+                None if self.step_model is self.model else qat.quantizer_checkpoint(self.step_model)
+            ),
         )
         self.writer = summaries.SummaryWriter(
             config.train_logdir if self.is_chief else None,
@@ -311,7 +337,7 @@ class Trainer:
         )
         self._train_step = self._make_train_step()
         predict = lambda images: tf.argmax(  # noqa: E731
-            self.model(images, training=False), axis=-1, output_type=tf.int32
+            self.step_model(images, training=False), axis=-1, output_type=tf.int32
         )
         # Through strategy.run so that it also works where the model must run on replicas (TPU).
         self._predict = tf.function(
@@ -327,7 +353,7 @@ class Trainer:
 
     def _make_train_step(self):
         config = self.config
-        model, trainable = self.model, self.trainable
+        model, trainable = self.step_model, self.trainable
         num_replicas = float(self.num_replicas)
         num_classes, ignore_label = self.num_classes, self.ignore_label
         upsample = config.model_options.upsample_logits
@@ -446,6 +472,7 @@ class Trainer:
                 dataset_dir=self.config.dataset_dir,
                 train_split=self.config.train_split,
                 train_crop_size=list(self.config.train_crop_size),
+                quantize_delay_step=self.config.quantize_delay_step,
             )
 
     def _image_summary(self, step: int, batch) -> None:
