@@ -334,19 +334,25 @@ class ImagePooling(keras.layers.Layer):
     def call(self, x):
         if self.pool_size is None:
             return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-        for size, window in zip(x.shape[1:3], self.pool_size):
+        self.check_fits(x.shape)
+        return tf.nn.avg_pool2d(x, ksize=self.pool_size, strides=self.strides, padding="VALID")
+
+    def check_fits(self, shape) -> None:
+        """The official graph fails on inputs smaller than the image-pooling crop; say why."""
+        for size, window in zip(shape[1:3], self.pool_size):
             if size is not None and size < window:
                 raise ValueError(
-                    f"image pooling: features of {x.shape[1]}x{x.shape[2]} are smaller than the "
+                    f"image pooling: features of {shape[1]}x{shape[2]} are smaller than the "
                     f"pooling window {self.pool_size[0]}x{self.pool_size[1]} set by "
-                    f"--image_pooling_crop_size (or the crop size); feed inputs at least that "
-                    f"large or pass a smaller --image_pooling_crop_size"
+                    f"--image_pooling_crop_size (or the crop size) at this output stride; feed "
+                    f"inputs at least as large as that crop, or pass a smaller "
+                    f"--image_pooling_crop_size"
                 )
-        return tf.nn.avg_pool2d(x, ksize=self.pool_size, strides=self.strides, padding="VALID")
 
     def compute_output_shape(self, input_shape):
         if self.pool_size is None:
             return (input_shape[0], 1, 1, input_shape[3])
+        self.check_fits(input_shape)
         h, w = input_shape[1], input_shape[2]
         return (
             input_shape[0],

@@ -1,7 +1,9 @@
 """`build_deeplab`: the DeepLabV3+ Keras functional model, identical to the official graph.
 
 images (0..255) -> x*2/255-1 -> backbone (atrous to the output stride) -> ASPP -> [decoder]
--> logits/semantic -> bilinear upsampling (align_corners) to the input size.
+-> logits/semantic -> bilinear upsampling (align_corners) to the input size. With
+`decoder_output_is_logits` (the MobileNetV3 recipes) the decoder output is the logits (layer
+`semantic`, the official tensor name) and there is no logits layer.
 """
 
 from __future__ import annotations
@@ -175,10 +177,15 @@ def build_deeplab(
 
     Input: float32 images [N, H, W, 3] with values 0..255, any H and W. Output: float32 logits
     [N, H, W, num_classes] resized bilinearly (align_corners=True) to the input size, or the
-    pre-upsampling logits (layer `logits.semantic`) when `upsample_logits=False`.
+    pre-upsampling logits (layer `logits.semantic`, or `semantic` with
+    `decoder_output_is_logits`) when `upsample_logits=False`.
 
-    `crop_size` only sets the image-pooling window as the official code does; None pools
-    globally, which equals the official graph at the crop size and works for any size.
+    `crop_size` only sets the image-pooling window as the official code does
+    (`image_pooling_crop_size` takes precedence); None pools globally, which equals the
+    official graph at the crop size and works for any size. The MobileNetV3 head options
+    (`image_pooling_stride`, `aspp_convs_filters`, `aspp_with_concat_projection`,
+    `aspp_with_squeeze_and_excitation`, `image_se_uses_qsigmoid`, `decoder_use_sum_merge`,
+    `decoder_filters`, `decoder_output_is_logits`) have the official defaults.
     `fine_tune_batch_norm=False` keeps every BatchNorm on its moving statistics (gamma and
     beta still train). `batch_norm_decay=None` keeps the official moving-average decays.
     Layer names are the official variable scopes with '/' -> '.'.
