@@ -105,7 +105,7 @@ def test_mult_adds_strides_and_rates_match_official(key):
 
 
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
-@pytest.mark.parametrize("decoder", [4, None])
+@pytest.mark.parametrize("decoder", [4, 16, None])
 def test_output_shapes_at_every_stride(output_stride, decoder):
     if decoder is not None and decoder >= output_stride:
         pytest.skip("the decoder stride must be below the output stride")
@@ -212,6 +212,10 @@ def test_imagenet_backbone_checkpoint_initialises_the_backbone(tmp_path):
         (dict(model_variant="resnet_v1_50"), r"--model_variant=.*resnet_v1_50_beta"),
         (dict(model_variant="resnet_v1_50_beta", multi_grid=(1, 2)), "--multi_grid"),
         (dict(model_variant="mobilenet_v2", multi_grid=(1, 2, 4)), r"--multi_grid.*resnet_v1"),
+        (
+            dict(model_variant="resnet_v1_101_beta", decoder_output_stride=2),
+            r"--decoder_output_stride=2 must be one of \(4, 8, 16\)",
+        ),
     ],
 )
 def test_bad_options_name_the_flag_and_the_allowed_values(bad, message):
