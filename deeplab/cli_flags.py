@@ -69,7 +69,9 @@ def define_model_flags() -> None:
         None,
         "Output stride of the low-level features the decoder uses (4 or 8); unset: no decoder.",
     )
-    define_int_list("multi_grid", None, "Unit rates of the last Xception block, e.g. 1,2,4.")
+    define_int_list(
+        "multi_grid", None, "Unit rates of the last Xception / ResNet block, e.g. 1,2,4."
+    )
     define_int_list(
         "image_pooling_crop_size",
         None,
@@ -94,7 +96,7 @@ def define_model_flags() -> None:
         "batch_norm_decay",
         None,
         "BatchNorm moving-average decay; unset keeps the official ones (0.9997, "
-        "MobileNetV2 0.997).",
+        "MobileNetV2 and MobileNetV3 0.997, ResNet 0.95).",
     )
     flags.DEFINE_integer(
         "logits_kernel_size", 1, "Kernel size of the logits conv (1 is the only supported value)."
@@ -131,6 +133,13 @@ def define_head_flags() -> None:
         "decoder_output_is_logits",
         False,
         "The decoder output is the logits (no logits layer); needs decoder_filters=num_classes.",
+    )
+    flags.DEFINE_string(
+        "dense_prediction_cell_json",
+        "",
+        "A JSON file that specifies the dense prediction cell (replaces ASPP); the official "
+        "deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json resolves to the "
+        "packaged copy.",
     )
 
 
@@ -176,6 +185,7 @@ def model_options_from_flags(
         depth_multiplier=values.depth_multiplier,
         divisible_by=values.divisible_by,
         batch_norm_decay=values.batch_norm_decay,
+        dense_prediction_cell_json=values.dense_prediction_cell_json or None,
     )
     kwargs.update(overrides)
     try:

@@ -318,6 +318,7 @@ MODEL_FLAG_FIELDS = {
     "decoder_use_sum_merge": "decoder_use_sum_merge",
     "decoder_filters": "decoder_filters",
     "decoder_output_is_logits": "decoder_output_is_logits",
+    "dense_prediction_cell_json": "dense_prediction_cell_json",
 }
 DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
 

@@ -41,11 +41,16 @@ class ConvStyle:
     activation: str = "relu"
     init_stddev: Optional[float] = 0.09  # truncated normal; None: glorot uniform (slim default)
     fine_tune_batch_norm: bool = True
+    # slim's variance_scaling_initializer() (He: fan-in, factor 2, truncated normal) in place of
+    # init_stddev, as the ResNet arg_scope.
+    variance_scaling_init: bool = False
 
     def regularizer(self):
         return keras.regularizers.L2(self.weight_decay / 2.0) if self.weight_decay > 0 else None
 
     def initializer(self, stddev: Optional[float] = None):
+        if stddev is None and self.variance_scaling_init:
+            return keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal")
         stddev = self.init_stddev if stddev is None else stddev
         if stddev is None:
             return keras.initializers.GlorotUniform()

@@ -8,6 +8,8 @@ array is read from ../shared/reference when that checkout exists.
 import json
 import os
 
+import tensorflow as tf
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures")
 REFERENCE = os.path.join(FIXTURES, "reference")
@@ -43,3 +45,14 @@ def official_fixture(name):
     folder = os.path.join(FIXTURES, name)
     with open(os.path.join(folder, "flags.json")) as f:
         return folder, json.load(f)
+
+
+def write_tf1_checkpoint(prefix, tensors):
+    """Writes {name: array} as a TF1 Saver (name-based) checkpoint at `prefix`."""
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
