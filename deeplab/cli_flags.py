@@ -141,6 +141,23 @@ def define_head_flags() -> None:
         "deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json resolves to the "
         "packaged copy.",
     )
+    # NAS backbones (nas_pnasnet, nas_hnasnet) are not implemented; their options change no
+    # other variant, so they are accepted as officially. Bounded activations would change
+    # Xception and the heads, so they stop in `model_options_from_flags`.
+    flags.DEFINE_integer(
+        "nas_stem_output_num_conv_filters", 20, "NAS backbones only (not implemented here)."
+    )
+    flags.DEFINE_boolean(
+        "nas_use_classification_head", False, "NAS backbones only (not implemented here)."
+    )
+    flags.DEFINE_boolean(
+        "nas_remove_os32_stride", False, "NAS backbones only (not implemented here)."
+    )
+    flags.DEFINE_boolean(
+        "use_bounded_activation",
+        False,
+        "Bounded ReLU6 activations for quantization (only false is supported).",
+    )
 
 
 def model_options_from_flags(
@@ -156,6 +173,10 @@ def model_options_from_flags(
         raise flags.ValidationError("--aspp_with_batch_norm=false is not supported")
     if values.logits_kernel_size != 1:
         raise flags.ValidationError("--logits_kernel_size must be 1 (the official ASPP setting)")
+    if values.use_bounded_activation:
+        raise flags.ValidationError(
+            "--use_bounded_activation=true is not supported (only the official unbounded ReLUs)"
+        )
     pooling = parse_int_list(values.image_pooling_crop_size, "image_pooling_crop_size")
     pooling_stride = parse_int_list(values.image_pooling_stride, "image_pooling_stride")
     decoder = parse_int_list(values.decoder_output_stride, "decoder_output_stride")

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 from absl import flags
@@ -13,17 +14,6 @@ from deeplab import cli_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"train": "train.py", "eval": "eval.py", "vis": "vis.py", "export": "export.py"}
-
-# Model-architecture flags of the official common.py that the model-zoo work (issue 10: the
-# MobileNetV3 / ResNet / DPC heads) defines. PENDING until it lands on main; the coordinator
-# removes names from here as they arrive (the test then checks them like every other flag).
-PENDING_ARCHITECTURE_FLAGS = {
-    "dense_prediction_cell_json",
-    "nas_stem_output_num_conv_filters",
-    "nas_use_classification_head",
-    "nas_remove_os32_stride",
-    "use_bounded_activation",
-}
 
 # Imports the script (defining its flags), then parses a command line that gives every
 # defined official flag its default value in the official `--name=value` form.
@@ -70,12 +60,12 @@ def test_every_official_flag_parses(script):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert set(result["missing"]) <= PENDING_ARCHITECTURE_FLAGS, result["missing"]
+    assert result["missing"] == []
     # Every official flag that is defined was on the parsed command line.
     official = set(cli_flags.OFFICIAL_SCRIPT_FLAGS[script] + cli_flags.OFFICIAL_COMMON_FLAGS)
     given = {a.split("=")[0][2:] for a in result["argv"][1:]}
     given = {n[2:] if n.startswith("no") and n[2:] in official else n for n in given}
-    assert given == official - set(result["missing"])
+    assert given == official
 
 
 @pytest.mark.slow
@@ -172,3 +162,12 @@ def test_tensorboard_is_installed_and_required():
     assert tensorboard.__version__.startswith("2.")
     with open(os.path.join(ROOT, "setup.py")) as f:
         assert '"tensorboard>=' in f.read()
+
+
+def test_bounded_activation_stops_naming_the_flag():
+    # Parsed flag values as model_options_from_flags reads them (it stops before the others).
+    values = types.SimpleNamespace(
+        aspp_with_batch_norm=True, logits_kernel_size=1, use_bounded_activation=True
+    )
+    with pytest.raises(flags.ValidationError, match="--use_bounded_activation"):
+        cli_flags.model_options_from_flags(values, num_classes=3)
