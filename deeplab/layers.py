@@ -72,6 +72,7 @@ def activation_layer(kind: str, name: str) -> keras.layers.Layer:
     raise ValueError(f"unknown activation {kind!r}")
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class HardSwish(keras.layers.Layer):
     """slim MobileNetV3's `hard_swish`: x * relu6(x + 3) * (1/6), in the official op order."""
 
@@ -82,6 +83,7 @@ class HardSwish(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class HardSigmoid(keras.layers.Layer):
     """The official hard sigmoid relu6(x + 3) * 0.16667 (the constant of slim's MobileNetV3
     squeeze-excite gate and of DeepLab's `q_sigmoid`; 0.16667, not 1/6)."""
@@ -93,6 +95,7 @@ class HardSigmoid(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class BatchNorm(keras.layers.BatchNormalization):
     """Keras BatchNormalization with the official slim (fused) batch-norm semantics.
 
@@ -281,6 +284,7 @@ def split_separable_conv(
     return conv_bn(x, filters, 1, scope + "_pointwise", style, init_stddev=0.06)
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class ResizeBilinear(keras.layers.Layer):
     """Bilinear resize with align_corners=True semantics to the spatial size of a reference.
 
@@ -313,6 +317,7 @@ class ResizeBilinear(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class ScaleToUnitRange(keras.layers.Layer):
     """The official `_preprocess_zero_mean_unit_range`: [0, 255] -> [-1, 1]."""
 
@@ -323,6 +328,7 @@ class ScaleToUnitRange(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class ImagePooling(keras.layers.Layer):
     """Image-level feature pooling of ASPP.
 
@@ -373,13 +379,3 @@ class ImagePooling(keras.layers.Layer):
 def scale_dimension(dim: int, scale: float) -> int:
     """The official `scale_dimension`: ((dim - 1) * scale + 1) truncated."""
     return int((float(dim) - 1.0) * scale + 1.0)
-
-
-CUSTOM_OBJECTS = {
-    "BatchNorm": BatchNorm,
-    "ResizeBilinear": ResizeBilinear,
-    "ScaleToUnitRange": ScaleToUnitRange,
-    "ImagePooling": ImagePooling,
-    "HardSwish": HardSwish,
-    "HardSigmoid": HardSigmoid,
-}

@@ -111,6 +111,7 @@ def _labels_from_predictions(y_pred, label_shape):
     return tf.cast(y_pred, tf.int32)
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class MeanIoUWithIgnore(keras.metrics.Metric):
     """Streaming mIoU that ignores `ignore_label` (and labels outside the class range).
 

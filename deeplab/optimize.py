@@ -32,6 +32,7 @@ FLOAT32_LAYERS = ("logits.semantic", "upsample_logits")
 _CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class FusedConv(keras.layers.Layer):
     """Conv2D or depthwise conv + bias (+ ReLU / ReLU6), written with `tf.nn` ops.
 
@@ -137,6 +138,7 @@ class FusedConv(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class AddN(keras.layers.Layer):
     """Sum of a list of tensors as one `AddN` op (a Keras `Add` emits a chain of AddV2)."""
 
@@ -147,6 +149,7 @@ class AddN(keras.layers.Layer):
         return input_shapes[0]
 
 
+@keras.saving.register_keras_serializable(package="deeplab")
 class ReluMax(keras.layers.Layer):
     """ReLU written as `maximum(x, 0)`: the same values, but an op the remapper leaves alone.
 
@@ -390,6 +393,3 @@ def count_layers(model: keras.Model, types: Iterable[type]) -> int:
     """How many layers of `model` are instances of `types`."""
     types = tuple(types)
     return sum(isinstance(layer, types) for layer in model.layers)
-
-
-CUSTOM_OBJECTS = {"FusedConv": FusedConv, "AddN": AddN, "ReluMax": ReluMax}
