@@ -17,6 +17,10 @@ from deeplab.checkpoints import (
 )
 from tests import model_fixtures
 
+# Full DeepLab models (the official mobilenet_v2 OS 8 fixture) built and run.
+pytestmark = pytest.mark.slow
+
+
 FIXTURE = model_fixtures.MOBILENET_FIXTURE
 CKPT = os.path.join(FIXTURE, "model.ckpt")
 

@@ -66,6 +66,7 @@ def _bad_cases(rng):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["corrupt_jpeg", "corrupt_png", "size_mismatch", "bad_values"])
 def test_bad_example_error_names_the_file(tmp_path, case):
     rng = np.random.default_rng(0)
@@ -77,6 +78,7 @@ def test_bad_example_error_names_the_file(tmp_path, case):
     assert message in str(info.value)
 
 
+@pytest.mark.slow
 def test_bad_examples_skipped_and_counted(tmp_path, capfd):
     rng = np.random.default_rng(1)
     entries = {k: v[:2] for k, v in _bad_cases(rng).items()}
@@ -126,6 +128,7 @@ def test_empty_splits(tmp_path):
         _read(str(empty_shards), split="test")
 
 
+@pytest.mark.slow
 def test_grayscale_and_rgba_images_are_converted(tmp_path):
     rng = np.random.default_rng(5)
     gray = rng.integers(0, 256, size=(8, 10), dtype=np.uint8)

@@ -172,6 +172,7 @@ def _colour_baseline_ious(bins=16):
     )
 
 
+@pytest.mark.slow
 def test_synthetic_colour_alone_does_not_solve_it():
     ious = _colour_baseline_ious()
     # Colour finds the background and narrows an object to its pair of classes

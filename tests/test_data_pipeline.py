@@ -53,6 +53,7 @@ def test_cli_writes_official_shards(synthetic_dir):
     assert features["image/filename"].bytes_list.value == [b"train_000000"]
 
 
+@pytest.mark.slow
 def test_training_batches(synthetic_dir):
     ds = pipeline.build_dataset(
         "synthetic",
@@ -83,6 +84,7 @@ def test_training_batches(synthetic_dir):
     assert 0 in labels and 255 in labels and len(labels) >= 4
 
 
+@pytest.mark.slow
 def test_deterministic_mode_repeats_exactly(synthetic_dir):
     def first_batches(seed):
         ds = pipeline.build_dataset(
@@ -148,6 +150,7 @@ def _per_worker_names(synthetic_dir, split, workers):
     return names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [2, 5])  # by file (4 shards), by element
 def test_sharding_per_worker(synthetic_dir, workers):
     names = _per_worker_names(synthetic_dir, "val", workers)

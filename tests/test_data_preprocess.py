@@ -18,6 +18,7 @@ def _coded_pair(height, width, num_classes=10):
     return tf.constant(image), tf.constant(label, tf.int32)
 
 
+@pytest.mark.slow
 def test_random_scale_discrete_steps_are_uniform():
     draws = [
         round(float(preprocess.get_random_scale(0.5, 2.0, 0.25, seed=[i, 7])), 4)

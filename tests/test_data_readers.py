@@ -120,6 +120,7 @@ def _pet_as_dataset(self, split, **unused_kwargs):
     )
 
 
+@pytest.mark.slow
 def test_tfds_oxford_pet_with_mock_data():
     with tfds.testing.mock_data(as_dataset_fn=_pet_as_dataset):
         batches = _eval_batches("tfds:oxford_iiit_pet", None, "test", (9, 9))

@@ -15,6 +15,10 @@ import tensorflow as tf
 from deeplab import evaluation, inference, metrics
 from tests import eval_fixtures
 
+# Every test needs the tiny trained DeepLab run; the CLI tests run eval.py.
+pytestmark = pytest.mark.slow
+
+
 EVAL_CROP = (97, 97)
 
 

@@ -15,6 +15,10 @@ from deeplab import ModelOptions, build_deeplab_from_options, export_lib, infere
 from deeplab.checkpoints import load_checkpoint
 from tests import eval_fixtures
 
+# Every test needs the tiny trained DeepLab run and exports it in a subprocess.
+pytestmark = pytest.mark.slow
+
+
 TFLITE_SIZE = (65, 65)
 
 

@@ -72,6 +72,7 @@ def test_scale_dimension_is_the_official_formula():
     assert int(inference.scale_dimension(tf.constant(513), 0.75)) == 385
 
 
+@pytest.mark.slow
 def test_single_scale_equals_the_model_softmax(models):
     upsampled, low = models
     images = np.random.default_rng(0).uniform(0, 255, (2, 37, 45, 3)).astype(np.float32)
@@ -84,6 +85,7 @@ def test_single_scale_equals_the_model_softmax(models):
         np.testing.assert_array_equal(labels.numpy(), expected.argmax(-1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scales,flip", [((0.5, 1.0, 1.75), True), ((0.75, 1.25), False)])
 def test_multi_scale_and_flip_follow_predict_labels_multi_scale(models, scales, flip):
     _, low = models
@@ -98,6 +100,7 @@ def test_multi_scale_and_flip_follow_predict_labels_multi_scale(models, scales, 
     np.testing.assert_array_equal(labels.numpy(), expected.argmax(-1))
 
 
+@pytest.mark.slow
 def test_flip_changes_the_prediction_and_scales_must_be_positive(models):
     upsampled, _ = models
     images = np.random.default_rng(2).uniform(0, 255, (1, 33, 33, 3)).astype(np.float32)
@@ -108,6 +111,7 @@ def test_flip_changes_the_prediction_and_scales_must_be_positive(models):
         inference.predict_probabilities(upsampled, images, eval_scales=(0.0,))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(1, 1), (17, 95), (130, 66)])
 def test_any_input_size(models, size):
     upsampled, _ = models
@@ -135,6 +139,7 @@ def test_options_from_training_json_and_explicit_flags(tmp_path):
     assert inference.resolve_dataset(None, "/voc") == ("pascal_voc_seg", "/voc")
 
 
+@pytest.mark.slow
 def test_official_checkpoint_reproduces_the_official_logits():
     folder = eval_fixtures.official_fixture_dir()
     if folder is None:

@@ -15,6 +15,7 @@ def _rates(output_stride):
     return {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}[output_stride]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["xception_41", "xception_65", "xception_71", "mobilenet_v2"])
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_output_shapes_for_every_variant_and_stride(variant, output_stride):
@@ -37,6 +38,7 @@ def test_output_shapes_for_every_variant_and_stride(variant, output_stride):
         assert raw(images).shape == (2, (height - 1) // 4 + 1, (width - 1) // 4 + 1, 5)
 
 
+@pytest.mark.slow
 def test_features_follow_output_stride_without_decoder():
     for output_stride in (8, 16, 32):
         model = build_deeplab(
@@ -55,6 +57,7 @@ def _our_official_shapes(model):
     return {name: list(v.shape) for name, v in official_variables(model).items()}
 
 
+@pytest.mark.slow
 def test_xception_65_variables_match_official_checkpoint_exactly():
     model = build_deeplab(model_variant="xception_65", num_classes=21)
     expected = model_fixtures.official_variables("xception_65_21classes.txt")
@@ -66,6 +69,7 @@ def test_xception_65_variables_match_official_checkpoint_exactly():
     assert len(model.weights) == facts["num_variables"]
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_variables_match_official_checkpoint_exactly():
     model = build_deeplab(**model_fixtures.fixture_flags())
     expected = model_fixtures.official_variables("mobilenet_v2_21classes.txt")
@@ -75,12 +79,14 @@ def test_mobilenet_v2_variables_match_official_checkpoint_exactly():
     assert sum(int(np.prod(w.shape)) for w in model.weights) == facts["all_variable_elements"]
 
 
+@pytest.mark.slow
 def test_parameter_count_for_19_classes():
     model = build_deeplab(model_variant="xception_65", num_classes=19)
     facts = model_fixtures.facts()["xception_65_os16_19"]
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == facts["trainable_params"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "output_stride,rates,key,zoo",
     [
@@ -107,6 +113,7 @@ def test_mult_adds_match_official(output_stride, rates, key, zoo):
     assert strides["decoder/decoder_conv1"] == 4
 
 
+@pytest.mark.slow
 def test_mobilenet_mult_adds_match_model_zoo():
     options = ModelOptions(
         model_variant="mobilenet_v2",
@@ -127,6 +134,7 @@ def test_space_to_batch_position_count():
     assert tf1_atrous_depthwise_outputs(32, 1, 3) == 32
 
 
+@pytest.mark.slow
 def test_atrous_rates_follow_output_stride():
     rates = {}
     for output_stride in (8, 16):
@@ -143,6 +151,7 @@ def test_atrous_rates_follow_output_stride():
     assert rates[8] == [4, 8, 16]
 
 
+@pytest.mark.slow
 def test_weight_decay_on_conv_and_pointwise_weights_only():
     model = build_deeplab(
         model_variant="mobilenet_v2",
@@ -163,6 +172,7 @@ def test_weight_decay_on_conv_and_pointwise_weights_only():
     assert np.isclose(float(tf.add_n(model.losses)), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_frozen_batch_norm_keeps_moving_statistics_and_trains_gamma():
     model = build_deeplab(
         model_variant="mobilenet_v2",
@@ -182,6 +192,7 @@ def test_frozen_batch_norm_keeps_moving_statistics_and_trains_gamma():
     assert grads[0] is not None and float(tf.reduce_sum(tf.abs(grads[0]))) > 0
 
 
+@pytest.mark.slow
 def test_fine_tuned_batch_norm_updates_moving_statistics():
     model = build_deeplab(
         model_variant="mobilenet_v2",
@@ -196,6 +207,7 @@ def test_fine_tuned_batch_norm_updates_moving_statistics():
     assert not np.array_equal(bn.moving_mean.numpy(), before)
 
 
+@pytest.mark.slow
 def test_last_layers_follow_official_exclude_list():
     model = build_deeplab(
         model_variant="mobilenet_v2",
@@ -217,6 +229,7 @@ def test_last_layers_follow_official_exclude_list():
     assert not any(name.startswith("MobilenetV2") for name in names)
 
 
+@pytest.mark.slow
 def test_image_pooling_window_from_crop_size_equals_global_at_crop_size():
     kwargs = dict(
         model_variant="mobilenet_v2",
@@ -248,6 +261,7 @@ def test_bad_options_raise_naming_the_flag(bad, message):
         ModelOptions(**bad)
 
 
+@pytest.mark.slow
 def test_static_input_size_builds_static_shapes():
     options = ModelOptions(
         model_variant="mobilenet_v2",
@@ -260,6 +274,7 @@ def test_static_input_size_builds_static_shapes():
     assert tuple(model.output.shape) == (None, 65, 97, 3)
 
 
+@pytest.mark.slow
 def test_batch_norm_updates_moving_variance_with_unbiased_batch_variance():
     from deeplab.layers import BatchNorm
 

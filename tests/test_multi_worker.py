@@ -15,9 +15,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from deeplab.data import synthetic
+
+# Two worker processes.
+pytestmark = pytest.mark.slow
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

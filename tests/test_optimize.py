@@ -24,6 +24,10 @@ from deeplab import build_deeplab, optimize
 from deeplab.checkpoints import load_official_checkpoint
 from tests import model_fixtures
 
+# Full DeepLab models folded and compared with the originals.
+pytestmark = pytest.mark.slow
+
+
 FIXTURE = model_fixtures.MOBILENET_FIXTURE
 
 

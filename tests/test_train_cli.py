@@ -13,6 +13,10 @@ import tensorflow as tf
 
 from deeplab.data import synthetic
 
+# Every test runs train.py in a subprocess.
+pytestmark = pytest.mark.slow
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "--model_variant=mobilenet_v2",

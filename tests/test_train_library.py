@@ -17,6 +17,10 @@ from deeplab.training import (
     checkpointing,
 )
 
+# Every test traces and runs the training loop.
+pytestmark = pytest.mark.slow
+
+
 CROP = 49
 NUM_CLASSES = synthetic.NUM_CLASSES
 

@@ -71,6 +71,7 @@ def test_save_visualisation_writes_image_prediction_overlay_and_figure(tmp_path)
     assert figure.size[0] > figure.size[1] > 0  # panels side by side
 
 
+@pytest.mark.slow
 def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
     vis_dir = tmp_path / "vis"
     result = eval_fixtures.run_cli(
@@ -119,6 +120,7 @@ def test_vis_cli_writes_colour_predictions_and_raw_label_ids(run, tmp_path):
     np.testing.assert_array_equal(prediction0, cmap[train_ids])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--vis_crop_size=97", "--eval_scales=1.0,x"])
 def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, flag):
     result = eval_fixtures.run_cli(
