@@ -1,5 +1,7 @@
 """Dataset descriptors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -38,7 +40,7 @@ def test_synthetic_descriptor():
 
 def test_descriptor_is_frozen():
     info = descriptors.get_dataset_info("pascal_voc_seg")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         info.num_classes = 3
     assert info.class_names[15] == "person"
 

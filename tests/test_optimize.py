@@ -120,6 +120,7 @@ def test_original_model_is_untouched(official):
     ],
 )
 def test_bfloat16_path_agrees_on_argmax(variant, kwargs):
+    keras.utils.set_random_seed(0)  # the agreement depends on the random weights
     model = build_deeplab(model_variant=variant, num_classes=21, **kwargs)
     _randomize_batch_norms(model)
     images = _images([2, 97, 97, 3])
