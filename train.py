@@ -258,7 +258,6 @@ def config_from_flags(values=None):
     values = values or FLAGS
     if not values.train_logdir:
         raise flags.ValidationError("--train_logdir is required")
-    cli_flags.check_quantize_delay_step(values)
     strategy, tpu, _ = cli_flags.cluster_strategy(values)
     pyramid = cli_flags.float_list_flag(values, "image_pyramid")
     if pyramid and pyramid != [1.0]:

@@ -420,13 +420,15 @@ def define_official_flags(script: str) -> None:
         )
 
 
-def check_quantize_delay_step(values=None) -> None:
-    """The one place that rejects quantization-aware training (not implemented yet)."""
+def check_quantize_delay_step(values=None, script: str = "eval") -> None:
+    """eval.py and vis.py do not run the fake-quantized model of a quantization-aware training
+    run (train.py and export.py do): they stop naming the flag."""
     values = flags.FLAGS if values is None else values
-    if values.quantize_delay_step >= 0:
+    if values.quantize_delay_step is not None and values.quantize_delay_step >= 0:
         raise flags.ValidationError(
-            f"--quantize_delay_step={values.quantize_delay_step}: quantization-aware training "
-            "is not supported yet (leave it at -1)"
+            f"--quantize_delay_step={values.quantize_delay_step}: {script}.py does not run the "
+            "fake-quantized model; export the run with export.py (SavedModel of the "
+            "fake-quantized model, --tflite for int8 LiteRT) or leave it at -1"
         )
 
 
@@ -598,8 +600,8 @@ def check_inference_flags(values=None, script: str = "eval") -> Optional[List[fl
     settings, as the official scripts use them: stops with one line naming the flag
     (flags.ValidationError). Returns the --image_pyramid scales (None: one scale)."""
     values = flags.FLAGS if values is None else values
-    check_quantize_delay_step(values)
     if script != "export":
+        check_quantize_delay_step(values, script)
         check_master(values, script)
     scales_flag = "inference_scales" if script == "export" else "eval_scales"
     multi_scale = float_list_flag(values, scales_flag) not in (None, [1.0])

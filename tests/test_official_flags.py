@@ -83,13 +83,14 @@ def test_train_help_lists_model_flags():
 
 
 @pytest.mark.slow
-def test_quantize_delay_step_stops_with_one_line(tmp_path):
+def test_quantize_delay_step_with_mixed_precision_stops_with_one_line(tmp_path):
     out = subprocess.run(
         [
             sys.executable,
             os.path.join(ROOT, "train.py"),
             f"--train_logdir={tmp_path / 'run'}",
             "--quantize_delay_step=0",
+            "--mixed_precision=float16",
         ],
         capture_output=True,
         text=True,
@@ -99,7 +100,7 @@ def test_quantize_delay_step_stops_with_one_line(tmp_path):
     )
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if "quantize_delay_step" in line]
-    assert len(lines) == 1 and "not supported yet" in lines[0]
+    assert len(lines) == 1 and "--mixed_precision=float16" in lines[0]
     assert not (tmp_path / "run").exists()
 
 
