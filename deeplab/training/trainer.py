@@ -239,6 +239,55 @@ def _mean_aggregated_statistics(next_creator, **kwargs):
     return next_creator(**kwargs)
 
 
+def _all_finite(tensors) -> tf.Tensor:
+    """True when every value of every (non-None) tensor is finite."""
+    checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
+def _apply_if(optimizer, condition, grads, variables) -> None:
+    """`optimizer.apply_gradients(zip(grads, variables))` only where `condition` (the same on
+    every replica) holds, called from a replica context.
+
+    Where the strategy updates variables through `merge_call` (mirrored, multi-worker), the
+    condition is taken in the cross-replica context: a `tf.cond` in a replica context must not
+    have a branch that calls `merge_call` (the pattern of Keras' LossScaleOptimizer).
+    """
+
+    def apply(grads, variables):
+        optimizer.apply_gradients(list(zip(grads, variables)))
+        return tf.constant(True)
+
+    def skip():
+        return tf.constant(False)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(condition, lambda: apply(grads, variables), skip)
+        return
+
+    def cross_replica(distribution, condition, grads, variables):
+        def apply_on_replicas():
+            distribution.extended.call_for_each_replica(apply, args=(grads, variables))
+            return tf.constant(True)
+
+        first = distribution.experimental_local_results(condition)[0]
+        tf.cond(first, apply_on_replicas, skip)
+
+    tf.distribute.get_replica_context().merge_call(
+        cross_replica, args=(condition, grads, variables)
+    )
+
+
+def _first_non_finite(variables) -> Optional[str]:
+    """The name of the first floating-point variable holding a NaN or inf, else None."""
+    floating = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
+    if not floating:
+        return None
+    finite = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in floating]).numpy()
+    bad = [v.path if hasattr(v, "path") else v.name for v, ok in zip(floating, finite) if not ok]
+    return bad[0] if bad else None
+
+
 class Trainer:
     """Builds everything for one run; `run()` trains to the final step."""
 
@@ -410,7 +459,17 @@ class Trainer:
                 images, labels, step
             )
             ctx = tf.distribute.get_replica_context()
-            global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+            # Checked before the update: a non-finite loss or gradient on any replica skips the
+            # update everywhere (float16: the loss-scale optimizer skips non-finite gradients
+            # itself). One all-reduce carries the pixel count and the replicas' verdicts.
+            local_ok = tf.logical_and(tf.math.is_finite(local_ce), tf.math.is_finite(reg))
+            if not self.loss_scaled:
+                local_ok = tf.logical_and(local_ok, _all_finite(list(ce_grads) + list(reg_grads)))
+            totals = ctx.all_reduce(
+                tf.distribute.ReduceOp.SUM,
+                tf.stack([count, 1.0 - tf.cast(local_ok, count.dtype)]),
+            )
+            global_count, finite = totals[0], tf.equal(totals[1], 0.0)
             # local_ce = ce_sum / count  ->  ce_sum / global_count
             share = tf.where(global_count > 0, count / tf.maximum(global_count, 1e-5), 0.0)
             grads = []
@@ -424,11 +483,16 @@ class Trainer:
                 if g is not None and i in self.multipliers:
                     g = g * self.multipliers[i]
                 grads.append(g)
-            self.optimizer.apply_gradients(
-                [(g, v) for g, v in zip(grads, trainable) if g is not None]
-            )
+            kept = [(g, v) for g, v in zip(grads, trainable) if g is not None]
+            _apply_if(self.optimizer, finite, [g for g, _ in kept], [v for _, v in kept])
             ce = local_ce * share
-            return {"ce": ce, "reg": reg / num_replicas, "correct": correct, "valid": valid}
+            return {
+                "ce": ce,
+                "reg": reg / num_replicas,
+                "correct": correct,
+                "valid": valid,
+                "finite": tf.cast(finite, tf.float32),
+            }
 
         # No autograph: the step has no data-dependent Python control flow, and converting the
         # model's code would only slow tracing down.
@@ -442,6 +506,8 @@ class Trainer:
             }
             self.global_step.assign_add(1)
             return {
+                # 1.0 when the update was applied (loss and gradients finite on every replica).
+                "update_applied": red["finite"] / self.num_replicas,
                 "total_loss": red["ce"] + red["reg"],
                 "losses/cross_entropy": red["ce"],
                 "losses/regularization": red["reg"],
@@ -481,6 +547,35 @@ class Trainer:
         preds = self.strategy.experimental_local_results(self._predict(images))[0]
         self.writer.images(
             step, images.numpy(), local["label"][: self.writer.max_images].numpy(), preds.numpy()
+        )
+
+    def _finite_images(self, batch) -> bool:
+        """Whether every image of a (distributed) batch is finite."""
+        return all(
+            bool(tf.reduce_all(tf.math.is_finite(tf.cast(local["image"], tf.float32))))
+            for local in self.strategy.experimental_local_results(batch)
+        )
+
+    def _stop_non_finite(self, what: str, suspect_step: Optional[int] = None) -> None:
+        """Raises NonFiniteLossError naming the last good checkpoint (nothing is saved).
+
+        `suspect_step`: the step whose weights gave the non-finite loss or gradients from
+        finite inputs; a checkpoint of exactly those weights is not good and is discarded (a
+        restart would fail at once).
+        """
+        self.writer.flush()
+        last = checkpointing.latest_checkpoint(self.config.train_logdir)
+        if (
+            last
+            and suspect_step is not None
+            and checkpointing.checkpoint_step(last) == suspect_step
+        ):
+            logging.warning("Discarding %s: its weights give %s", last, what)
+            last = self.ckpt.discard(last)
+        raise NonFiniteLossError(
+            f"{what}; stopping without saving. The last good checkpoint is "
+            f"{last or 'none (nothing saved yet)'}. Lower --base_learning_rate or check the "
+            "data, then run again to resume from it."
         )
 
     def run(self) -> Dict[str, float]:
@@ -523,15 +618,18 @@ class Trainer:
             out = self._train_step(batch)
             step += 1
             scalars = {k: float(v.numpy()) for k, v in out.items()}
-            if not math.isfinite(scalars["total_loss"]):
-                self.writer.flush()
-                last = checkpointing.latest_checkpoint(config.train_logdir)
-                raise NonFiniteLossError(
-                    f"Loss is {scalars['total_loss']} at step {step} (cross-entropy "
-                    f"{scalars['losses/cross_entropy']}, regularization "
-                    f"{scalars['losses/regularization']}); stopping without saving. The last "
-                    f"good checkpoint is {last or 'none (nothing saved yet)'}. Lower "
-                    f"--base_learning_rate or check the data."
+            applied = scalars.pop("update_applied")
+            if applied < 1.0 or not math.isfinite(scalars["total_loss"]):
+                what = (
+                    f"Loss is {scalars['total_loss']}"
+                    if not math.isfinite(scalars["total_loss"])
+                    else "The gradients are not finite"
+                )
+                self._stop_non_finite(
+                    f"{what} at step {step} (cross-entropy {scalars['losses/cross_entropy']}, "
+                    f"regularization {scalars['losses/regularization']}); the update was not "
+                    "applied",
+                    suspect_step=step - 1 if self._finite_images(batch) else None,
                 )
             scalars["learning_rate"] = lr
             profiler.after_step(step)
@@ -554,6 +652,9 @@ class Trainer:
                 and time.monotonic() - last_save_time >= config.save_interval_secs
             )
             if due or step == self.last_step:
+                bad = _first_non_finite(self.model.variables + list(self.optimizer.variables))
+                if bad is not None:
+                    self._stop_non_finite(f"Variable {bad} is not finite after step {step}")
                 path = self.ckpt.save()
                 self.writer.flush()
                 logging.info("Saved checkpoint %s", path)
