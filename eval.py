@@ -235,4 +235,4 @@ def _main():
 if __name__ == "__main__":
     cli_logs.install()
     flags.mark_flag_as_required("checkpoint_dir")
-    app.run(main)
+    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)

@@ -245,4 +245,4 @@ def _main():
 if __name__ == "__main__":
     cli_logs.install()
     flags.mark_flags_as_required(["checkpoint_path", "export_path"])
-    app.run(main)
+    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)

@@ -374,12 +374,16 @@ def _main():
         return 2
     from deeplab.checkpoint_mismatch import cli_checkpoint_error
     from deeplab.checkpoints import CheckpointError
-    from deeplab.training import NonFiniteLossError, train
+    from deeplab.training import LogdirLockedError, NonFiniteLossError, train
 
     if config.dataset == "synthetic":
         from deeplab.data import synthetic
 
-        synthetic.ensure_synthetic_dataset(config.dataset_dir)
+        try:
+            synthetic.ensure_synthetic_dataset(config.dataset_dir)
+        except synthetic.NotASyntheticDirError as err:
+            print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+            return 2
     try:
         result = train(config)
     except CheckpointError as err:
@@ -389,6 +393,9 @@ def _main():
             ),
             file=sys.stderr,
         )
+        return 1
+    except LogdirLockedError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
         return 1
     except NonFiniteLossError as err:
         print(f"ERROR: {err}", file=sys.stderr)
@@ -411,4 +418,4 @@ def _main():
 if __name__ == "__main__":
     cli_logs.install()
     flags.mark_flag_as_required("train_logdir")
-    app.run(main)
+    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)

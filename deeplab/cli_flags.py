@@ -8,6 +8,7 @@ the CLIs turn them into plain arguments with `model_options_from_flags`.
 
 from __future__ import annotations
 
+import sys
 from typing import List, Optional, Tuple
 
 from absl import flags
@@ -39,6 +40,18 @@ def parse_int_list(values, flag_name: str) -> Optional[List[int]]:
                     f"--{flag_name}: {part!r} is not an integer (got {list(values)})"
                 ) from None
     return out or None
+
+
+def parse_flags_exit_2(argv):
+    """`app.run(main, flags_parser=parse_flags_exit_2)`: like absl's default parser, but a flag
+    error (unknown flag, bad value, failed validator, missing required flag) exits with
+    status 2, as every other flag error of the command lines does."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        print("Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+        sys.exit(2)
 
 
 def define_resize_flags() -> None:

@@ -31,7 +31,14 @@ from absl import logging
 from deeplab import losses as losses_lib
 from deeplab import qat
 from deeplab.config import ModelOptions
-from deeplab.training import checkpointing, distribute, optimizers, schedules, summaries
+from deeplab.training import (
+    checkpointing,
+    distribute,
+    logdir_lock,
+    optimizers,
+    schedules,
+    summaries,
+)
 
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 
@@ -104,6 +111,25 @@ class TrainConfig:
         if len(self.train_crop_size) != 2 or min(self.train_crop_size) < 1:
             raise ValueError(
                 f"--train_crop_size={list(self.train_crop_size)} must be two positive integers"
+            )
+        stride = self.model_options.output_stride
+        if min(self.train_crop_size) <= stride:
+            raise ValueError(
+                f"--train_crop_size={','.join(map(str, self.train_crop_size))} must be larger "
+                f"than --output_stride={stride} on both sides (e.g. {4 * stride + 1})"
+            )
+        for name in ("min_resize_value", "max_resize_value", "resize_factor"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name}={value} must be >= 1")
+        if (
+            self.min_resize_value is not None
+            and self.max_resize_value is not None
+            and self.max_resize_value < self.min_resize_value
+        ):
+            raise ValueError(
+                f"--max_resize_value={self.max_resize_value} must be >= "
+                f"--min_resize_value={self.min_resize_value}"
             )
         if not 0 < self.min_scale_factor <= self.max_scale_factor:
             raise ValueError(
@@ -305,6 +331,10 @@ class Trainer:
         _set_precision_policy(config.mixed_precision)
         self.strategy = strategy or distribute.create_strategy(config.strategy, config.tpu)
         self.is_chief = distribute.is_chief(self.strategy)
+        # Before anything slow, so that a second trainer on the same log dir stops at once.
+        self.lock = logdir_lock.LogdirLock(config.train_logdir)
+        if self.is_chief:
+            self.lock.acquire()
         self.num_replicas = self.strategy.num_replicas_in_sync
         if config.train_batch_size % self.num_replicas:
             raise ValueError(
@@ -579,7 +609,15 @@ class Trainer:
         )
 
     def run(self) -> Dict[str, float]:
-        """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary."""
+        """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary.
+
+        Releases the log dir's lock when it returns or raises."""
+        try:
+            return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> Dict[str, float]:
         config = self.config
         tf.io.gfile.makedirs(config.train_logdir)
         start = self._restore_or_initialize()
