@@ -92,6 +92,12 @@ flags.DEFINE_string(
     "Also write the latest results to this JSON file (miou, pixel_accuracy, "
     "per_class_iou in class order, confusion_matrix, ...).",
 )
+flags.DEFINE_boolean(
+    "skip_bad_examples",
+    False,
+    "Skip unreadable or invalid examples (corrupt records, bad labels) and count them "
+    "instead of stopping at the first one.",
+)
 flags.DEFINE_integer("max_eval_batches", None, "Evaluate only this many batches (quick checks).")
 cli_flags.define_official_flags("eval")
 flags.adopt_module_key_flags(cli_flags)
@@ -180,6 +186,8 @@ def _main():
             resize_factor=FLAGS.resize_factor,
             keep_aspect_ratio=FLAGS.keep_aspect_ratio,
             model_variant=options.model_variant,
+            num_classes=options.num_classes,
+            skip_bad_examples=FLAGS.skip_bad_examples,
         )
         results = evaluation.evaluate(
             model,

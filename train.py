@@ -156,6 +156,12 @@ flags.DEFINE_integer(
     8,
     "The number of images in each batch during training (global: split over the replicas).",
 )
+flags.DEFINE_boolean(
+    "skip_bad_examples",
+    False,
+    "Skip unreadable or invalid examples (corrupt records, bad labels) and count them "
+    "instead of stopping at the first one.",
+)
 cli_flags.define_resize_flags()
 flags.DEFINE_float("min_scale_factor", 0.5, "Mininum scale factor for data augmentation.")
 flags.DEFINE_float("max_scale_factor", 2.0, "Maximum scale factor for data augmentation.")
@@ -311,6 +317,7 @@ def config_from_flags(values=None):
             train_split=values.train_split,
             train_crop_size=tuple(crop),
             train_batch_size=values.train_batch_size,
+            skip_bad_examples=values.skip_bad_examples,
             min_resize_value=values.min_resize_value,
             max_resize_value=values.max_resize_value,
             resize_factor=values.resize_factor,

@@ -178,6 +178,7 @@ def _main():
             resize_factor=FLAGS.resize_factor,
             keep_aspect_ratio=FLAGS.keep_aspect_ratio,
             model_variant=options.model_variant,
+            num_classes=options.num_classes,
         )
         target = split_size(dataset, dataset_dir, FLAGS.vis_split)
         if FLAGS.num_vis_examples is not None:

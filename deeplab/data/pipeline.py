@@ -141,6 +141,7 @@ def build_dataset(
     model_variant=None,
     shuffle_buffer=DEFAULT_SHUFFLE_BUFFER,
     eval_size_multiple=EVAL_SIZE_MULTIPLE,
+    num_classes=None,
 ):
     """Builds the training or evaluation tf.data pipeline.
 
@@ -172,6 +173,8 @@ def build_dataset(
       shuffle_buffer: examples in the shuffle buffer (training).
       eval_size_multiple: evaluation images larger than crop_size are padded to
         crop_size + k * eval_size_multiple (kept whole, never cropped).
+      num_classes: the model's class count; label values must lie in
+        0..num_classes-1 (or be the ignore label). Default: the dataset's.
 
     Returns:
       A dataset of dicts: 'image' float32 [B, H, W, 3] (0..255, padding 127.5),
@@ -185,7 +188,8 @@ def build_dataset(
     crop_height, crop_width = (int(s) for s in crop_size)
     info = _resolve_info(dataset_name)
     ignore_label = info.ignore_label if info else 255
-    num_classes = info.num_classes if info else None
+    if num_classes is None:
+        num_classes = info.num_classes if info else None
     if not is_training:
         # Evaluation: every image once, in file order (shard by shard).
         deterministic, num_readers = True, 1

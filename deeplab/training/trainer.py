@@ -66,6 +66,7 @@ class TrainConfig:
     min_scale_factor: float = 0.5
     max_scale_factor: float = 2.0
     scale_factor_step_size: float = 0.25
+    skip_bad_examples: bool = False
     # Learning rate and optimizer.
     learning_rate: schedules.LearningRateConfig = dataclasses.field(
         default_factory=schedules.LearningRateConfig
@@ -211,6 +212,8 @@ def _make_dataset_fn(config: TrainConfig):
             seed=config.seed,
             deterministic=config.deterministic,
             input_context=input_context,
+            num_classes=config.model_options.num_classes,
+            skip_bad_examples=config.skip_bad_examples,
         )
 
     return dataset_fn
