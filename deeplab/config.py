@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
-from deeplab import dense_prediction_cell
+from deeplab import cell_description
 
 MODEL_VARIANTS = (
     "xception_41",
@@ -163,8 +163,8 @@ class ModelOptions:
         if self.weight_decay < 0:
             raise ValueError(f"--weight_decay={self.weight_decay} must be >= 0")
         if self.dense_prediction_cell_json is not None:
-            cell = dense_prediction_cell.load_cell(self.dense_prediction_cell_json)
-            dense_prediction_cell.check_cell(cell, self.output_stride, self.image_pooling_size())
+            cell = cell_description.load_cell(self.dense_prediction_cell_json)
+            cell_description.check_cell(cell, self.output_stride, self.image_pooling_size())
 
     def _validate_head(self) -> None:
         for field in ("aspp_convs_filters", "decoder_filters"):
