@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -131,7 +132,11 @@ def evaluate(
     if verbose:
         import keras
 
-        progress = keras.utils.Progbar(target, unit_name="batch")
+        # On a terminal a live bar; in a log (not a tty) Keras's verbose=2 writes one line at
+        # the end instead of an ever-growing line of bar updates.
+        progress = keras.utils.Progbar(
+            target, unit_name="batch", verbose=1 if sys.stdout.isatty() else 2
+        )
     start = time.time()
     seen = 0
     for index, batch in enumerate(dataset):
