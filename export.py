@@ -95,11 +95,7 @@ flags.adopt_module_key_flags(cli_flags)
 
 def main(argv):
     del argv
-    try:
-        return _main()
-    except FileNotFoundError as err:  # a missing dataset, image or checkpoint file
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+    return cli_flags.run_reporting_missing_files(_main)
 
 
 def _main():

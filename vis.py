@@ -97,11 +97,7 @@ def _resized_size(height: int, width: int):
 
 def main(argv):
     del argv
-    try:
-        return _main()
-    except FileNotFoundError as err:  # a missing dataset, image or checkpoint file
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+    return cli_flags.run_reporting_missing_files(_main)
 
 
 def _main():

@@ -42,6 +42,16 @@ def parse_int_list(values, flag_name: str) -> Optional[List[int]]:
     return out or None
 
 
+def run_reporting_missing_files(body) -> int:
+    """Runs a command line's `body()`; a missing dataset, image or checkpoint file ends it with
+    one `ERROR:` line and status 1 instead of a traceback."""
+    try:
+        return body()
+    except FileNotFoundError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+
+
 def parse_flags_exit_2(argv):
     """`app.run(main, flags_parser=parse_flags_exit_2)`: like absl's default parser, but a flag
     error (unknown flag, bad value, failed validator, missing required flag) exits with
