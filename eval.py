@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 
-from deeplab import cli_flags
+from deeplab import cli_flags, cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -91,20 +92,32 @@ flags.DEFINE_string(
     "Also write the latest results to this JSON file (miou, pixel_accuracy, "
     "per_class_iou in class order, confusion_matrix, ...).",
 )
+flags.DEFINE_boolean(
+    "skip_bad_examples",
+    False,
+    "Skip unreadable or invalid examples (corrupt records, bad labels) and count them "
+    "instead of stopping at the first one.",
+)
 flags.DEFINE_integer("max_eval_batches", None, "Evaluate only this many batches (quick checks).")
+cli_flags.define_official_flags("eval")
+flags.adopt_module_key_flags(cli_flags)
 
 
 def main(argv):
     del argv
+    return cli_flags.run_reporting_missing_files(_main)
+
+
+def _main():
     logging.set_verbosity(logging.INFO)
     from deeplab import checkpoint_polling, eval_results, evaluation, inference
-    from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
-    from deeplab.data.config import DataConfig
+    from deeplab.checkpoint_mismatch import cli_checkpoint_error
+    from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
     from deeplab.data.pipeline import build_dataset
 
     checkpoint_dir = FLAGS.checkpoint_dir
     setup = cli_flags.cli_model_setup(
-        FLAGS, checkpoint_dir, crop_flag="eval_crop_size", scales_flag="eval_scales"
+        FLAGS, checkpoint_dir, script="eval", crop_flag="eval_crop_size", scales_flag="eval_scales"
     )
     if setup is None:
         return 2
@@ -116,12 +129,23 @@ def main(argv):
     )
     crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
     eval_logdir = FLAGS.eval_logdir or inference.default_output_dir(checkpoint_dir, "eval")
-    logging.info("Model options: %s", options)
+    from deeplab.config import options_summary
+
+    logging.info("Model options: %s", options_summary(options))
     step_fn = evaluation.make_eval_step(
-        model, options.num_classes, info.ignore_label, scales, FLAGS.add_flipped_images, stride
+        setup.predictor,
+        options.num_classes,
+        info.ignore_label,
+        scales,
+        FLAGS.add_flipped_images,
+        stride,
+        FLAGS.prediction_with_upsampled_logits,
     )
     import tensorflow as tf
 
+    from deeplab.data.pipeline import split_size
+
+    num_images = split_size(dataset, dataset_dir, FLAGS.eval_split)
     writer = tf.summary.create_file_writer(eval_logdir)
     tag = eval_results.metric_tag(scales, FLAGS.add_flipped_images)
     for path in checkpoint_polling.checkpoints_to_evaluate(
@@ -130,22 +154,17 @@ def main(argv):
         max_number_of_evaluations=FLAGS.max_number_of_evaluations,
         timeout_secs=FLAGS.eval_timeout_secs,
     ):
-        report = load_checkpoint(model, path)
+        try:
+            report = load_checkpoint(model, path)
+        except CheckpointError as err:
+            print(cli_checkpoint_error(err, options, path), file=sys.stderr)
+            return 1
         logging.info("%s", report.summary())
         prefix = resolve_checkpoint_prefix(path)
         step = checkpoint_polling.checkpoint_step(prefix)
         data = build_dataset(
-            DataConfig(
-                dataset,
-                dataset_dir,
-                FLAGS.eval_split,
-                crop_size=crop,
-                batch_size=FLAGS.eval_batch_size,
-                is_training=False,
-                min_resize_value=FLAGS.min_resize_value,
-                max_resize_value=FLAGS.max_resize_value,
-                resize_factor=FLAGS.resize_factor,
-                model_variant=options.model_variant,
+            cli_flags.eval_data_config(
+                FLAGS, setup, split=FLAGS.eval_split, batch_size=FLAGS.eval_batch_size
             )
         )
         results = evaluation.evaluate(
@@ -161,10 +180,7 @@ def main(argv):
             else None,
             max_batches=FLAGS.max_eval_batches,
             step_fn=step_fn,
-            num_batches=None
-            if dataset == "synthetic"
-            # its size can be chosen
-            else -(-info.splits.get(FLAGS.eval_split, 0) // FLAGS.eval_batch_size) or None,
+            num_batches=-(-num_images // FLAGS.eval_batch_size) if num_images else None,
         )
         extra = dict(
             checkpoint=prefix,
@@ -203,5 +219,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli_logs.install()
     flags.mark_flag_as_required("checkpoint_dir")
-    app.run(main)
+    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)

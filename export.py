@@ -25,7 +25,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deeplab import cli_flags
+from deeplab import cli_flags, cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -36,7 +36,12 @@ flags.DEFINE_string(
     "Checkpoint to export: our training dir or ckpt prefix, or an official TF1 "
     "checkpoint (prefix, directory or model-zoo .tar.gz).",
 )
-flags.DEFINE_string("export_path", None, "Directory the SavedModel is written to.")
+flags.DEFINE_string(
+    "export_path",
+    None,
+    "Directory the SavedModel is written to; a path ending in .pb gets the official frozen "
+    "inference graph instead (ImageTensor:0 -> SemanticPredictions:0).",
+)
 flags.DEFINE_string(
     "dataset",
     None,
@@ -57,6 +62,14 @@ flags.DEFINE_boolean(
     "add_flipped_images", False, "Also average the predictions of left-right flipped images."
 )
 flags.DEFINE_boolean("tflite", False, "Also write a TFLite model (fixed input size --crop_size).")
+flags.DEFINE_integer(
+    "quantize_delay_step",
+    None,
+    "Official flag: >= 0 exports the fake-quantized model of a quantization-aware training run "
+    "(train.py --quantize_delay_step), and --tflite writes it as a full-integer (int8) LiteRT "
+    "model with the trained ranges (no calibration images needed); < 0 exports the float "
+    "model. Default: the run's value.",
+)
 flags.DEFINE_string(
     "tflite_path", None, "Where the TFLite model goes (default <export_path>/model.tflite)."
 )
@@ -76,16 +89,25 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "num_calibration_images", 300, "Training images that calibrate --quantize=int8."
 )
+cli_flags.define_official_flags("export")
+flags.adopt_module_key_flags(cli_flags)
 
 
 def main(argv):
     del argv
+    return cli_flags.run_reporting_missing_files(_main)
+
+
+def _main():
     logging.set_verbosity(logging.INFO)
     from deeplab import export_lib, inference, litert, run_options
+    from deeplab.checkpoint_mismatch import cli_checkpoint_error
+    from deeplab.checkpoints import CheckpointError
     from deeplab.data import descriptors
 
     path = FLAGS.checkpoint_path
     try:
+        pyramid = cli_flags.check_inference_flags(FLAGS, "export")
         saved_fields, saved = run_options.saved_run_info(path)
         dataset = FLAGS.dataset or saved.get("dataset")
         info = descriptors.get_dataset_info(dataset) if dataset else None
@@ -122,9 +144,29 @@ def main(argv):
     except (flags.ValidationError, ValueError) as err:
         cli_flags.print_flags_error(err)
         return 2
-    logging.info("Model options: %s", options)
-    model, report = inference.build_inference_model(options, path)
+    from deeplab.config import options_summary
+
+    logging.info("Model options: %s", options_summary(options))
+    try:
+        model, report = inference.build_inference_model(options, path)
+    except CheckpointError as err:
+        print(cli_checkpoint_error(err, options, path), file=sys.stderr)
+        return 1
     logging.info("%s", report.summary())
+    quantize_delay_step = FLAGS.quantize_delay_step
+    if quantize_delay_step is None:
+        quantize_delay_step = int(saved.get("quantize_delay_step", -1))
+    quantize = FLAGS.quantize
+    if quantize_delay_step >= 0:
+        from deeplab import checkpoints, qat
+
+        model = qat.quantize_model(model)
+        try:
+            qat.load_quantizer_ranges(model, checkpoints.resolve_checkpoint_prefix(path))
+        except ValueError as err:
+            print(f"FATAL Flags parsing error: --quantize_delay_step: {err}", file=sys.stderr)
+            return 2
+        quantize, calibration = "int8", qat.range_free_images(crop or (513, 513))
     class_names = None
     if info is not None and len(info.class_names) == options.num_classes:
         class_names = list(info.class_names)
@@ -133,36 +175,62 @@ def main(argv):
         dataset=dataset,
         class_names=class_names,
         model_options=dataclasses.asdict(options),
+        quantize_delay_step=quantize_delay_step,
     )
-    module = export_lib.export_saved_model(
-        model,
-        FLAGS.export_path,
-        options.num_classes,
+    settings = dict(
         eval_scales=scales,
         add_flipped_images=FLAGS.add_flipped_images,
         logits_output_stride=inference.logits_output_stride(options),
-        metadata=metadata,
     )
-    print(
-        f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
-        f"serve_encoded; {options.num_classes} classes, scales {scales}"
-        + (", flipped" if FLAGS.add_flipped_images else "")
-        + ")"
-    )
+    export_dir = FLAGS.export_path
+    if FLAGS.export_path.endswith(".pb"):
+        from deeplab import frozen_graph
+
+        export_dir = os.path.dirname(os.path.abspath(FLAGS.export_path))
+        frozen_graph.write_frozen_graph(
+            model,
+            FLAGS.export_path,
+            save_inference_graph=FLAGS.save_inference_graph,
+            min_resize_value=FLAGS.min_resize_value,
+            max_resize_value=FLAGS.max_resize_value,
+            resize_factor=FLAGS.resize_factor,
+            keep_aspect_ratio=FLAGS.keep_aspect_ratio,
+            image_pyramid=pyramid,
+            merge_method=FLAGS.merge_method,
+            prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
+            **settings,
+        )
+        module = export_lib.DeepLabServingModule(model, options.num_classes, **settings)
+        print(
+            f"Frozen inference graph written to {FLAGS.export_path} (input "
+            f"{frozen_graph.INPUT_NAME}:0 uint8 [1, H, W, 3]; outputs "
+            f"{frozen_graph.OUTPUT_NAME}:0, {frozen_graph.PROBABILITIES_NAME}:0; "
+            f"{options.num_classes} classes, scales {scales})"
+        )
+    else:
+        module = export_lib.export_saved_model(
+            model, FLAGS.export_path, options.num_classes, metadata=metadata, **settings
+        )
+        print(
+            f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
+            f"serve_encoded; {options.num_classes} classes, scales {scales}"
+            + (", flipped" if FLAGS.add_flipped_images else "")
+            + ")"
+        )
     if FLAGS.tflite:
-        tflite_path = FLAGS.tflite_path or os.path.join(FLAGS.export_path, "model.tflite")
+        tflite_path = FLAGS.tflite_path or os.path.join(export_dir, "model.tflite")
         try:
             export_lib.export_tflite(
                 module,
                 tflite_path,
                 crop,
-                quantize=FLAGS.quantize,
+                quantize=quantize,
                 representative_images=calibration,
             )
         except ValueError as err:
             print(f"FATAL LiteRT export failed: {str(err)[:1000]}", file=sys.stderr)
             return 1
-        kind = "full-integer int8 " if FLAGS.quantize else ""
+        kind = "full-integer int8 " if quantize else ""
         print(
             f"{kind}LiteRT model written to {tflite_path} (signature serving_default: image "
             f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> semantic_predictions, semantic_probabilities)"
@@ -171,5 +239,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli_logs.install()
     flags.mark_flags_as_required(["checkpoint_path", "export_path"])
-    app.run(main)
+    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)

@@ -9,10 +9,14 @@ setup(
     "faithful to the official research/deeplab graph",
     packages=find_packages(include=["deeplab", "deeplab.*", "datasets", "benchmarks"]),
     py_modules=["train", "eval", "vis", "export"],
-    package_data={"benchmarks": ["official_timings.json"]},
+    # benchmarks: the official graph's timings; deeplab/cells: the official dense prediction
+    # cell descriptions (--dense_prediction_cell_json).
+    package_data={"benchmarks": ["official_timings.json"], "deeplab": ["cells/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        # TensorFlow 2.21 no longer pulls TensorBoard in; `tensorboard --logdir runs` needs it.
+        "tensorboard>=2.21,<2.22",
         "keras>=3.10,<4",
         "tensorflow-datasets>=4.9,<5",
         "numpy>=1.26",

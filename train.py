@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
-from deeplab import cli_flags
+from deeplab import cli_flags, cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -155,26 +155,30 @@ flags.DEFINE_integer(
     8,
     "The number of images in each batch during training (global: split over the replicas).",
 )
+flags.DEFINE_boolean(
+    "skip_bad_examples",
+    False,
+    "Skip unreadable or invalid examples (corrupt records, bad labels) and count them "
+    "instead of stopping at the first one.",
+)
 cli_flags.define_resize_flags()
 flags.DEFINE_float("min_scale_factor", 0.5, "Mininum scale factor for data augmentation.")
 flags.DEFINE_float("max_scale_factor", 2.0, "Maximum scale factor for data augmentation.")
 flags.DEFINE_float("scale_factor_step_size", 0.25, "Scale factor step size for data augmentation.")
 
 # Execution (ours).
-flags.DEFINE_enum(
-    "strategy",
-    "default",
-    ["default", "mirrored", "multi_worker", "tpu"],
-    "tf.distribute strategy: default (one device), mirrored (local GPUs), "
-    "multi_worker (from TF_CONFIG), tpu (--tpu).",
+cli_flags.define_cluster_flags()
+flags.DEFINE_string(
+    "profile_logdir",
+    None,
+    "Write a TensorFlow profiler trace of 5 training steps (after 2 warm-up steps) here "
+    "(TensorBoard's Profile tab).",
 )
-flags.DEFINE_integer(
-    "num_clones",
-    1,
-    "Official multi-GPU flag, kept so old command lines work: > 1 with "
-    "--strategy=default means --strategy=mirrored.",
+flags.DEFINE_float(
+    "drop_path_keep_prob",
+    1.0,
+    "Official NAS flag: path keep probability of NAS cells (no NAS backbone here; ignored).",
 )
-flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 flags.DEFINE_enum(
     "mixed_precision",
     "none",
@@ -182,7 +186,17 @@ flags.DEFINE_enum(
     "Mixed precision policy (float16 adds dynamic loss scaling).",
 )
 flags.DEFINE_boolean("jit_compile", False, "XLA-compile the forward/backward pass.")
+flags.DEFINE_integer(
+    "quantize_delay_step",
+    -1,
+    "Steps to start quantized training. If < 0, will not quantize model. (From this global "
+    "step on, weights and activations are fake-quantized to int8 with batch norm folded; "
+    "export such a run with export.py --tflite for an int8 LiteRT model.)",
+)
 flags.DEFINE_integer("seed", None, "Random seed (weights, data order and augmentation).")
+cli_flags.define_official_flags("train")
+# `--help` lists the model flags of cli_flags too, not only those defined here.
+flags.adopt_module_key_flags(cli_flags)
 
 
 def flag_values(values, preset=None) -> dict:
@@ -213,6 +227,13 @@ def config_from_flags(values):
     from deeplab.data import descriptors
     from deeplab.training import LearningRateConfig, TrainConfig
 
+    strategy, tpu, _ = cli_flags.cluster_strategy(values)
+    pyramid = cli_flags.float_list_flag(values, "image_pyramid")
+    if pyramid and pyramid != [1.0]:
+        raise flags.ValidationError(
+            f"--image_pyramid={','.join(map(str, pyramid))}: multi-scale feature extraction "
+            "is not supported in training yet (eval.py, vis.py and export.py take it)"
+        )
     dataset, dataset_dir = cli_flags.resolve_dataset(values.dataset, values.dataset_dir)
     if dataset != "synthetic" and dataset_dir is None:
         raise flags.ValidationError(f"--dataset_dir is required for --dataset={dataset}")
@@ -246,11 +267,8 @@ def config_from_flags(values):
             dataset_dir=dataset_dir,
             train_crop_size=crop,
             label_weights=label_weights,
-            strategy=(
-                "mirrored"
-                if flat["num_clones"] > 1 and flat["strategy"] == "default"
-                else flat["strategy"]
-            ),
+            strategy=strategy,
+            tpu=tpu,
         )
     except ValueError as err:
         raise flags.ValidationError(str(err)) from None
@@ -258,23 +276,48 @@ def config_from_flags(values):
 
 def main(argv):
     del argv
+    return cli_flags.run_reporting_missing_files(_main)
+
+
+def _main():
     logging.set_verbosity(logging.INFO)
     try:
+        for note in cli_flags.cluster_strategy(FLAGS)[2]:
+            print(note, file=sys.stderr)
+        if FLAGS.drop_path_keep_prob != 1.0:
+            print(
+                "--drop_path_keep_prob: only NAS cells use it (none here); ignored", file=sys.stderr
+            )
         config = config_from_flags(FLAGS)
     except flags.ValidationError as err:
-        logging.error("%s", err)
         cli_flags.print_flags_error(err)
         return 2
-    from deeplab.training import NonFiniteLossError, train
+    from deeplab.checkpoint_mismatch import cli_checkpoint_error
+    from deeplab.checkpoints import CheckpointError
+    from deeplab.training import LogdirLockedError, NonFiniteLossError, train
 
     if config.dataset == "synthetic":
         from deeplab.data import synthetic
 
-        synthetic.ensure_synthetic_dataset(config.dataset_dir)
+        try:
+            synthetic.ensure_synthetic_dataset(config.dataset_dir)
+        except synthetic.NotASyntheticDirError as err:
+            print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+            return 2
     try:
         result = train(config)
+    except CheckpointError as err:
+        print(
+            cli_checkpoint_error(
+                err, config.model_options, getattr(err, "prefix", config.train_logdir)
+            ),
+            file=sys.stderr,
+        )
+        return 1
+    except LogdirLockedError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
     except NonFiniteLossError as err:
-        logging.error("%s", err)
         print(f"ERROR: {err}", file=sys.stderr)
         return 3
     if result.get("already_done"):
@@ -285,11 +328,14 @@ def main(argv):
     else:
         print(
             f"Finished at step {result['step']}: loss {result['total_loss']:.4f}, "
-            f"{result['images_per_second']:.1f} images/s; checkpoints in "
+            f"{result['images_per_second']:.1f} images/s on average over "
+            f"{result['steps_run']} steps; checkpoints in "
             f"{config.train_logdir}"
         )
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli_logs.install()
+    flags.mark_flag_as_required("train_logdir")
+    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)

@@ -17,10 +17,11 @@ label map (Cityscapes: train ids converted to label ids, as the evaluation serve
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 
-from deeplab import cli_flags
+from deeplab import cli_flags, cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -64,6 +65,8 @@ flags.DEFINE_integer("num_vis_examples", None, "Visualise only this many images 
 flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the label colours in the overlay.")
 flags.DEFINE_boolean("save_figures", True, "Write the side-by-side matplotlib figures.")
 cli_flags.define_resize_flags()
+cli_flags.define_official_flags("vis")
+flags.adopt_module_key_flags(cli_flags)
 
 _COLORMAP_DATASET = {
     "pascal": "pascal_voc_seg",
@@ -87,24 +90,29 @@ def _resized_size(height: int, width: int):
         FLAGS.min_resize_value,
         FLAGS.max_resize_value,
         FLAGS.resize_factor,
+        keep_aspect_ratio=FLAGS.keep_aspect_ratio,
     )[0]
     return int(resized.shape[0]), int(resized.shape[1])
 
 
 def main(argv):
     del argv
+    return cli_flags.run_reporting_missing_files(_main)
+
+
+def _main():
     logging.set_verbosity(logging.INFO)
     import numpy as np
     import tensorflow as tf
 
     from deeplab import checkpoint_polling, colormaps, inference, visualization
-    from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
-    from deeplab.data.config import DataConfig
-    from deeplab.data.pipeline import build_dataset
+    from deeplab.checkpoint_mismatch import cli_checkpoint_error
+    from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.data.pipeline import build_dataset, split_size
 
     checkpoint_dir = FLAGS.checkpoint_dir
     setup = cli_flags.cli_model_setup(
-        FLAGS, checkpoint_dir, crop_flag="vis_crop_size", scales_flag="eval_scales"
+        FLAGS, checkpoint_dir, script="vis", crop_flag="vis_crop_size", scales_flag="eval_scales"
     )
     if setup is None:
         return 2
@@ -114,7 +122,7 @@ def main(argv):
         setup.info,
         setup.options,
     )
-    crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
+    scales, model, stride = setup.scales, setup.model, setup.stride
     colormap = colormaps.get_colormap(
         _COLORMAP_DATASET[FLAGS.colormap_type] if FLAGS.colormap_type else dataset
     )
@@ -125,7 +133,14 @@ def main(argv):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def predict(images):
-        return inference.predict_labels(model, images, scales, FLAGS.add_flipped_images, stride)
+        return inference.predict_labels(
+            setup.predictor,
+            images,
+            scales,
+            FLAGS.add_flipped_images,
+            stride,
+            FLAGS.prediction_with_upsampled_logits,
+        )
 
     convert = dataset == "cityscapes" or FLAGS.colormap_type == "cityscapes"
     for path in checkpoint_polling.checkpoints_to_evaluate(
@@ -133,21 +148,20 @@ def main(argv):
         eval_interval_secs=FLAGS.eval_interval_secs,
         max_number_of_evaluations=FLAGS.max_number_of_iterations,
     ):
-        logging.info("%s", load_checkpoint(model, path).summary())
+        try:
+            logging.info("%s", load_checkpoint(model, path).summary())
+        except CheckpointError as err:
+            print(cli_checkpoint_error(err, options, path), file=sys.stderr)
+            return 1
         data = build_dataset(
-            DataConfig(
-                dataset,
-                dataset_dir,
-                FLAGS.vis_split,
-                crop_size=crop,
-                batch_size=FLAGS.vis_batch_size,
-                is_training=False,
-                min_resize_value=FLAGS.min_resize_value,
-                max_resize_value=FLAGS.max_resize_value,
-                resize_factor=FLAGS.resize_factor,
-                model_variant=options.model_variant,
+            cli_flags.eval_data_config(
+                FLAGS, setup, split=FLAGS.vis_split, batch_size=FLAGS.vis_batch_size
             )
         )
+        target = split_size(dataset, dataset_dir, FLAGS.vis_split)
+        if FLAGS.num_vis_examples is not None:
+            target = min(target, FLAGS.num_vis_examples) if target else FLAGS.num_vis_examples
+        progress = cli_logs.Progress(target, "image")
         index = 0
         for batch in data:
             predictions = predict(tf.cast(batch["image"], tf.float32)).numpy()
@@ -175,8 +189,8 @@ def main(argv):
                 if FLAGS.also_save_raw_predictions:
                     raw = prediction
                     if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
-                        raw = tf.compat.v1.image.resize_nearest_neighbor(
-                            raw[None, :, :, None], [height, width], align_corners=True
+                        raw = tf.raw_ops.ResizeNearestNeighbor(
+                            images=raw[None, :, :, None], size=[height, width], align_corners=True
                         )
                         raw = raw.numpy()[0, :, :, 0]
                     if convert:
@@ -186,8 +200,10 @@ def main(argv):
                         os.path.join(raw_dir, f"{name or f'{index:06d}'}.png"),
                     )
                 index += 1
+                progress.update(index)
             if FLAGS.num_vis_examples is not None and index >= FLAGS.num_vis_examples:
                 break
+        progress.finish(index)
         print(
             f"Visualised {index} images of {dataset}/{FLAGS.vis_split} with "
             f"{resolve_checkpoint_prefix(path)} in {save_dir}",
@@ -197,5 +213,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cli_logs.install()
     flags.mark_flag_as_required("checkpoint_dir")
-    app.run(main)
+    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)

@@ -8,7 +8,16 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from deeplab.config import ModelOptions
-from deeplab.model import build_deeplab, build_deeplab_from_options
 
 __all__ = ["ModelOptions", "build_deeplab", "build_deeplab_from_options"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The model builders import TensorFlow; loading them on first use keeps
+    # `import deeplab.cli_flags` (the command lines' --help, their log filter) TensorFlow-free.
+    if name in ("build_deeplab", "build_deeplab_from_options"):
+        from deeplab import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'deeplab' has no attribute {name!r}")

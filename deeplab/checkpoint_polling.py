@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import Iterator, Optional
 
 import tensorflow as tf
+from absl import logging
 
 
 def checkpoint_step(path: str) -> int:
@@ -52,16 +54,32 @@ def checkpoints_to_evaluate(
     timeout_secs: Optional[float] = None,
 ) -> Iterator[str]:
     """Checkpoint paths to evaluate: one for a static checkpoint, else each new checkpoint of
-    `checkpoint_dir` as training writes it (`tf.train.checkpoints_iterator`), until
-    `max_number_of_evaluations` (0: no limit) or `timeout_secs` without a new one."""
+    `checkpoint_dir` as training writes it (at most one per `eval_interval_secs`, as
+    `tf.train.checkpoints_iterator`), until `max_number_of_evaluations` (0: no limit) or
+    `timeout_secs` without a new one. "Waiting" is logged only when there is no new one."""
     if is_static_checkpoint(checkpoint_dir):
         yield checkpoint_dir
         return
-    count = 0
-    for path in tf.train.checkpoints_iterator(
-        checkpoint_dir, min_interval_secs=eval_interval_secs, timeout=timeout_secs
-    ):
-        yield path
-        count += 1
-        if max_number_of_evaluations and count >= max_number_of_evaluations:
+    count, last, waiting = 0, None, False
+    wait_start = next_poll = time.monotonic()
+    while True:
+        path = tf.train.latest_checkpoint(checkpoint_dir)
+        if path is not None and path != last:
+            started, last, waiting = time.monotonic(), path, False
+            yield path
+            count += 1
+            if max_number_of_evaluations and count >= max_number_of_evaluations:
+                return
+            wait_start = time.monotonic()
+            next_poll = started + eval_interval_secs
+            time.sleep(max(0.0, next_poll - time.monotonic()))
+            continue
+        if timeout_secs is not None and time.monotonic() - wait_start >= timeout_secs:
+            logging.info(
+                "No new checkpoint in %s for %.0f s; stopping", checkpoint_dir, timeout_secs
+            )
             return
+        if not waiting:
+            logging.info("Waiting for a new checkpoint in %s", checkpoint_dir)
+            waiting = True
+        time.sleep(1.0)

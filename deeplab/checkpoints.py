@@ -57,6 +57,27 @@ class CheckpointError(ValueError):
     """A checkpoint does not fit the model; the message names the variable."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """The first model variable whose shape differs from the checkpoint's (or that the
+    checkpoint lacks: `checkpoint_shape` None; or that the model lacks: `model_shape` None)."""
+
+    def __init__(self, prefix: str, variable: str, checkpoint_shape, model_shape):
+        self.prefix = prefix
+        self.variable = variable
+        self.checkpoint_shape = None if checkpoint_shape is None else list(checkpoint_shape)
+        self.model_shape = None if model_shape is None else list(model_shape)
+        if self.checkpoint_shape is None:
+            detail = f"model variable {variable} is missing from the checkpoint"
+        elif self.model_shape is None:
+            detail = f"checkpoint variable {variable} has no counterpart in the model"
+        else:
+            detail = (
+                f"{variable} has shape {self.checkpoint_shape} in the checkpoint, "
+                f"{self.model_shape} in the model"
+            )
+        super().__init__(f"{prefix}: {detail}")
+
+
 @dataclasses.dataclass
 class LoadReport:
     """What a load did: variables loaded, model variables skipped, file variables unused."""
@@ -206,6 +227,11 @@ def load_official_checkpoint(
             continue
         assignments.append((variable, reader.get_tensor(name)))
         report.loaded.append(name)
+    if mismatched or (missing and not report.loaded):
+        first = next(
+            n for n in targets if n in set(missing) | {m.split(":")[0] for m in mismatched}
+        )
+        raise CheckpointMismatchError(prefix, first, shapes.get(first), list(targets[first].shape))
     problems = []
     if missing:
         problems.append(
@@ -249,7 +275,13 @@ def load_checkpoint(model: keras.Model, path: str, **options) -> LoadReport:
     exclude += [LOGITS_SCOPE] if options.get("skip_logits") else []
     if exclude:
         return _load_object_based_partial(model, prefix, exclude)
-    status = tf.train.Checkpoint(model=model).restore(prefix)
+    check_checkpoint_fits(model, prefix)
+    try:
+        status = tf.train.Checkpoint(model=model).restore(prefix)
+    except ValueError as err:  # a shape differs (checkpoint layouts check_checkpoint_fits skips)
+        raise CheckpointError(
+            f"{prefix} does not match the model: {str(err).splitlines()[-1]}"
+        ) from None
     status.expect_partial()
     try:
         status.assert_existing_objects_matched()
@@ -277,6 +309,59 @@ def _object_keys(model: keras.Model) -> Dict[str, Tuple[str, ...]]:
     return keys
 
 
+def _model_variable_keys(reader) -> Dict[str, str]:
+    """`model/_operations/<i>/<attr>/.ATTRIBUTES/VARIABLE_VALUE` -> the key that holds that
+    variable in the checkpoint (the same unless another path reaches it first, e.g. an
+    optimizer tracked next to the model), from the checkpoint's object graph."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+
+    def children(node_id):
+        return {c.local_name: c.node_id for c in graph.nodes[node_id].children}
+
+    keys = {}
+    model = children(0).get("model")
+    operations = children(model).get("_operations") if model is not None else None
+    if operations is None:
+        return keys
+    for index, layer in children(operations).items():
+        for attr, node in children(layer).items():
+            for attribute in graph.nodes[node].attributes:
+                if attribute.name == "VARIABLE_VALUE":
+                    path = f"model/_operations/{index}/{attr}/.ATTRIBUTES/VARIABLE_VALUE"
+                    keys[path] = attribute.checkpoint_key
+    return keys
+
+
+def check_checkpoint_fits(model: keras.Model, prefix: str) -> None:
+    """Raises CheckpointMismatchError for the first model variable that one of our checkpoints
+    lacks or holds with another shape, or for a model variable of the checkpoint that the
+    model lacks (a checkpoint of a larger model). Restoring then would fail with a traceback
+    and hundreds of warnings, or silently leave part of the checkpoint unused."""
+    reader = tf.train.load_checkpoint(prefix)
+    available = reader.get_variable_to_shape_map()
+    stored = _model_variable_keys(reader)
+    if not stored:
+        return  # not a `tf.train.Checkpoint(model=...)` file: the restore checks it
+    targets = official_variables(model)
+    expected = set()
+    for name, keys in _object_keys(model).items():
+        key = next((stored[k] for k in keys if k in stored), None)
+        if key is None:
+            raise CheckpointMismatchError(prefix, name, None, targets[name].shape)
+        if list(available[key]) != list(targets[name].shape):
+            raise CheckpointMismatchError(prefix, name, available[key], targets[name].shape)
+        expected.add(key)
+    extra = sorted(path for path, key in stored.items() if key not in expected)
+    if extra:
+        layer = extra[0][len("model/_operations/") :].split("/")[0]
+        raise CheckpointMismatchError(
+            prefix, f"layer #{layer} ({extra[0]})", available[stored[extra[0]]], None
+        )
+
+
 def _load_object_based_partial(
     model: keras.Model, prefix: str, exclude: Sequence[str]
 ) -> LoadReport:
@@ -296,15 +381,9 @@ def _load_object_based_partial(
             continue
         key = next((k for k in keys if k in available), None)
         if key is None:
-            raise CheckpointError(
-                f"{prefix}: model variable {name} is missing from the "
-                f"checkpoint (was it written for another model variant?)"
-            )
+            raise CheckpointMismatchError(prefix, name, None, targets[name].shape)
         if list(available[key]) != list(targets[name].shape):
-            raise CheckpointError(
-                f"{prefix}: {name} has shape {list(available[key])} in the "
-                f"checkpoint, {list(targets[name].shape)} in the model"
-            )
+            raise CheckpointMismatchError(prefix, name, available[key], targets[name].shape)
         assignments.append((targets[name], reader.get_tensor(key)))
         report.loaded.append(name)
     for variable, value in assignments:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
+from deeplab import cell_description
+
 MODEL_VARIANTS = (
     "xception_41",
     "xception_65",
@@ -12,6 +14,16 @@ MODEL_VARIANTS = (
     "mobilenet_v2",
     "mobilenet_v3_large_seg",
     "mobilenet_v3_small_seg",
+    "resnet_v1_50_beta",
+    "resnet_v1_101_beta",
+)
+# Variants whose last block takes the `multi_grid` unit rates.
+MULTI_GRID_VARIANTS = (
+    "xception_41",
+    "xception_65",
+    "xception_71",
+    "resnet_v1_50_beta",
+    "resnet_v1_101_beta",
 )
 OUTPUT_STRIDES = (8, 16, 32)
 DECODER_OUTPUT_STRIDES = (4, 8)
@@ -20,6 +32,8 @@ DECODER_OUTPUT_STRIDES = (4, 8)
 DECODER_OUTPUT_STRIDES_BY_VARIANT = {
     "mobilenet_v3_large_seg": (4, 8, 16),
     "mobilenet_v3_small_seg": (4, 8, 16),
+    "resnet_v1_50_beta": (4, 8, 16),
+    "resnet_v1_101_beta": (4, 8, 16),
 }
 
 
@@ -64,8 +78,8 @@ class ModelOptions:
     fine_tune_batch_norm: bool = True
     upsample_logits: bool = True
     # BatchNorm moving-average decay; None keeps the official ones (0.9997 for Xception and the
-    # heads, 0.997 for MobileNetV2). Short runs from scratch need a faster one (e.g. 0.99) for
-    # the moving statistics to catch up with the weights before evaluation.
+    # heads, 0.997 for MobileNetV2, 0.95 for ResNet). Short runs from scratch need a faster one
+    # (e.g. 0.99) for the moving statistics to catch up with the weights before evaluation.
     batch_norm_decay: Optional[float] = None
     image_pooling_crop_size: Optional[Tuple[int, int]] = None
     image_pooling_stride: Tuple[int, int] = (1, 1)
@@ -76,6 +90,9 @@ class ModelOptions:
     decoder_use_sum_merge: bool = False
     decoder_filters: int = 256
     decoder_output_is_logits: bool = False
+    # The official flag: a JSON dense prediction cell description that replaces ASPP (see
+    # deeplab/dense_prediction_cell.py); None or "" uses ASPP.
+    dense_prediction_cell_json: Optional[str] = None
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -95,6 +112,7 @@ class ModelOptions:
             if getattr(self, field) is not None:
                 set_(field, tuple(int(c) for c in getattr(self, field)))
         set_("image_pooling_stride", tuple(int(s) for s in self.image_pooling_stride))
+        set_("dense_prediction_cell_json", self.dense_prediction_cell_json or None)
         self.validate()
 
     def validate(self) -> None:
@@ -128,8 +146,11 @@ class ModelOptions:
                 raise ValueError(
                     f"--multi_grid={list(self.multi_grid)} must be three positive rates"
                 )
-            if self.model_variant.startswith("mobilenet"):
-                raise ValueError("--multi_grid applies to the Xception variants only")
+            if self.model_variant not in MULTI_GRID_VARIANTS:
+                raise ValueError(
+                    f"--multi_grid applies to --model_variant in {MULTI_GRID_VARIANTS} only, "
+                    f"not {self.model_variant!r}"
+                )
         for field in ("crop_size", "image_pooling_crop_size", "image_pooling_stride"):
             value = getattr(self, field)
             if value is not None and (len(value) != 2 or min(value) < 1):
@@ -141,6 +162,9 @@ class ModelOptions:
             raise ValueError(f"--batch_norm_decay={self.batch_norm_decay} must be in [0, 1)")
         if self.weight_decay < 0:
             raise ValueError(f"--weight_decay={self.weight_decay} must be >= 0")
+        if self.dense_prediction_cell_json is not None:
+            cell = cell_description.load_cell(self.dense_prediction_cell_json)
+            cell_description.check_cell(cell, self.output_stride, self.image_pooling_size())
 
     def _validate_head(self) -> None:
         for field in ("aspp_convs_filters", "decoder_filters"):
@@ -166,3 +190,13 @@ class ModelOptions:
     def replace(self, **changes) -> "ModelOptions":
         """A copy with some options changed (re-validated)."""
         return dataclasses.replace(self, **changes)
+
+
+def options_summary(options: ModelOptions) -> str:
+    """The fields of `options` that differ from the defaults, `name=value` (a short log line)."""
+    defaults = ModelOptions()
+    return ", ".join(
+        f"{f.name}={getattr(options, f.name)}"
+        for f in dataclasses.fields(ModelOptions)
+        if getattr(options, f.name) != getattr(defaults, f.name)
+    )

@@ -10,6 +10,7 @@ official `tf.metrics.mean_iou` with the ignore label weighted out). Result files
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable, Dict, Optional, Sequence
 
@@ -25,7 +26,8 @@ def make_eval_step(model, num_classes: int, ignore_label: int, *args, **kwargs) 
     """A compiled function (images, labels) -> (predictions int32 [B, H, W], confusion int64).
 
     The remaining arguments are those of `inference.predict_labels` after `images`
-    (`eval_scales`, `add_flipped_images`, `logits_output_stride`).
+    (`eval_scales`, `add_flipped_images`, `logits_output_stride`,
+    `prediction_with_upsampled_logits`).
     """
 
     @tf.function(
@@ -89,7 +91,11 @@ def evaluate(
         target = num_batches if max_batches is None else min(num_batches, max_batches)
     progress = None
     if verbose:
-        progress = keras.utils.Progbar(target, unit_name="batch")
+        # On a terminal a live bar; in a log (not a tty) Keras's verbose=2 writes one line at
+        # the end instead of an ever-growing line of bar updates.
+        progress = keras.utils.Progbar(
+            target, unit_name="batch", verbose=1 if sys.stdout.isatty() else 2
+        )
     start = time.time()
     seen = 0
     for index, batch in enumerate(dataset):

@@ -1,10 +1,12 @@
 """SavedModel and TFLite export of a DeepLab model for serving.
 
 The SavedModel has two signatures:
-- `serving_default`: `images` uint8 [N, H, W, 3] (any N, H, W) ->
-  `semantic_predictions` int32 [N, H, W] and `semantic_probabilities` float32 [N, H, W, C];
+- `serving_default`: `images` uint8 RGB [N, H, W, 3] (any N, H, W; RGBA [N, H, W, 4] loses its
+  alpha channel, gray [N, H, W, 1] is copied to RGB, other channel counts fail with a message
+  saying so) -> `semantic_predictions` int32 [N, H, W] and `semantic_probabilities` float32
+  [N, H, W, C];
 - `serve_encoded`: `encoded_images` string [N] (JPEG / PNG / BMP / GIF bytes; the images of a
-  batch may differ in size) -> the same outputs, each image's results in the top-left corner of
+  batch may differ in size; RGBA and gray images are converted to RGB) -> the same outputs, each image's results in the top-left corner of
   a batch padded to the largest image (predictions -1 and probabilities 0 in the padding), plus
   `image_sizes` int32 [N, 2] (height, width of every image).
 
@@ -36,6 +38,29 @@ SERVE_ENCODED = "serve_encoded"
 METADATA_FILENAME = "deeplab_export.json"
 
 
+def to_rgb(images):
+    """uint8 [N, H, W, 3] RGB from [N, H, W, C]: 3 channels as they are, 4 (RGBA) without the
+    alpha channel (as decoding with channels=3 does), 1 (gray) copied to three; any other
+    channel count fails with an InvalidArgumentError saying what is accepted."""
+    channels = images.shape[-1]
+    if channels == 3:
+        return images
+    count = tf.shape(images)[-1]
+    accepted = tf.reduce_any(tf.equal(count, [1, 3, 4]))
+    check = tf.debugging.Assert(
+        accepted,
+        ["images must have 3 (RGB), 4 (RGBA) or 1 (gray) channels, got", count],
+    )
+    with tf.control_dependencies([check]):
+        rgb = tf.cond(
+            tf.equal(count, 1),
+            lambda: tf.tile(images[..., :1], [1, 1, 1, 3]),
+            lambda: images[..., :3],
+        )
+    rgb.set_shape(images.shape[:-1].concatenate([3]))
+    return rgb
+
+
 class DeepLabServingModule:
     """A DeepLab Keras model with serving functions.
 
@@ -60,7 +85,7 @@ class DeepLabServingModule:
         self.logits_output_stride = logits_output_stride
         self.predict = tf.function(
             self._predict,
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+            input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")],
         )
         self.predict_encoded = tf.function(
             self._predict_encoded,
@@ -105,7 +130,7 @@ class DeepLabServingModule:
         }
 
     def _predict(self, images):
-        return self._outputs(images)
+        return self._outputs(to_rgb(images))
 
     def _predict_quantized(self, images):
         """The outputs with the probabilities' softmax taken on the logits grid, then resized to
@@ -223,7 +248,7 @@ def export_saved_model(
     info = {
         "signatures": {
             SERVING_DEFAULT: {
-                "inputs": {"images": "uint8 [N, H, W, 3]"},
+                "inputs": {"images": "uint8 [N, H, W, 3] RGB (or 4: RGBA, 1: gray)"},
                 "outputs": {
                     "semantic_predictions": "int32 [N, H, W]",
                     "semantic_probabilities": "float32 [N, H, W, C]",

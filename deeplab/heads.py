@@ -68,7 +68,10 @@ def aspp(
     branches = []
     gate = None
     if add_image_level_feature:
-        pooled = ImagePooling(pool_size, pool_stride, name="image_pooling.pool")(features)
+        pooling = ImagePooling(pool_size, pool_stride, name="image_pooling.pool")
+        if pool_size is not None:
+            pooling.check_fits(features.shape)  # a clear error before Keras wraps it
+        pooled = pooling(features)
         if squeeze_and_excitation:
             activation = "hard_sigmoid" if qsigmoid else "sigmoid"
             pooled = conv_bias(pooled, filters, 1, "image_pooling", style, activation=activation)

@@ -53,14 +53,18 @@ def _normalize_scales(eval_scales: Optional[Iterable[float]]) -> Tuple[float, ..
     return scales
 
 
+def semantic_logits(output):
+    """The semantic logits of a model's output (a tensor, or a dict of named outputs)."""
+    if isinstance(output, dict):
+        return output.get("semantic", next(iter(output.values())))
+    return output
+
+
 def _logits_at_size(model, images, size, scale: float, stride: Optional[int], flip: bool):
     """Runs the model on `images` (already scaled) and returns float32 logits at `size`."""
     if flip:
         images = tf.reverse(images, axis=[2])
-    logits = model(images, training=False)
-    if isinstance(logits, dict):  # tolerate models with named outputs
-        logits = logits.get("semantic", next(iter(logits.values())))
-    logits = tf.cast(logits, tf.float32)
+    logits = tf.cast(semantic_logits(model(images, training=False)), tf.float32)
     if stride and scale < 1.0:
         # Official multi_scale_logits: logits of a down-scaled image are first brought to the
         # scale-1 logits grid, then (predict_labels_multi_scale) to the image size.
@@ -101,6 +105,42 @@ def _per_scale_logits(
     return outputs
 
 
+class ImagePyramidModel:
+    """The official `multi_scale_logits` with an image pyramid, callable like the model.
+
+    For each scale s of `image_pyramid` the images are resized (bilinear, align_corners) to
+    `scale_dimension(H, s)`, the model (built with upsample_logits=False) gives its logits,
+    which are resized to the grid `scale_dimension(H, max(1, max(pyramid)) / stride)`, and the
+    logits of all scales are merged by `merge_method` ("max" or "avg").
+    """
+
+    def __init__(self, model, image_pyramid, merge_method: str, logits_output_stride: int):
+        if merge_method not in ("max", "avg"):
+            raise ValueError(f"merge_method must be 'max' or 'avg', got {merge_method!r}")
+        self.model = model
+        self.image_pyramid = _normalize_scales(image_pyramid)
+        self.merge_method = merge_method
+        self.logits_output_stride = int(logits_output_stride)
+
+    def __call__(self, images, training=False):
+        images = tf.cast(images, tf.float32)
+        size = tf.shape(images)[1:3]
+        grid = scale_dimension(size, max(1.0, max(self.image_pyramid)) / self.logits_output_stride)
+        logits = []
+        for scale in self.image_pyramid:
+            scaled = (
+                images if scale == 1.0 else resize_bilinear(images, scale_dimension(size, scale))
+            )
+            output = semantic_logits(self.model(scaled, training=training))
+            logits.append(resize_bilinear(output, grid))
+        if len(logits) == 1:
+            return logits[0]
+        stacked = tf.stack(logits, axis=4)
+        if self.merge_method == "max":
+            return tf.reduce_max(stacked, axis=4)
+        return tf.reduce_mean(stacked, axis=4)
+
+
 def _mean_probabilities(logits):
     probabilities = [tf.nn.softmax(x, axis=-1) for x in logits]
     if len(probabilities) == 1:
@@ -130,10 +170,34 @@ def predict_logits(model, images, *args, **kwargs):
     return tf.math.log(tf.maximum(_mean_probabilities(logits), 1e-30))
 
 
-def predict_labels(model, images, *args, **kwargs):
-    """Predicted labels int32 [N, H, W] at the input size (argmax of the averaged
-    probabilities); arguments as `predict_probabilities`."""
-    probabilities = predict_probabilities(model, images, *args, **kwargs)
+def predict_labels(
+    model,
+    images,
+    eval_scales: Sequence[float] = (1.0,),
+    add_flipped_images: bool = False,
+    logits_output_stride: Optional[int] = None,
+    prediction_with_upsampled_logits: bool = True,
+):
+    """Predicted labels int32 [N, H, W] at the input size (argmax of the averaged probabilities).
+
+    `prediction_with_upsampled_logits=False` (the official flag; one scale, no flip): argmax at
+    the logits resolution, then nearest-neighbour upsampling of the labels (align_corners).
+    """
+    if not prediction_with_upsampled_logits:
+        if _normalize_scales(eval_scales) != (1.0,) or add_flipped_images:
+            raise ValueError(
+                "prediction_with_upsampled_logits=False needs one scale (1.0) and no flipping"
+            )
+        images = tf.cast(images, tf.float32)
+        logits = semantic_logits(model(images, training=False))
+        labels = tf.argmax(logits, axis=-1, output_type=tf.int32)[..., tf.newaxis]
+        labels = tf.raw_ops.ResizeNearestNeighbor(
+            images=labels, size=tf.shape(images)[1:3], align_corners=True
+        )
+        return labels[..., 0]
+    probabilities = predict_probabilities(
+        model, images, eval_scales, add_flipped_images, logits_output_stride
+    )
     return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
 
 

@@ -41,11 +41,16 @@ class ConvStyle:
     activation: str = "relu"
     init_stddev: Optional[float] = 0.09  # truncated normal; None: glorot uniform (slim default)
     fine_tune_batch_norm: bool = True
+    # slim's variance_scaling_initializer() (He: fan-in, factor 2, truncated normal) in place of
+    # init_stddev, as the ResNet arg_scope.
+    variance_scaling_init: bool = False
 
     def regularizer(self):
         return keras.regularizers.L2(self.weight_decay / 2.0) if self.weight_decay > 0 else None
 
     def initializer(self, stddev: Optional[float] = None):
+        if stddev is None and self.variance_scaling_init:
+            return keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal")
         stddev = self.init_stddev if stddev is None else stddev
         if stddev is None:
             return keras.initializers.GlorotUniform()
@@ -108,9 +113,21 @@ class BatchNorm(keras.layers.BatchNormalization):
         super().__init__(**kwargs)
         self.frozen = frozen
 
+    def uses_batch_statistics(self, training, mask=None) -> bool:
+        """Whether a call with these arguments normalises with (and updates from) the batch."""
+        return bool(
+            training and not self.frozen and self.trainable and mask is None and not self.renorm
+        )
+
     def call(self, inputs, training=None, mask=None):
-        if self.frozen or not training or not self.trainable or mask is not None or self.renorm:
+        if not self.uses_batch_statistics(training, mask):
             return super().call(inputs, training=False if self.frozen else training, mask=mask)
+        outputs, _, _ = self.normalize_with_batch_statistics(inputs)
+        return tf.cast(outputs, self.compute_dtype)
+
+    def normalize_with_batch_statistics(self, inputs):
+        """Training-mode batch norm: returns (float32 outputs, batch mean, unbiased batch
+        variance) and updates the moving statistics."""
         x = tf.cast(inputs, tf.float32)
         if x.shape.rank == 4 and self.axis in (-1, 3, [3], [-1]):
             # One FusedBatchNormV3 kernel forward and one backward (as slim's fused=True), several
@@ -130,7 +147,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.moving_variance.assign(
             self.moving_variance * self.momentum + unbiased * (1.0 - self.momentum)
         )
-        return tf.cast(outputs, self.compute_dtype)
+        return outputs, mean, unbiased
 
     def get_config(self):
         return {**super().get_config(), "frozen": self.frozen}
@@ -329,19 +346,25 @@ class ImagePooling(keras.layers.Layer):
     def call(self, x):
         if self.pool_size is None:
             return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-        for size, window in zip(x.shape[1:3], self.pool_size):
+        self.check_fits(x.shape)
+        return tf.nn.avg_pool2d(x, ksize=self.pool_size, strides=self.strides, padding="VALID")
+
+    def check_fits(self, shape) -> None:
+        """The official graph fails on inputs smaller than the image-pooling crop; say why."""
+        for size, window in zip(shape[1:3], self.pool_size):
             if size is not None and size < window:
                 raise ValueError(
-                    f"image pooling: features of {x.shape[1]}x{x.shape[2]} are smaller than the "
+                    f"image pooling: features of {shape[1]}x{shape[2]} are smaller than the "
                     f"pooling window {self.pool_size[0]}x{self.pool_size[1]} set by "
-                    f"--image_pooling_crop_size (or the crop size); feed inputs at least that "
-                    f"large or pass a smaller --image_pooling_crop_size"
+                    f"--image_pooling_crop_size (or the crop size) at this output stride; feed "
+                    f"inputs at least as large as that crop, or pass a smaller "
+                    f"--image_pooling_crop_size"
                 )
-        return tf.nn.avg_pool2d(x, ksize=self.pool_size, strides=self.strides, padding="VALID")
 
     def compute_output_shape(self, input_shape):
         if self.pool_size is None:
             return (input_shape[0], 1, 1, input_shape[3])
+        self.check_fits(input_shape)
         h, w = input_shape[1], input_shape[2]
         return (
             input_shape[0],
@@ -369,4 +392,4 @@ def resize_bilinear(images, size):
     images = tf.convert_to_tensor(images)
     if images.dtype != tf.float32:
         images = tf.cast(images, tf.float32)
-    return tf.compat.v1.image.resize_bilinear(images, size, align_corners=True)
+    return tf.raw_ops.ResizeBilinear(images=images, size=size, align_corners=True)

@@ -67,7 +67,7 @@ def top_k_fraction(step, top_k_percent_pixels: float, hard_example_mining_step: 
 
 def resize_labels_nearest(labels: tf.Tensor, size) -> tf.Tensor:
     """Nearest-neighbour resize of [N, H, W, 1] integer labels with align_corners=True."""
-    return tf.compat.v1.image.resize_nearest_neighbor(labels, size, align_corners=True)
+    return tf.raw_ops.ResizeNearestNeighbor(images=labels, size=size, align_corners=True)
 
 
 def _match_sizes(logits, labels, upsample_logits: bool):

@@ -1,7 +1,10 @@
 """`build_deeplab`: the DeepLabV3+ Keras functional model, identical to the official graph.
 
-images (0..255) -> x*2/255-1 -> backbone (atrous to the output stride) -> ASPP -> [decoder]
--> logits/semantic -> bilinear upsampling (align_corners) to the input size.
+images (0..255) -> x*2/255-1 (every variant here, the ResNet "beta" ones included) -> backbone
+(atrous to the output stride) -> ASPP or the dense prediction cell -> [decoder] ->
+logits/semantic -> bilinear upsampling (align_corners) to the input size. With
+`decoder_output_is_logits` (the MobileNetV3 recipes) the decoder output is the logits (layer
+`semantic`, the official tensor name) and there is no logits layer.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from typing import List
 
 import keras
 
-from deeplab.backbones import mobilenet_v2, mobilenet_v3, xception
+from deeplab import dense_prediction_cell
+from deeplab.backbones import mobilenet_v2, mobilenet_v3, resnet_v1_beta, xception
 from deeplab.config import ModelOptions
 from deeplab.heads import aspp, decoder, head_style, image_pooling_window, logits_layer
 from deeplab.layers import ConvStyle, ResizeBilinear, ScaleToUnitRange, layer_name
@@ -21,13 +25,22 @@ DECODER_LOGITS_LAYER = "semantic"
 # Official scopes of the "last layers" (train.py: initialize_last_layer,
 # last_layers_contain_logits_only, last_layer_gradient_multiplier).
 LOGITS_SCOPE = "logits"
-LAST_LAYER_SCOPES = ("logits", "image_pooling", "aspp", "concat_projection", "decoder")
+LAST_LAYER_SCOPES = (
+    "logits",
+    "image_pooling",
+    "aspp",
+    "concat_projection",
+    "decoder",
+    "meta_architecture",
+)
 
 
 def backbone_scope(model_variant: str) -> str:
     """Name scope of the backbone in official (and ImageNet-pretrained) checkpoints."""
     if model_variant in mobilenet_v3.VARIANTS:
         return mobilenet_v3.SCOPE
+    if model_variant in resnet_v1_beta.SCOPES:
+        return resnet_v1_beta.SCOPES[model_variant]
     return "MobilenetV2" if model_variant == "mobilenet_v2" else model_variant
 
 
@@ -56,6 +69,19 @@ def _backbone(images, options: ModelOptions):
             images, options.output_stride, style, options.depth_multiplier, options.divisible_by
         )
         decoder_points = mobilenet_v2.DECODER_END_POINTS
+    elif options.model_variant in resnet_v1_beta.VARIANTS:
+        style = ConvStyle(
+            weight_decay=options.weight_decay,
+            bn_epsilon=1e-5,
+            bn_momentum=_bn_decay(options, 0.95),
+            activation="relu",
+            variance_scaling_init=True,
+            fine_tune_batch_norm=options.fine_tune_batch_norm,
+        )
+        features, end_points = resnet_v1_beta.build_resnet_v1_beta(
+            images, options.model_variant, options.output_stride, style, options.multi_grid
+        )
+        decoder_points = resnet_v1_beta.decoder_end_points(options.model_variant)
     else:
         style = _backbone_style(options, 0.9997, "relu")
         features, end_points = xception.build_xception(
@@ -101,7 +127,15 @@ def build_deeplab_from_options(
     style = head_style(
         options.weight_decay, options.fine_tune_batch_norm, _bn_decay(options, 0.9997)
     )
-    if options.aspp_with_batch_norm:
+    if options.aspp_with_batch_norm and options.dense_prediction_cell_json:
+        features = dense_prediction_cell.dense_prediction_cell(
+            features,
+            dense_prediction_cell.load_cell(options.dense_prediction_cell_json),
+            style,
+            output_stride=options.output_stride,
+            crop_size=options.image_pooling_size(),
+        )
+    elif options.aspp_with_batch_norm:
         features = aspp(
             features,
             style,
@@ -160,18 +194,27 @@ def build_deeplab(
     decoder_use_sum_merge: bool = False,
     decoder_filters: int = 256,
     decoder_output_is_logits: bool = False,
+    dense_prediction_cell_json=None,
     name: str = "deeplab",
 ) -> keras.Model:
     """DeepLabV3+ as a Keras functional model; keyword arguments are the official flags.
 
     Input: float32 images [N, H, W, 3] with values 0..255, any H and W. Output: float32 logits
     [N, H, W, num_classes] resized bilinearly (align_corners=True) to the input size, or the
-    pre-upsampling logits (layer `logits.semantic`) when `upsample_logits=False`.
+    pre-upsampling logits (layer `logits.semantic`, or `semantic` with
+    `decoder_output_is_logits`) when `upsample_logits=False`.
 
-    `crop_size` only sets the image-pooling window as the official code does; None pools
-    globally, which equals the official graph at the crop size and works for any size.
+    `crop_size` only sets the image-pooling window as the official code does
+    (`image_pooling_crop_size` takes precedence); None pools globally, which equals the
+    official graph at the crop size and works for any size. The MobileNetV3 head options
+    (`image_pooling_stride`, `aspp_convs_filters`, `aspp_with_concat_projection`,
+    `aspp_with_squeeze_and_excitation`, `image_se_uses_qsigmoid`, `decoder_use_sum_merge`,
+    `decoder_filters`, `decoder_output_is_logits`) have the official defaults.
     `fine_tune_batch_norm=False` keeps every BatchNorm on its moving statistics (gamma and
     beta still train). `batch_norm_decay=None` keeps the official moving-average decays.
+    `dense_prediction_cell_json` (a JSON cell description file, or the official
+    `deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json`) replaces ASPP by the
+    dense prediction cell (`atrous_rates` and `add_image_level_feature` are then unused).
     Layer names are the official variable scopes with '/' -> '.'.
     """
     options = ModelOptions(
@@ -200,6 +243,7 @@ def build_deeplab(
         decoder_use_sum_merge=decoder_use_sum_merge,
         decoder_filters=decoder_filters,
         decoder_output_is_logits=decoder_output_is_logits,
+        dense_prediction_cell_json=dense_prediction_cell_json,
     )
     return build_deeplab_from_options(options, name=name)
 

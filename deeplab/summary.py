@@ -3,8 +3,8 @@ parameters and Mult-Adds of a DeepLab configuration, then totals (`--json` for o
 
 Mult-Adds count every multiply-accumulate of the convolutions (standard, atrous, depthwise,
 pointwise, logits) plus the bias adds: BatchNorm folds into the convs at inference. The
-official graph runs atrous depthwise convs through space_to_batch, which adds padded positions;
-`madds_tf1_conv_only` reproduces the official conv-only count exactly. The official figures
+official graph runs atrous convs (depthwise and standard) through space_to_batch, which adds
+padded positions; `madds_tf1_conv_only` reproduces the official conv-only count exactly. The official figures
 (TF1 profiler float ops / 2 of the `predict_labels` graph) count more than the model's
 arithmetic; `madds_tf1` reproduces them (see `tf1_profiler_flops`).
 """
@@ -41,12 +41,12 @@ def layer_madds(layer: keras.layers.Layer) -> int:
 
 
 def tf1_atrous_depthwise_outputs(size: int, rate: int, kernel: int) -> int:
-    """Output positions (per dimension) the official graph computes for an atrous depthwise conv.
+    """Output positions (per dimension) the official graph computes for an atrous conv.
 
-    TF1's `depthwise_conv2d` runs rate > 1 through space_to_batch: the SAME-padded input is
-    padded further to a multiple of the rate and every batch runs a VALID conv, so it computes
-    `rate * (padded / rate - kernel + 1)` positions, a few more than `size`. The profiler counts
-    them; this reproduces the official figures exactly.
+    TF1 runs a conv or depthwise conv with rate > 1 through space_to_batch: the SAME-padded
+    input is padded further to a multiple of the rate and every batch runs a VALID conv, so it
+    computes `rate * (padded / rate - kernel + 1)` positions, a few more than `size` (exactly
+    `size` at rate 1). The profiler counts them; this reproduces the official figures exactly.
     """
     padded = size + rate * (kernel - 1)
     padded += (-padded) % rate
@@ -56,20 +56,20 @@ def tf1_atrous_depthwise_outputs(size: int, rate: int, kernel: int) -> int:
 def official_layer_madds(layer: keras.layers.Layer) -> int:
     """Conv multiply-adds as the official TF1 graph's profiler counts them (no bias adds)."""
     kind = type(layer).__name__
-    if kind == "DepthwiseConv2D" and layer.dilation_rate[0] > 1:
-        h, w, c = layer.output.shape[1:]
-        kh, kw = layer.kernel.shape[:2]
-        rate = int(layer.dilation_rate[0])
-        return (
-            tf1_atrous_depthwise_outputs(h, rate, kh)
-            * tf1_atrous_depthwise_outputs(w, rate, kw)
-            * c
-            * kh
-            * kw
-        )
     madds = layer_madds(layer)
     if kind == "Conv2D" and layer.use_bias:
         madds -= int(np.prod(layer.output.shape[1:]))
+    rate_h, rate_w = (int(r) for r in layer.dilation_rate) if kind in _CONV_TYPES else (1, 1)
+    if max(rate_h, rate_w) > 1:
+        h, w, c = layer.output.shape[1:]
+        kh, kw = layer.kernel.shape[:2]
+        per_position = kh * kw * (1 if kind == "DepthwiseConv2D" else layer.kernel.shape[2])
+        return (
+            tf1_atrous_depthwise_outputs(h, rate_h, kh)
+            * tf1_atrous_depthwise_outputs(w, rate_w, kw)
+            * c
+            * per_position
+        )
     return madds
 
 
@@ -130,9 +130,11 @@ def block_of(layer_name: str, model_variant: str) -> str:
         if parts[0] in ("entry_flow", "middle_flow", "exit_flow"):
             depth = 2 if parts[1].startswith("conv") else 3
             return backbone + "/".join(parts[:depth])
+        if parts[0].startswith("block"):  # ResNet: one row per bottleneck unit
+            return backbone + "/".join(parts[:2])
         return backbone + parts[0]
     parts = scope.split("/")
-    depth = 2 if parts[0] == "decoder" else 1
+    depth = 2 if parts[0] in ("decoder", "meta_architecture") else 1
     head = "/".join(parts[:depth])
     for suffix in ("_depthwise", "_pointwise"):
         head = head.replace(suffix, "")
@@ -155,7 +157,7 @@ def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
             {
                 "block": key,
                 "stride": 0,
-                "rate": 1,
+                "rate": (1, 1),
                 "size": None,
                 "channels": 0,
                 "params": 0,
@@ -167,9 +169,13 @@ def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
         if type(layer).__name__ in _CONV_TYPES:
             h, w, c = layer.output.shape[1:]
             row["size"], row["channels"] = (h, w), c
-            row["rate"] = max(row["rate"], int(layer.dilation_rate[0]))
+            rate = tuple(int(r) for r in layer.dilation_rate)
+            if rate[0] * rate[1] > row["rate"][0] * row["rate"][1]:
+                row["rate"] = rate
             row["stride"] = _stride(crop_size[0], h)
     table: List[Dict[str, object]] = list(rows.values())
+    for row in table:
+        row["rate"] = _rate_label(row["rate"])
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))
     return {
@@ -177,6 +183,7 @@ def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
         "crop_size": list(crop_size),
         "output_stride": options.output_stride,
         "atrous_rates": list(options.atrous_rates or []),
+        "dense_prediction_cell_json": options.dense_prediction_cell_json,
         "decoder_output_stride": options.decoder_output_stride,
         "num_classes": options.num_classes,
         "trainable_params": trainable,
@@ -194,23 +201,35 @@ def summarize(options: ModelOptions, crop_size=(513, 513)) -> Dict[str, object]:
     }
 
 
+def _rate_label(rate):
+    """A row's atrous rate: an int, or "HxW" when non-square (dense prediction cell convs)."""
+    height, width = rate
+    return height if height == width else f"{height}x{width}"
+
+
 def _stride(input_size: int, output_size: int) -> int:
     if output_size <= 1:
         return input_size
     return int(round((input_size - 1) / (output_size - 1)))
 
 
+def _head(summary: Dict[str, object]) -> str:
+    if summary.get("dense_prediction_cell_json"):
+        return f"dense prediction cell {summary['dense_prediction_cell_json']}"
+    return f"atrous rates {summary['atrous_rates'] or 'none'}"
+
+
 def format_table(summary: Dict[str, object]) -> str:
     """The human-readable table of `summarize`."""
     header = (
-        f"{'block':<58} {'stride':>6} {'rate':>4} {'features':>11} {'ch':>5} "
+        f"{'block':<58} {'stride':>6} {'rate':>5} {'features':>11} {'ch':>5} "
         f"{'params':>11} {'Mult-Adds':>15}"
     )
     lines = [header, "-" * len(header)]
     for row in summary["blocks"]:
         size = "x".join(str(s) for s in row["size"])
         lines.append(
-            f"{row['block']:<58} {row['stride']:>6} {row['rate']:>4} {size:>11} "
+            f"{row['block']:<58} {row['stride']:>6} {row['rate']!s:>5} {size:>11} "
             f"{row['channels']:>5} {row['params']:>11,} {row['madds']:>15,}"
         )
     lines.append("-" * len(header))
@@ -218,7 +237,7 @@ def format_table(summary: Dict[str, object]) -> str:
         f"trainable parameters {summary['trainable_params']:,}; all variables "
         f"{summary['total_params']:,}; Mult-Adds {summary['madds'] / 1e9:.2f}B at "
         f"{summary['crop_size'][0]}x{summary['crop_size'][1]}, output stride "
-        f"{summary['output_stride']}, atrous rates {summary['atrous_rates'] or 'none'}, "
+        f"{summary['output_stride']}, {_head(summary)}, "
         f"decoder stride {summary['decoder_output_stride'] or 'none'}"
     )
     lines.append(

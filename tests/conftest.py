@@ -89,6 +89,17 @@ def official_fixture(name):
         return folder, json.load(f)
 
 
+def write_tf1_checkpoint(prefix, tensors):
+    """Writes {name: array} as a TF1 Saver (name-based) checkpoint at `prefix`."""
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Small on-disk datasets.
 
@@ -344,13 +355,16 @@ def trained_run(tmp_path_factory):
 
 
 def run_cli(script, *args, timeout=600, cwd=None):
-    """Runs one of the repo's CLIs (eval.py, vis.py, export.py) in a fresh Python process."""
+    """Runs one of the repo's CLIs (train.py, eval.py, vis.py, export.py) or modules (e.g.
+    `deeplab.summary`, run as `python -m`) in a fresh Python process."""
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""
     return subprocess.run(
-        [sys.executable, os.path.join(REPO, script), *args],
+        [sys.executable]
+        + ([os.path.join(REPO, script)] if script.endswith(".py") else ["-m", script])
+        + list(args),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -478,6 +492,7 @@ def model_fixtures():
         official_variables=official_variables,
         fixture_flags=fixture_flags,
         official_fixture=official_fixture,
+        write_tf1_checkpoint=write_tf1_checkpoint,
     )
 
 
@@ -500,7 +515,9 @@ def eval_fixtures():
     """Helpers of the eval / vis / export tests."""
     return SimpleNamespace(
         REPO=REPO,
+        NUM_CLASSES=NUM_CLASSES,
         CHECKPOINT_STEPS=CHECKPOINT_STEPS,
+        build_synthetic=build_synthetic,
         official_fixture_dir=official_fixture_dir,
         official_upsampled_logits=official_upsampled_logits,
         run_cli=run_cli,

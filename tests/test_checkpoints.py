@@ -98,7 +98,7 @@ def test_other_class_count_fails_naming_logits_unless_skipped(model_fixtures):
 def test_missing_variable_is_named(model_fixtures):
     flags = dict(model_fixtures.fixture_flags(), atrous_rates=(6, 12, 18))
     model = build_deeplab(**flags)
-    with pytest.raises(CheckpointError, match="missing from the checkpoint, e.g. aspp1_depthwise"):
+    with pytest.raises(CheckpointError, match="aspp1_depthwise.* missing from the checkpoint"):
         load_official_checkpoint(model, CKPT)
 
 
@@ -112,16 +112,6 @@ def test_failed_load_assigns_nothing(model_fixtures):
         np.testing.assert_array_equal(a, b.numpy())
 
 
-def _write_tf1_checkpoint(prefix, tensors):
-    names = sorted(tensors)
-    tf.raw_ops.SaveV2(
-        prefix=prefix,
-        tensor_names=names,
-        shape_and_slices=[""] * len(names),
-        tensors=[tf.constant(tensors[n]) for n in names],
-    )
-
-
 def test_backbone_only_checkpoint_initializes_the_backbone(tmp_path, fixture_model, model_fixtures):
     """An ImageNet checkpoint holds backbone variables (plus its classifier, ignored)."""
     backbone = {
@@ -133,7 +123,7 @@ def test_backbone_only_checkpoint_initializes_the_backbone(tmp_path, fixture_mod
     backbone["global_step"] = np.array(5, dtype=np.int64)
     backbone["MobilenetV2/Conv/weights/Momentum"] = backbone["MobilenetV2/Conv/weights"]
     prefix = str(tmp_path / "imagenet" / "model.ckpt")
-    _write_tf1_checkpoint(prefix, backbone)
+    model_fixtures.write_tf1_checkpoint(prefix, backbone)
     model = build_deeplab(**dict(model_fixtures.fixture_flags(), num_classes=7))
     report = load_official_checkpoint(model, prefix)
     assert len(report.loaded) == len(backbone) - 3

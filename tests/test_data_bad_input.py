@@ -151,3 +151,91 @@ def test_grayscale_and_rgba_images_are_converted(tmp_path, fx):
     assert batch["image"].shape == (2, 8, 10, 3)
     np.testing.assert_array_equal(batch["image"][0], np.stack([gray] * 3, -1))
     np.testing.assert_array_equal(batch["image"][1], rgba[..., :3])
+
+
+def _shards(fx, tmp_path, rng, names_per_shard, split="val"):
+    """Official TFRecord shards of good 8x10 examples; returns their paths."""
+    from deeplab.data import tfrecord
+
+    paths = []
+    for i, names in enumerate(names_per_shard):
+        examples = []
+        for name in names:
+            image, label = fx.random_pair(rng, 8, 10, 7)
+            examples.append(
+                tfrecord.image_seg_to_tfexample(
+                    fx.encode(image, "PNG"), name, 8, 10, fx.encode(label, "PNG", mode="L"), "png"
+                )
+            )
+        path = tfrecord.shard_path(str(tmp_path), split, i, len(names_per_shard))
+        with tf.io.TFRecordWriter(path) as writer:
+            for example in examples:
+                writer.write(example.SerializeToString())
+        paths.append(path)
+    return paths
+
+
+def test_truncated_shard_is_named_with_its_offset_or_skipped_and_counted(tmp_path, capfd, fx):
+    rng = np.random.default_rng(5)
+    first, second = _shards(fx, tmp_path, rng, [["a0", "a1"], ["b0", "b1", "b2"]])
+    sizes = [len(r.numpy()) + 16 for r in tf.data.TFRecordDataset(second)]
+    with open(second, "r+b") as f:
+        f.truncate(sizes[0] + sizes[1] + 10)  # b2 cut short
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _read(str(tmp_path))
+    message = str(info.value)
+    assert f"TFRecord shard {second}: unreadable record at byte offset {sizes[0] + sizes[1]}" in (
+        message
+    ), message
+    capfd.readouterr()
+    assert _read(str(tmp_path), skip=True) == ["a0", "a1", "b0", "b1"]
+    log = ""
+    for _ in range(50):
+        captured = capfd.readouterr()
+        log += captured.out + captured.err
+        if "skipped so far: 1" in log:
+            break
+        time.sleep(0.1)
+    assert f'skipping "bad example in TFRecord shard {second}: unreadable record' in log, log
+    assert "skipped so far: 1" in log
+
+
+def test_garbled_record_is_named_and_intact_shards_read_whole(tmp_path, fx):
+    rng = np.random.default_rng(6)
+    (shard,) = _shards(fx, tmp_path, rng, [["c0", "c1", "c2"]])
+    size0 = len(next(iter(tf.data.TFRecordDataset(shard))).numpy()) + 16
+    data = bytearray(open(shard, "rb").read())
+    data[size0 + 30] ^= 0xFF  # inside c1's data: its CRC no longer matches
+    open(shard, "wb").write(bytes(data))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"byte offset {size0} of "):
+        _read(str(tmp_path))
+    assert _read(str(tmp_path), skip=True) == ["c0"]
+
+
+def test_labels_are_checked_against_the_models_class_count(tmp_path, fx):
+    rng = np.random.default_rng(7)
+    image, label = fx.random_pair(rng, 8, 10, 7)
+    label[1, 1] = 10  # a class of the 21-class dataset, not of a 7-class model
+    root = _folder(
+        fx, tmp_path, {"ten": (fx.encode(image, "PNG"), fx.encode(label, "PNG", mode="L"))}
+    )
+
+    def read(num_classes):
+        ds = pipeline.build_dataset(
+            DataConfig(
+                "pascal_voc_seg",
+                root,
+                "val",
+                crop_size=(12, 12),
+                batch_size=1,
+                is_training=False,
+                num_classes=num_classes,
+            )
+        )
+        return [b["image_name"][0].decode() for b in ds.as_numpy_iterator()]
+
+    assert read(None) == ["ten"]
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        read(7)
+    assert "ten.png" in str(info.value)
+    assert "label value 10 outside 0..6 and not the ignore label 255" in str(info.value)

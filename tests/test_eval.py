@@ -17,6 +17,10 @@ from deeplab import checkpoint_polling, cli_flags, eval_results, evaluation, inf
 # Every test needs the tiny trained DeepLab run; the CLI tests run eval.py.
 pytestmark = pytest.mark.slow
 
+# Every test needs the tiny trained DeepLab run; the CLI tests run eval.py.
+pytestmark = pytest.mark.slow
+
+
 EVAL_CROP = (97, 97)
 
 

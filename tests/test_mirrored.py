@@ -14,6 +14,10 @@ import sys
 
 import pytest
 
+# Training in a subprocess with two logical devices.
+pytestmark = pytest.mark.slow
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Training in a subprocess with two logical devices.

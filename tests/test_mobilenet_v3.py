@@ -167,6 +167,7 @@ def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path, fixture
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_output_shapes_for_every_stride(variant, output_stride):
@@ -186,6 +187,7 @@ def test_output_shapes_for_every_stride(variant, output_stride):
         assert logits.dtype == tf.float32
 
 
+@pytest.mark.slow
 def test_low_level_features_follow_the_official_end_points():
     # Large: layer_4 = expanded_conv_2 (stride 4), layer_7 = expanded_conv_5 (stride 8),
     # layer_13 = expanded_conv_11 (stride 16); small: expanded_conv, _2, _7.

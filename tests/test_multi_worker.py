@@ -19,6 +19,10 @@ import tensorflow as tf
 
 from deeplab.data import synthetic
 
+# Two worker processes.
+pytestmark = pytest.mark.slow
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WORKER = r"""

@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab.data import synthetic
+from deeplab.data import synthetic, tfrecord
 
 # Every test runs train.py in a subprocess.
 pytestmark = pytest.mark.slow
@@ -129,6 +130,7 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
     assert "Finished at step 60" in resumed.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, fragment",
     [
@@ -136,11 +138,20 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
         ("--label_weights=1,2", "--label_weights"),
         ("--train_crop_size=65", "--train_crop_size"),
         ("--output_stride=12", "--output_stride"),
+        ("--train_crop_size=1,1", "--train_crop_size"),
+        ("--train_crop_size=9,65", "--train_crop_size=9,65 must be larger than --output_stride"),
+        ("--optimizer=sgd", "--optimizer"),
+        ("--train_batch_size=0", "--train_batch_size"),
     ],
 )
-def test_bad_flags_fail_with_a_message_naming_the_flag(tmp_path, data_dir, flag, fragment):
-    proc = _train([f"--train_logdir={tmp_path}", f"--dataset_dir={data_dir}"] + TINY + [flag])
-    assert proc.returncode != 0
+def test_bad_flags_exit_2_with_a_message_naming_the_flag(tmp_path, data_dir, flag, fragment):
+    name = flag.split("=")[0] + "="
+    if name == "--train_crop_size=" and "," in flag:  # replace TINY's crop (a list flag adds up)
+        tiny = [a for a in TINY if not a.startswith(name)]
+    else:
+        tiny = TINY
+    proc = _train([f"--train_logdir={tmp_path}", f"--dataset_dir={data_dir}"] + tiny + [flag])
+    assert proc.returncode == 2, proc.stderr[-2000:]
     assert fragment in proc.stderr, proc.stderr[-2000:]
     assert not glob.glob(str(tmp_path / "ckpt-*"))
 
@@ -182,3 +193,111 @@ def test_synthetic_preset_goes_into_the_config_not_into_the_flags(tmp_path):
     assert result["steps"] == 1500 and result["crop"] == [129, 129]
     assert result["flag_batch"] == result["batch"] == 4
     assert result["decay"] == 0.99 and result["dataset"] == "synthetic"
+
+
+@pytest.mark.slow
+def test_synthetic_never_writes_into_a_users_folder(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    example = synthetic.encode_example(*synthetic.generate_example(1, "train", 0), "2007_000032")
+    shard = tfrecord.write_shards([example], str(user), "train", 1)[0]
+    before = open(shard, "rb").read()
+    for script, logdir_flag in (("train.py", "--train_logdir"), ("eval.py", "--checkpoint_dir")):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, script),
+                f"{logdir_flag}={tmp_path / 'run'}",
+                "--dataset=synthetic",
+                f"--dataset_dir={user}",
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            cwd=ROOT,
+            timeout=600,
+        )
+        assert proc.returncode == 2, (script, proc.stderr[-2000:])
+        last = proc.stderr.strip().splitlines()[-1]
+        assert str(user) in last and "did not build" in last, (script, last)
+        assert os.listdir(user) == [os.path.basename(shard)]
+        assert open(shard, "rb").read() == before
+
+
+def _wait_for(predicate, proc, what, seconds=300):
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen (exit {proc.poll()})")
+
+
+@pytest.mark.slow
+def test_second_trainer_on_a_live_logdir_is_refused_and_a_killed_ones_lock_is_taken_over(
+    tmp_path, data_dir
+):
+    logdir = str(tmp_path / "run")
+    args = [f"--train_logdir={logdir}", f"--dataset_dir={data_dir}", "--log_steps=1"] + TINY
+    first = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--training_number_of_steps=100000"]
+        + args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+        cwd=ROOT,
+    )
+    try:
+        lock = os.path.join(logdir, "train.lock")
+        _wait_for(lambda: os.path.exists(lock), first, "the lock file")
+        second = _train(args + ["--training_number_of_steps=2"])
+        assert second.returncode == 1, second.stderr[-2000:]
+        last = second.stderr.strip().splitlines()[-1]
+        assert f"in use by another trainer (pid {first.pid} on " in last, last
+        assert first.poll() is None
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    third = _train(args + ["--training_number_of_steps=2"])
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert f"taking over the stale lock {lock}" in third.stderr
+    assert f"(pid {first.pid} on " in third.stderr
+    assert "Finished at step 2" in third.stdout
+    assert not os.path.exists(lock)
+
+
+@pytest.mark.slow
+def test_forced_nan_with_a_checkpoint_every_step_then_a_sane_restart_finishes(tmp_path, data_dir):
+    logdir = str(tmp_path / "run")
+    args = [
+        f"--train_logdir={logdir}",
+        f"--dataset_dir={data_dir}",
+        "--save_interval_steps=1",
+        "--training_number_of_steps=5",
+        "--log_steps=1",
+    ] + [a for a in TINY if not a.startswith("--base_learning_rate")]
+    # Two sane steps, then a learning rate that sends the weights to inf.
+    nan = _train(
+        args
+        + [
+            "--base_learning_rate=1e38",
+            "--slow_start_step=2",
+            "--slow_start_learning_rate=0.01",
+        ]
+    )
+    assert nan.returncode == 3, nan.stderr[-3000:]
+    last = nan.stderr.strip().splitlines()[-1]
+    named = re.search(r"last good checkpoint is (\S+)\. ", last)
+    assert named and named.group(1).endswith("ckpt-2"), last
+    assert tf.train.latest_checkpoint(logdir) == named.group(1)
+    reader = tf.train.load_checkpoint(named.group(1))
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if getattr(value, "dtype", None) is not None and value.dtype.kind == "f":
+            assert np.all(np.isfinite(value)), name
+    sane = _train(args + ["--base_learning_rate=0.01"])
+    assert sane.returncode == 0, sane.stderr[-3000:]
+    assert f"Restored {named.group(1)} (step 2)" in sane.stderr
+    assert "Finished at step 5" in sane.stdout

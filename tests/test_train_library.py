@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab import run_options
+from deeplab.checkpoint_polling import checkpoint_step
 from deeplab.training import (
     LearningRateConfig,
     NonFiniteLossError,
@@ -16,6 +17,8 @@ from deeplab.training import (
 
 # Every test traces and runs the training loop.
 pytestmark = pytest.mark.slow
+
+CROP = 49  # the crop of conftest's `fixed_batches`
 
 
 def test_overfits_a_few_images(tmp_path, fixed_batches, make_config):
@@ -60,6 +63,87 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         value = reader.get_tensor(name)
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             assert np.all(np.isfinite(value)), name
+
+
+def _all_finite_checkpoint(path):
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if (
+            isinstance(value, np.ndarray)
+            and value.dtype.kind == "f"
+            and not np.all(np.isfinite(value))
+        ):
+            return False
+    return True
+
+
+def test_exploding_update_never_reaches_a_checkpoint_and_a_sane_restart_finishes(
+    tmp_path, fixed_batches, make_config, small_model
+):
+    # Three sane steps (saved), then a learning rate that sends the weights to inf at step 4.
+    explode = LearningRateConfig(
+        base_learning_rate=1e38,
+        slow_start_step=3,
+        slow_start_learning_rate=0.01,
+        training_number_of_steps=10,
+    )
+    config = make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
+    trainer = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model)
+    with pytest.raises(NonFiniteLossError, match="not finite after step 4") as err:
+        trainer.run()
+    named = str(err.value).split("last good checkpoint is ")[1].split(". ")[0]
+    assert named == tf.train.latest_checkpoint(str(tmp_path)) and named.endswith("ckpt-3")
+    saved = sorted(glob.glob(os.path.join(str(tmp_path), "ckpt-*.index")))
+    assert [os.path.basename(p) for p in saved] == [f"ckpt-{i}.index" for i in (1, 2, 3)]
+    assert all(_all_finite_checkpoint(p[: -len(".index")]) for p in saved)
+
+    sane = LearningRateConfig(base_learning_rate=0.01, training_number_of_steps=10)
+    config = make_config(tmp_path, learning_rate=sane, save_interval_steps=1)
+    result = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model).run()
+    assert result["steps_run"] == 7 and np.isfinite(result["total_loss"])
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-10")
+
+
+def test_a_checkpoint_of_weights_that_give_a_nan_loss_is_discarded(
+    tmp_path, fixed_batches, make_config, small_model
+):
+    # lr 1e6: the weights stay finite for a step or two but give a NaN loss or gradients; the
+    # checkpoint of those weights would fail every restart at once, so it is dropped.
+    explode = LearningRateConfig(base_learning_rate=1e6, training_number_of_steps=10)
+    config = make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
+    trainer = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model)
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint is ") as err:
+        trainer.run()
+    named = str(err.value).split("last good checkpoint is ")[1].split(". ")[0]
+    assert named == tf.train.latest_checkpoint(str(tmp_path)), str(err.value)
+    saved = glob.glob(os.path.join(str(tmp_path), "ckpt-*.index"))
+    assert all(_all_finite_checkpoint(p[: -len(".index")]) for p in saved)
+    bad_step = int(str(err.value).split(" at step ")[1].split()[0])
+    if "update was not applied" in str(err.value):
+        assert checkpoint_step(named) == bad_step - 2
+        assert not glob.glob(os.path.join(str(tmp_path), f"ckpt-{bad_step - 1}.*"))
+
+
+def test_non_finite_gradients_skip_the_update(tmp_path, fixed_batches, make_config, small_model):
+    config = make_config(tmp_path, steps=3)
+    trainer = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model)
+    before = [v.numpy() for v in trainer.model.trainable_variables]
+    images = tf.constant(np.full((4, CROP, CROP, 3), 1e38, np.float32))
+    labels = tf.zeros((4, CROP, CROP, 1), tf.int32)
+    batch = next(
+        iter(
+            trainer.strategy.experimental_distribute_dataset(
+                tf.data.Dataset.from_tensors({"image": images, "label": labels})
+            )
+        )
+    )
+    out = trainer._train_step(batch)
+    assert float(out["update_applied"]) == 0.0
+    after = [v.numpy() for v in trainer.model.trainable_variables]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    good = next(iter(trainer.dataset))
+    assert float(trainer._train_step(good)["update_applied"]) == 1.0
 
 
 def _bn_layers(model):
@@ -180,3 +264,28 @@ def tiny_model_from(tiny_options, checkpoint):
     model = build_deeplab_from_options(tiny_options())
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(
+    tmp_path, capfd, fixed_batches, make_config, small_model
+):
+    config = make_config(tmp_path, steps=4, save_interval_steps=2)
+    Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model).run()
+    data = glob.glob(os.path.join(str(tmp_path), "ckpt-4.data-*"))[0]
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    temp = tmp_path / "ckpt-5_temp"
+    temp.mkdir()
+    (temp / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"partial")
+    capfd.readouterr()
+
+    trainer = Trainer(
+        make_config(tmp_path, steps=6), dataset_fn=fixed_batches(), model_fn=small_model
+    )
+    assert trainer._restore_or_initialize() == 2
+    warning = capfd.readouterr().err
+    assert f"checkpoint {tmp_path}/ckpt-4 is unreadable ({data}: " in warning, warning
+    assert f"falling back to {tmp_path}/ckpt-2" in warning
+    assert not temp.exists()
+    result = trainer.run()
+    assert result["step"] == 6 and result["steps_run"] == 4

@@ -36,6 +36,7 @@ class DataConfig:
       is_training: augment, shuffle and repeat when True.
       min_scale_factor, max_scale_factor, scale_factor_step_size: random scale.
       min_resize_value, max_resize_value, resize_factor: resize to range.
+      keep_aspect_ratio: False resizes to a square (the official flag).
       seed: shuffle / augmentation seed; deterministic=True uses 0 when None.
       deterministic: fixed element order and augmentation (slower). Always on in evaluation,
         which reads shards one after the other.
@@ -50,6 +51,8 @@ class DataConfig:
       shuffle_buffer: examples in the shuffle buffer (training).
       eval_size_multiple: evaluation images larger than crop_size are padded to
         crop_size + k * eval_size_multiple (kept whole, never cropped).
+      num_classes: the model's class count; label values must lie in 0..num_classes-1 (or be
+        the ignore label). None: the dataset's.
     """
 
     dataset_name: str
@@ -64,6 +67,7 @@ class DataConfig:
     min_resize_value: Optional[int] = None
     max_resize_value: Optional[int] = None
     resize_factor: Optional[int] = None
+    keep_aspect_ratio: bool = True
     seed: Optional[int] = None
     deterministic: bool = False
     cache: Union[bool, str] = False
@@ -74,6 +78,7 @@ class DataConfig:
     model_variant: Optional[str] = None
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
     eval_size_multiple: int = EVAL_SIZE_MULTIPLE
+    num_classes: Optional[int] = None
 
     def __post_init__(self):
         crop = self.crop_size
@@ -102,6 +107,18 @@ class DataConfig:
         for name in ("min_resize_value", "max_resize_value", "resize_factor"):
             value = getattr(self, name)
             _check(value is None or value >= 1, name, f"{value} must be >= 1")
+        _check(
+            self.min_resize_value is None
+            or self.max_resize_value is None
+            or self.max_resize_value >= self.min_resize_value,
+            "max_resize_value",
+            f"{self.max_resize_value} must be >= min_resize_value ({self.min_resize_value})",
+        )
+        _check(
+            self.num_classes is None or self.num_classes >= 1,
+            "num_classes",
+            f"{self.num_classes} must be >= 1",
+        )
         _check(self.num_readers >= 1, "num_readers", f"{self.num_readers} must be >= 1")
         _check(self.shuffle_buffer >= 1, "shuffle_buffer", f"{self.shuffle_buffer} must be >= 1")
         _check(
@@ -116,6 +133,7 @@ class DataConfig:
             "min_resize_value",
             "max_resize_value",
             "resize_factor",
+            "keep_aspect_ratio",
             "min_scale_factor",
             "max_scale_factor",
             "scale_factor_step_size",

@@ -107,15 +107,18 @@ def read_and_decode(raw, color_table=None):
 
 
 def _failed(raw):
+    generic = tf.constant(
+        "could not read or decode the image or label (missing, corrupt or unsupported data)"
+    )
+    # A reader's own error (e.g. a truncated TFRecord shard) says more than the generic one.
+    error = tf.where(raw["error"] != "", raw["error"], generic) if "error" in raw else generic
     return {
         "image": _EMPTY_IMAGE,
         "label": tf.zeros([0, 0, 1], tf.int32),
         "has_label": tf.constant(False),
         "image_name": raw["image_name"],
         "source": raw["source"],
-        "error": tf.constant(
-            "could not read or decode the image or label (missing, corrupt or unsupported data)"
-        ),
+        "error": error,
     }
 
 

@@ -90,6 +90,29 @@ def _source(
     return readers.folder_dataset(pairs), False, color_table, True
 
 
+def split_size(dataset_name, dataset_dir, split):
+    """Number of examples of a split (for progress bars): the descriptor's count for the
+    official datasets, else the records of the split's TFRecord shards or its listed folder
+    pairs; None when unknown (e.g. TFDS)."""
+    info = _resolve_info(dataset_name)
+    if info is not None and dataset_name != "synthetic" and info.splits.get(split):
+        return int(info.splits[split])
+    if dataset_name.startswith(descriptors.TFDS_PREFIX) or not dataset_dir:
+        return None
+    try:
+        shards = readers.list_tfrecord_split(dataset_dir, split)
+        if shards:
+            return sum(1 for _ in tf.data.TFRecordDataset(shards))
+        voc_root = readers.find_voc_root(dataset_dir)
+        if voc_root is not None:
+            return len(readers.list_voc_split(voc_root, split, True).images)
+        if tf.io.gfile.isdir(os.path.join(dataset_dir, "images")):
+            return len(readers.list_image_label_split(dataset_dir, split, True).images)
+    except (ValueError, OSError, tf.errors.OpError):
+        return None
+    return None
+
+
 def build_dataset(config: DataConfig, input_context=None):
     """Builds the training or evaluation tf.data pipeline of `config`.
 
@@ -110,7 +133,9 @@ def build_dataset(config: DataConfig, input_context=None):
     skip_bad_examples, model_variant = config.skip_bad_examples, config.model_variant
     info = _resolve_info(dataset_name)
     ignore_label = info.ignore_label if info else 255
-    num_classes = info.num_classes if info else None
+    num_classes = config.num_classes
+    if num_classes is None:
+        num_classes = info.num_classes if info else None
     if not is_training:
         # Evaluation: every image once, in file order (shard by shard).
         deterministic, num_readers = True, 1

@@ -101,12 +101,20 @@ def randomly_scale_image_and_label(image, label=None, scale=1.0):
 
 
 def resize_to_range(
-    image, label=None, min_size=None, max_size=None, factor=None, align_corners=True
+    image,
+    label=None,
+    min_size=None,
+    max_size=None,
+    factor=None,
+    align_corners=True,
+    keep_aspect_ratio=True,
 ):
     """Resizes so the short side is min_size unless the long side would pass
     max_size (then the long side is max_size); with ``factor`` both sides are
     rounded up to a multiple of factor plus one (max_size first lowered to such
-    a value). Image bilinear, label nearest. Returns [image, label].
+    a value). ``keep_aspect_ratio=False`` then makes both sides the longer one
+    (a square, as the official flag). Image bilinear, label nearest. Returns
+    [image, label].
     """
     min_size = tf.cast(min_size, tf.float32)
     if max_size is not None:
@@ -127,6 +135,8 @@ def resize_to_range(
         )
     if factor is not None:
         new_size += (factor - (new_size - 1) % factor) % factor
+    if not keep_aspect_ratio:
+        new_size = tf.fill([2], tf.reduce_max(new_size))
     image = _resize(image, new_size, bilinear=True, align_corners=align_corners)
     if label is not None:
         label = _resize(label, new_size, bilinear=False, align_corners=align_corners)
@@ -230,6 +240,7 @@ def preprocess_image_and_label(
     is_training=True,
     model_variant=None,
     seed=None,
+    keep_aspect_ratio=True,
 ):
     """Preprocesses an image and its label as the official input_preprocess.py.
 
@@ -244,6 +255,7 @@ def preprocess_image_and_label(
       is_training: augment (scale, crop, flip) when True; pad only when False.
       model_variant: selects the padding mean pixel (see mean_pixel).
       seed: optional [2] int seed for the stateless random draws.
+      keep_aspect_ratio: False resizes to a square (see resize_to_range).
 
     Returns:
       (original_image, processed_image float32, label int32). In evaluation the
@@ -266,6 +278,7 @@ def preprocess_image_and_label(
             max_size=max_resize_value,
             factor=resize_factor,
             align_corners=True,
+            keep_aspect_ratio=keep_aspect_ratio,
         )
         original_image = tf.identity(processed_image)
     if is_training:

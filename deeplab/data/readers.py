@@ -171,30 +171,66 @@ def list_tfrecord_split(dataset_dir, split):
     return shards
 
 
+# Bytes around each record in a TFRecord file: length (8), its CRC (4), the data's CRC (4).
+_RECORD_FRAMING = 16
+
+
+def _shard_records(path, size):
+    """(serialized, offset, error) of one shard's records. A record that cannot be read
+    (truncated or corrupt: TFRecord reading stops there) ends the shard with one element whose
+    `error` names the byte offset; the file size tells a clean end from a broken one."""
+    records = tf.data.TFRecordDataset(path, buffer_size=8 << 20).ignore_errors()
+    records = records.map(lambda r: (r, tf.constant(False)))
+    end = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True)))
+
+    def account(offset, item):
+        record, is_end = item
+        length = tf.cast(tf.strings.length(record), tf.int64) + _RECORD_FRAMING
+        following = offset + tf.where(is_end, tf.constant(0, tf.int64), length)
+        error = tf.where(
+            tf.logical_and(is_end, tf.not_equal(offset, size)),
+            tf.strings.format(
+                "unreadable record at byte offset {} of {} (truncated or corrupt file; the rest "
+                "of the shard is skipped)",
+                (offset, size),
+            ),
+            "",
+        )
+        return following, (record, is_end, error)
+
+    scanned = records.concatenate(end).scan(tf.constant(0, tf.int64), account)
+    kept = scanned.filter(lambda record, is_end, error: tf.logical_or(~is_end, error != ""))
+    return kept.map(lambda record, is_end, error: (record, path, error))
+
+
 def tfrecord_dataset(shards, *, shuffle_files, seed, num_readers, deterministic):
     """Raw-element dataset of official TFRecord shards.
 
-    'source' names the record's image/filename and its shard.
+    'source' names the record's image/filename and its shard. A truncated or corrupt shard
+    gives one element whose 'error' names the shard and the byte offset (decoding then raises
+    it, or skips and counts it with skip_bad_examples).
     """
-    files = tf.data.Dataset.from_tensor_slices(shards)
+    sizes = [tf.io.gfile.stat(p).length for p in shards]
+    files = tf.data.Dataset.from_tensor_slices((shards, tf.constant(sizes, tf.int64)))
     if shuffle_files:
         files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
 
-    def read(path):
-        records = tf.data.TFRecordDataset(path, buffer_size=8 << 20)
-        return records.map(lambda s: (s, path))
-
     records = files.interleave(
-        read,
+        _shard_records,
         cycle_length=max(1, min(num_readers, len(shards))),
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
 
-    def to_raw(serialized, path):
+    def to_raw(serialized, path, error):
         raw = tfrecord.parse_example(serialized)
-        raw["source"] = tf.strings.join(["'", raw["image_name"], "' in ", path])
+        raw["source"] = tf.where(
+            error == "",
+            tf.strings.join(["'", raw["image_name"], "' in ", path]),
+            tf.strings.join(["in TFRecord shard ", path]),
+        )
+        raw["error"] = error
         return raw
 
     return records.map(to_raw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)

@@ -14,10 +14,13 @@ deterministic. Shards are written in the official TFRecord format.
 
 import colorsys
 import io
+import json
 import math
 import os
+import re
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from deeplab.data import descriptors, tfrecord
@@ -207,6 +210,51 @@ def encode_example(image, label, name, jpeg_quality=90):
     )
 
 
+MARKER_FILE = "DEEPLAB_SYNTHETIC.json"
+_SHARD_NAME = re.compile(r"^(train|val)-\d{5}-of-\d{5}\.tfrecord$")
+
+
+class NotASyntheticDirError(ValueError):
+    """The directory holds files that are not a synthetic set built here."""
+
+
+def _write_marker(output_dir, complete, **settings):
+    tfrecord_dir = os.fspath(output_dir)
+    os.makedirs(tfrecord_dir, exist_ok=True)
+    with open(os.path.join(tfrecord_dir, MARKER_FILE), "w") as f:
+        json.dump({"complete": complete, **settings}, f, indent=2, sort_keys=True)
+
+
+def _read_marker(output_dir):
+    try:
+        with open(os.path.join(output_dir, MARKER_FILE)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"complete": False}
+
+
+def _legacy_synthetic_dir(output_dir, names):
+    """A set built before the marker existed: only train/val shards whose first record is
+    `train_000000` / `val_000000` (the names the generator gives)."""
+    if not names or not all(_SHARD_NAME.match(n) for n in names):
+        return False
+    for split in ("train", "val"):
+        shards = tfrecord.list_shards(output_dir, split)
+        if not shards:
+            return False
+        try:
+            first = next(iter(tf.data.TFRecordDataset(shards[0]).take(1)), None)
+        except tf.errors.OpError:
+            return False
+        if first is None or tfrecord.parse_example(first)["image_name"].numpy() != (
+            f"{split}_000000".encode()
+        ):
+            return False
+    return True
+
+
 def build_synthetic_dataset(
     output_dir,
     *,
@@ -216,11 +264,14 @@ def build_synthetic_dataset(
     num_shards=4,
     **generate_kwargs,
 ):
-    """Writes train-*/val-* official TFRecord shards; returns their paths.
+    """Writes train-*/val-* official TFRecord shards and the marker file that says the folder
+    holds a synthetic set built here; returns the shard paths.
 
     generate_kwargs go to generate_example (min_size, max_size, min_objects,
     max_objects, border_width, noise_std).
     """
+    settings = dict(seed=seed, num_train=num_train, num_val=num_val, **generate_kwargs)
+    _write_marker(output_dir, False, **settings)
     paths = []
     for split, count in (("train", num_train), ("val", num_val)):
 
@@ -230,15 +281,38 @@ def build_synthetic_dataset(
 
         shards = max(1, min(num_shards, count))
         paths += tfrecord.write_shards(range(count), output_dir, split, shards, make_example)
+    _write_marker(output_dir, True, **settings)
     return paths
 
 
 def ensure_synthetic_dataset(output_dir, **kwargs):
-    """Builds the synthetic dataset unless output_dir already holds train and
-    val shards; returns the shard paths."""
+    """Returns the shard paths of the synthetic set in output_dir, building it first when
+    output_dir does not exist, is empty, or holds an unfinished build of ours.
+
+    Raises:
+      NotASyntheticDirError: output_dir holds anything else (a user's data is never touched).
+    """
+    output_dir = os.fspath(output_dir)
+    names = sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotASyntheticDirError(
+            f"--dataset=synthetic: {output_dir} is a file, not a directory for the synthetic set."
+        )
+    marker = _read_marker(output_dir)
+    if marker is None and names:
+        if not _legacy_synthetic_dir(output_dir, names):
+            raise NotASyntheticDirError(
+                f"--dataset=synthetic: {output_dir} holds data that this tool did not build "
+                f"(no {MARKER_FILE}); refusing to write into it: give --dataset_dir a new or "
+                "empty folder, or --dataset for your data."
+            )
+        _write_marker(output_dir, True)
+        marker = {"complete": True}
     existing = tfrecord.list_shards(output_dir, "train") + tfrecord.list_shards(output_dir, "val")
-    if tfrecord.list_shards(output_dir, "train") and tfrecord.list_shards(output_dir, "val"):
+    if marker and marker.get("complete"):
         return existing
-    for path in existing:  # A partial build: start again.
-        os.remove(path)
+    # An unfinished build of ours: remove only its shards and start again.
+    for name in names:
+        if _SHARD_NAME.match(name):
+            os.remove(os.path.join(output_dir, name))
     return build_synthetic_dataset(output_dir, **kwargs)

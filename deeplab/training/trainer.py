@@ -28,11 +28,18 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from deeplab import checkpoint_polling, qat, run_options
 from deeplab import losses as losses_lib
-from deeplab import run_options
 from deeplab.config import ModelOptions
 from deeplab.data.config import DataConfig, DataConfigError
-from deeplab.training import checkpointing, distribute, optimizers, schedules, summaries
+from deeplab.training import (
+    checkpointing,
+    distribute,
+    logdir_lock,
+    optimizers,
+    schedules,
+    summaries,
+)
 
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 
@@ -56,9 +63,11 @@ class TrainConfig:
     min_resize_value: Optional[int] = None
     max_resize_value: Optional[int] = None
     resize_factor: Optional[int] = None
+    keep_aspect_ratio: bool = True
     min_scale_factor: float = 0.5
     max_scale_factor: float = 2.0
     scale_factor_step_size: float = 0.25
+    skip_bad_examples: bool = False
     # Learning rate and optimizer.
     learning_rate: schedules.LearningRateConfig = dataclasses.field(
         default_factory=schedules.LearningRateConfig
@@ -83,11 +92,15 @@ class TrainConfig:
     max_checkpoints_to_keep: int = 5
     save_summaries_images: bool = False
     save_summaries_secs: int = 600
+    # A profiler trace of PROFILE_STEPS steps (after 2 warm-up steps) goes here.
+    profile_logdir: Optional[str] = None
     # Execution.
     strategy: str = "default"
     tpu: Optional[str] = None
     mixed_precision: str = "none"
     jit_compile: bool = False
+    # Quantization-aware training from this global step on (< 0: float training).
+    quantize_delay_step: int = -1
     seed: Optional[int] = None
     deterministic: bool = False
 
@@ -98,7 +111,7 @@ class TrainConfig:
         """The training input pipeline's DataConfig (`changes` applied)."""
         fields = {data: getattr(self, train) for data, train in _DATA_FIELDS.items()}
         fields.update(changes)
-        return DataConfig(is_training=True, **fields)
+        return DataConfig(is_training=True, num_classes=self.model_options.num_classes, **fields)
 
     def validate(self) -> None:
         """Raises ValueError naming the offending flag."""
@@ -108,6 +121,12 @@ class TrainConfig:
             self.data_config()
         except DataConfigError as err:
             raise ValueError(f"--{_DATA_FIELDS[err.field]}: {err.reason}") from None
+        stride = self.model_options.output_stride
+        if min(self.train_crop_size) <= stride:
+            raise ValueError(
+                f"--train_crop_size={','.join(map(str, self.train_crop_size))} must be larger "
+                f"than --output_stride={stride} on both sides (e.g. {4 * stride + 1})"
+            )
         if self.optimizer not in optimizers.OPTIMIZERS:
             raise ValueError(
                 f"--optimizer={self.optimizer!r} is not one of {optimizers.OPTIMIZERS}"
@@ -145,6 +164,19 @@ class TrainConfig:
             )
         if isinstance(self.label_weights, (list, tuple)):
             losses_lib.parse_label_weights(self.label_weights, self.model_options.num_classes)
+        variant = self.model_options.model_variant
+        if self.quantize_delay_step >= 0 and variant not in qat.SUPPORTED_VARIANTS:
+            raise ValueError(
+                f"--quantize_delay_step={self.quantize_delay_step} (quantization-aware "
+                f"training) supports --model_variant={'/'.join(qat.SUPPORTED_VARIANTS)} "
+                f"(the official quantized models), not {variant}"
+            )
+        if self.quantize_delay_step >= 0 and self.mixed_precision != "none":
+            raise ValueError(
+                f"--quantize_delay_step={self.quantize_delay_step} (quantization-aware "
+                f"training) runs in float32 and does not combine with "
+                f"--mixed_precision={self.mixed_precision}"
+            )
 
 
 # DataConfig field -> the TrainConfig field (and flag) that sets it.
@@ -157,11 +189,13 @@ _DATA_FIELDS = {
     "min_resize_value": "min_resize_value",
     "max_resize_value": "max_resize_value",
     "resize_factor": "resize_factor",
+    "keep_aspect_ratio": "keep_aspect_ratio",
     "min_scale_factor": "min_scale_factor",
     "max_scale_factor": "max_scale_factor",
     "scale_factor_step_size": "scale_factor_step_size",
     "seed": "seed",
     "deterministic": "deterministic",
+    "skip_bad_examples": "skip_bad_examples",
 }
 
 
@@ -231,6 +265,55 @@ def _mean_aggregated_statistics(next_creator, **kwargs):
     return next_creator(**kwargs)
 
 
+def _all_finite(tensors) -> tf.Tensor:
+    """True when every value of every (non-None) tensor is finite."""
+    checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors if t is not None]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
+def _apply_if(optimizer, condition, grads, variables) -> None:
+    """`optimizer.apply_gradients(zip(grads, variables))` only where `condition` (the same on
+    every replica) holds, called from a replica context.
+
+    Where the strategy updates variables through `merge_call` (mirrored, multi-worker), the
+    condition is taken in the cross-replica context: a `tf.cond` in a replica context must not
+    have a branch that calls `merge_call` (the pattern of Keras' LossScaleOptimizer).
+    """
+
+    def apply(grads, variables):
+        optimizer.apply_gradients(list(zip(grads, variables)))
+        return tf.constant(True)
+
+    def skip():
+        return tf.constant(False)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(condition, lambda: apply(grads, variables), skip)
+        return
+
+    def cross_replica(distribution, condition, grads, variables):
+        def apply_on_replicas():
+            distribution.extended.call_for_each_replica(apply, args=(grads, variables))
+            return tf.constant(True)
+
+        first = distribution.experimental_local_results(condition)[0]
+        tf.cond(first, apply_on_replicas, skip)
+
+    tf.distribute.get_replica_context().merge_call(
+        cross_replica, args=(condition, grads, variables)
+    )
+
+
+def _first_non_finite(variables) -> Optional[str]:
+    """The name of the first floating-point variable holding a NaN or inf, else None."""
+    floating = [v for v in variables if tf.as_dtype(v.dtype).is_floating]
+    if not floating:
+        return None
+    finite = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in floating]).numpy()
+    bad = [v.path if hasattr(v, "path") else v.name for v, ok in zip(floating, finite) if not ok]
+    return bad[0] if bad else None
+
+
 class Trainer:
     """Builds everything for one run; `run()` trains to the final step."""
 
@@ -248,6 +331,10 @@ class Trainer:
         _set_precision_policy(config.mixed_precision)
         self.strategy = strategy or distribute.create_strategy(config.strategy, config.tpu)
         self.is_chief = distribute.is_chief(self.strategy)
+        # Before anything slow, so that a second trainer on the same log dir stops at once.
+        self.lock = logdir_lock.LogdirLock(config.train_logdir)
+        if self.is_chief:
+            self.lock.acquire()
         self.num_replicas = self.strategy.num_replicas_in_sync
         if config.train_batch_size % self.num_replicas:
             raise ValueError(
@@ -271,6 +358,13 @@ class Trainer:
                 self.model = (model_fn or model_lib.build_deeplab_from_options)(
                     config.model_options
                 )
+                # The model a step runs: the float one, or its fake-quantized twin (same
+                # variables plus the activation ranges) for quantization-aware training.
+                self.step_model = self.model
+                if config.quantize_delay_step >= 0:
+                    self.step_model = qat.quantize_model(
+                        self.model, config.quantize_delay_step, step=lambda: self.global_step
+                    )
             self.global_step = tf.Variable(
                 0,
                 dtype=tf.int64,
@@ -305,6 +399,9 @@ class Trainer:
             step=self.global_step,
             strategy=self.strategy,
             max_to_keep=config.max_checkpoints_to_keep,
+            quantizers=(
+                None if self.step_model is self.model else qat.quantizer_checkpoint(self.step_model)
+            ),
         )
         self.writer = summaries.SummaryWriter(
             config.train_logdir if self.is_chief else None,
@@ -314,7 +411,7 @@ class Trainer:
         )
         self._train_step = self._make_train_step()
         predict = lambda images: tf.argmax(  # noqa: E731
-            self.model(images, training=False), axis=-1, output_type=tf.int32
+            self.step_model(images, training=False), axis=-1, output_type=tf.int32
         )
         # Through strategy.run so that it also works where the model must run on replicas (TPU).
         self._predict = tf.function(
@@ -330,7 +427,7 @@ class Trainer:
 
     def _make_train_step(self):
         config = self.config
-        model, trainable = self.model, self.trainable
+        model, trainable = self.step_model, self.trainable
         num_replicas = float(self.num_replicas)
         num_classes, ignore_label = self.num_classes, self.ignore_label
         upsample = config.model_options.upsample_logits
@@ -387,7 +484,17 @@ class Trainer:
                 images, labels, step
             )
             ctx = tf.distribute.get_replica_context()
-            global_count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count)
+            # Checked before the update: a non-finite loss or gradient on any replica skips the
+            # update everywhere (float16: the loss-scale optimizer skips non-finite gradients
+            # itself). One all-reduce carries the pixel count and the replicas' verdicts.
+            local_ok = tf.logical_and(tf.math.is_finite(local_ce), tf.math.is_finite(reg))
+            if not self.loss_scaled:
+                local_ok = tf.logical_and(local_ok, _all_finite(list(ce_grads) + list(reg_grads)))
+            totals = ctx.all_reduce(
+                tf.distribute.ReduceOp.SUM,
+                tf.stack([count, 1.0 - tf.cast(local_ok, count.dtype)]),
+            )
+            global_count, finite = totals[0], tf.equal(totals[1], 0.0)
             # local_ce = ce_sum / count  ->  ce_sum / global_count
             share = tf.where(global_count > 0, count / tf.maximum(global_count, 1e-5), 0.0)
             grads = []
@@ -401,11 +508,16 @@ class Trainer:
                 if g is not None and i in self.multipliers:
                     g = g * self.multipliers[i]
                 grads.append(g)
-            self.optimizer.apply_gradients(
-                [(g, v) for g, v in zip(grads, trainable) if g is not None]
-            )
+            kept = [(g, v) for g, v in zip(grads, trainable) if g is not None]
+            _apply_if(self.optimizer, finite, [g for g, _ in kept], [v for _, v in kept])
             ce = local_ce * share
-            return {"ce": ce, "reg": reg / num_replicas, "correct": correct, "valid": valid}
+            return {
+                "ce": ce,
+                "reg": reg / num_replicas,
+                "correct": correct,
+                "valid": valid,
+                "finite": tf.cast(finite, tf.float32),
+            }
 
         # No autograph: the step has no data-dependent Python control flow, and converting the
         # model's code would only slow tracing down.
@@ -419,6 +531,8 @@ class Trainer:
             }
             self.global_step.assign_add(1)
             return {
+                # 1.0 when the update was applied (loss and gradients finite on every replica).
+                "update_applied": red["finite"] / self.num_replicas,
                 "total_loss": red["ce"] + red["reg"],
                 "losses/cross_entropy": red["ce"],
                 "losses/regularization": red["reg"],
@@ -449,6 +563,7 @@ class Trainer:
                 dataset_dir=self.config.dataset_dir,
                 train_split=self.config.train_split,
                 train_crop_size=list(self.config.train_crop_size),
+                quantize_delay_step=self.config.quantize_delay_step,
             )
 
     def _image_summary(self, step: int, batch) -> None:
@@ -459,8 +574,45 @@ class Trainer:
             step, images.numpy(), local["label"][: self.writer.max_images].numpy(), preds.numpy()
         )
 
+    def _finite_images(self, batch) -> bool:
+        """Whether every image of a (distributed) batch is finite."""
+        return all(
+            bool(tf.reduce_all(tf.math.is_finite(tf.cast(local["image"], tf.float32))))
+            for local in self.strategy.experimental_local_results(batch)
+        )
+
+    def _stop_non_finite(self, what: str, suspect_step: Optional[int] = None) -> None:
+        """Raises NonFiniteLossError naming the last good checkpoint (nothing is saved).
+
+        `suspect_step`: the step whose weights gave the non-finite loss or gradients from
+        finite inputs; a checkpoint of exactly those weights is not good and is discarded (a
+        restart would fail at once).
+        """
+        self.writer.flush()
+        last = checkpointing.latest_checkpoint(self.config.train_logdir)
+        if (
+            last
+            and suspect_step is not None
+            and checkpoint_polling.checkpoint_step(last) == suspect_step
+        ):
+            logging.warning("Discarding %s: its weights give %s", last, what)
+            last = self.ckpt.discard(last)
+        raise NonFiniteLossError(
+            f"{what}; stopping without saving. The last good checkpoint is "
+            f"{last or 'none (nothing saved yet)'}. Lower --base_learning_rate or check the "
+            "data, then run again to resume from it."
+        )
+
     def run(self) -> Dict[str, float]:
-        """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary."""
+        """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary.
+
+        Releases the log dir's lock when it returns or raises."""
+        try:
+            return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> Dict[str, float]:
         config = self.config
         tf.io.gfile.makedirs(config.train_logdir)
         start = self._restore_or_initialize()
@@ -491,23 +643,29 @@ class Trainer:
         last_saved_step = start
         scalars: Dict[str, float] = {}
         t_begin = time.perf_counter()
+        profiler = _StepProfiler(config.profile_logdir, start, self.last_step)
         while step < self.last_step:
+            profiler.before_step(step)
             lr = self.current_learning_rate()
             batch = next(iterator)
             out = self._train_step(batch)
             step += 1
             scalars = {k: float(v.numpy()) for k, v in out.items()}
-            if not math.isfinite(scalars["total_loss"]):
-                self.writer.flush()
-                last = checkpointing.latest_checkpoint(config.train_logdir)
-                raise NonFiniteLossError(
-                    f"Loss is {scalars['total_loss']} at step {step} (cross-entropy "
-                    f"{scalars['losses/cross_entropy']}, regularization "
-                    f"{scalars['losses/regularization']}); stopping without saving. The last "
-                    f"good checkpoint is {last or 'none (nothing saved yet)'}. Lower "
-                    f"--base_learning_rate or check the data."
+            applied = scalars.pop("update_applied")
+            if applied < 1.0 or not math.isfinite(scalars["total_loss"]):
+                what = (
+                    f"Loss is {scalars['total_loss']}"
+                    if not math.isfinite(scalars["total_loss"])
+                    else "The gradients are not finite"
+                )
+                self._stop_non_finite(
+                    f"{what} at step {step} (cross-entropy {scalars['losses/cross_entropy']}, "
+                    f"regularization {scalars['losses/regularization']}); the update was not "
+                    "applied",
+                    suspect_step=step - 1 if self._finite_images(batch) else None,
                 )
             scalars["learning_rate"] = lr
+            profiler.after_step(step)
             if step % config.log_steps == 0 or step == self.last_step:
                 ips = progress.images_per_second(step)
                 scalars["images_per_second"] = ips
@@ -527,10 +685,14 @@ class Trainer:
                 and time.monotonic() - last_save_time >= config.save_interval_secs
             )
             if due or step == self.last_step:
+                bad = _first_non_finite(self.model.variables + list(self.optimizer.variables))
+                if bad is not None:
+                    self._stop_non_finite(f"Variable {bad} is not finite after step {step}")
                 path = self.ckpt.save()
                 self.writer.flush()
                 logging.info("Saved checkpoint %s", path)
                 last_saved_step, last_save_time = step, time.monotonic()
+        profiler.after_step(self.last_step)
         self.writer.flush()
         elapsed = time.perf_counter() - t_begin
         result = {
@@ -540,8 +702,38 @@ class Trainer:
             "seconds": elapsed,
             "images_per_second": (step - start) * config.train_batch_size / max(elapsed, 1e-9),
         }
-        result.update({k: v for k, v in scalars.items()})
+        # The run's average, not the last logging window's.
+        result.update({k: v for k, v in scalars.items() if k != "images_per_second"})
         return result
+
+
+PROFILE_STEPS = 5
+
+
+class _StepProfiler:
+    """Runs the TensorFlow profiler over PROFILE_STEPS training steps (--profile_logdir),
+    starting after 2 warm-up steps (the first traces the step function) when the run is
+    long enough."""
+
+    def __init__(self, logdir: Optional[str], start: int, last_step: int):
+        self.logdir = logdir
+        self.first = start + 2 if last_step - start > 2 else start
+        self.last = min(self.first + PROFILE_STEPS, last_step)
+        self.active = False
+
+    def before_step(self, step: int) -> None:
+        if self.logdir and step == self.first:
+            tf.io.gfile.makedirs(self.logdir)
+            tf.profiler.experimental.start(self.logdir)
+            self.active = True
+
+    def after_step(self, step: int) -> None:
+        if self.active and step >= self.last:
+            tf.profiler.experimental.stop()
+            self.active = False
+            logging.info(
+                "Profiler trace of steps %d-%d written to %s", self.first + 1, step, self.logdir
+            )
 
 
 def train(config: TrainConfig, **kwargs) -> Dict[str, float]:

@@ -1,0 +1,190 @@
+"""Quiet start-up logs for the command lines (train.py, eval.py, vis.py, export.py).
+
+TensorFlow 2.21 writes native (C++) log lines straight to file descriptor 2, where Python's
+logging cannot reach them. On a machine without an NVIDIA driver it logs "Could not find cuda
+drivers on your machine, GPU will not be used" and then, when it lists devices, an error line
+`E... failed call to cuInit: ... UNKNOWN ERROR (303)` that only repeats that news; its start-up
+notices (oneDNN, CUDA stub, CPU features) come twice, once per copy of its logging library.
+
+`install()` routes the process's stderr through a thread that drops exactly these lines: the
+cuInit error only after TensorFlow's own no-driver notice, each notice after its first
+occurrence, and three notices that never ask anything of a user (NOISE: how absl logs before
+it is initialised, which CPU instructions a rebuilt TensorFlow could use, TFRecord buffer
+sizes). Every other line passes unchanged. It also shortens the Python log
+records to MAX_MESSAGE characters (saving a SavedModel logs one line of 7,000 characters
+listing renamed function inputs). Set DEEPLAB_RAW_LOGS=1 to turn both off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import select
+import sys
+import threading
+
+# Native start-up notices that TensorFlow prints twice: kept the first time only.
+NOTICES = (
+    b"oneDNN custom operations are on",
+    b"Could not find cuda drivers on your machine",
+)
+# Dropped every time (with the continuation line of the CPU-instructions notice).
+NOISE = (
+    b"WARNING: All log messages before absl::InitializeLog() is called",
+    b"] This TensorFlow binary is optimized to use available CPU instructions",
+    b"tf_record_dataset_op.cc",
+)
+CONTINUATION = b"To enable the following instructions:"
+NO_DRIVER = b"Could not find cuda drivers on your machine"
+CUINIT_ERROR = b"failed call to cuInit"
+
+# Longest message of a TensorFlow Python log record (the log prefix adds about 75 characters).
+MAX_MESSAGE = 220
+
+_installed = False
+
+
+class ShortRecords(logging.Filter):
+    """Cuts log messages longer than MAX_MESSAGE characters (and says so)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MAX_MESSAGE:
+            record.msg = message[: MAX_MESSAGE - 20] + f" ... ({len(message)} chars)"
+            record.args = None
+        return True
+
+
+class LineFilter:
+    """Decides line by line what reaches the terminal (see the module docstring)."""
+
+    def __init__(self):
+        self.seen = set()
+        self.dropped_notice = False
+
+    def keep(self, line: bytes) -> bool:
+        """False for noise, a repeated start-up notice, or the cuInit error after the no-driver
+        notice."""
+        follows_notice, self.dropped_notice = self.dropped_notice, False
+        if follows_notice and line.startswith(CONTINUATION):
+            return False
+        if any(noise in line for noise in NOISE):
+            self.dropped_notice = True
+            return False
+        if CUINIT_ERROR in line and NO_DRIVER in self.seen:
+            return False
+        for notice in NOTICES:
+            if notice in line:
+                if notice in self.seen:
+                    return False
+                self.seen.add(notice)
+        return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _pump(read_fd: int, out_fd: int) -> None:
+    line_filter = LineFilter()
+    pending = b""
+    while True:
+        # A partial line (e.g. a prompt) goes out after 0.2 s without more data.
+        ready, _, _ = select.select([read_fd], [], [], 0.2 if pending else None)
+        if not ready:
+            _write_all(out_fd, pending)
+            pending = b""
+            continue
+        try:
+            chunk = os.read(read_fd, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        _write_all(out_fd, b"".join(line + b"\n" for line in lines if line_filter.keep(line)))
+    _write_all(out_fd, pending)
+    os.close(read_fd)
+
+
+def install() -> None:
+    """Filters this process's stderr (file descriptor 2) as the module docstring says.
+
+    Call it before TensorFlow is imported; it is a no-op the second time, with
+    DEEPLAB_RAW_LOGS set, or where stderr cannot be redirected.
+    """
+    global _installed
+    if _installed or os.environ.get("DEEPLAB_RAW_LOGS"):
+        return
+    for name in ("tensorflow", "absl"):  # TensorFlow logs through both
+        logging.getLogger(name).addFilter(ShortRecords())
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+    except (OSError, ValueError):
+        return
+    _installed = True
+    thread = threading.Thread(
+        target=_pump, args=(read_fd, saved), name="deeplab-stderr-filter", daemon=True
+    )
+    thread.start()
+
+    def restore():
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)  # closes the pipe's write end, so the thread reads EOF and drains
+        thread.join(timeout=2)
+
+    atexit.register(restore)
+
+
+class Progress:
+    """Progress of a command line over `target` items (None: unknown): a Keras progress bar
+    on a terminal; elsewhere (logs, pipes) one log line per tenth of the work, so a captured
+    log never grows one endless line of bar updates."""
+
+    def __init__(self, target, unit: str):
+        import time
+
+        self.target, self.unit = target, unit
+        self.start = time.monotonic()
+        self.reported = 0
+        self.bar = None
+        if sys.stdout.isatty():
+            import keras
+
+            self.bar = keras.utils.Progbar(target, unit_name=unit)
+
+    def _log(self, count: int) -> None:
+        import time
+
+        from absl import logging as absl_logging
+
+        rate = count / max(time.monotonic() - self.start, 1e-9)
+        total = f"/{self.target}" if self.target else ""
+        absl_logging.info("%d%s %ss (%.2f %ss/s)", count, total, self.unit, rate, self.unit)
+        self.reported = count
+
+    def update(self, count: int) -> None:
+        """`count` items are done."""
+        if self.bar is not None:
+            self.bar.update(count)
+            return
+        every = max(1, self.target // 10) if self.target else 50
+        if count - self.reported >= every or count == self.target:
+            self._log(count)
+
+    def finish(self, count: int) -> None:
+        """The work stopped at `count` items (possibly short of the target)."""
+        if self.bar is not None:
+            if self.target is None or count < self.target:
+                self.bar.update(count, finalize=True)
+        elif count != self.reported:
+            self._log(count)

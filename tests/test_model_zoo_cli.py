@@ -1,0 +1,104 @@
+"""train.py -> eval.py -> export.py for the model-zoo variants on the synthetic set, with the
+official model flags, at a small crop (a few training steps; the point is that every CLI builds,
+trains, restores and exports these graphs)."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab.data import synthetic
+
+VARIANT_FLAGS = {
+    "resnet_v1_50_beta": [
+        "--model_variant=resnet_v1_50_beta",
+        "--atrous_rates=6",
+        "--atrous_rates=12",
+        "--atrous_rates=18",
+        "--output_stride=16",
+        "--decoder_output_stride=4",
+        "--multi_grid=1",
+        "--multi_grid=2",
+        "--multi_grid=4",
+    ],
+    "resnet_v1_101_beta": [
+        "--model_variant=resnet_v1_101_beta",
+        "--atrous_rates=12,24,36",
+        "--output_stride=8",
+        "--decoder_output_stride=4",
+        "--multi_grid=1,2,4",
+    ],
+    # The official Cityscapes command line; the cell path resolves to the packaged copy.
+    "xception_71": [
+        "--model_variant=xception_71",
+        "--atrous_rates=6",
+        "--atrous_rates=12",
+        "--atrous_rates=18",
+        "--output_stride=16",
+        "--decoder_output_stride=4",
+        "--dense_prediction_cell_json=deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("synthetic"))
+    synthetic.build_synthetic_dataset(
+        path, num_train=4, num_val=2, num_shards=1, min_size=56, max_size=72
+    )
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(VARIANT_FLAGS))
+def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
+    model_flags = VARIANT_FLAGS[variant]
+    logdir = tmp_path / "train"
+    result = eval_fixtures.run_cli(
+        "train.py",
+        *model_flags,
+        f"--train_logdir={logdir}",
+        "--dataset=synthetic",
+        f"--dataset_dir={data_dir}",
+        "--train_crop_size=65,65",
+        "--train_batch_size=2",
+        "--training_number_of_steps=2",
+        "--log_steps=1",
+        "--base_learning_rate=0.001",
+        "--seed=1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-2")
+    with open(logdir / "model_options.json") as f:
+        saved = json.load(f)
+    assert saved["model_variant"] == variant
+    cell = [f.split("=", 1)[1] for f in model_flags if f.startswith("--dense_prediction_cell_json")]
+    assert saved["dense_prediction_cell_json"] == (cell[0] if cell else None)
+
+    metrics = tmp_path / "metrics.json"
+    result = eval_fixtures.run_cli(
+        "eval.py",
+        f"--checkpoint_dir={logdir}",
+        f"--dataset_dir={data_dir}",
+        "--eval_crop_size=81,81",
+        "--max_number_of_evaluations=1",
+        f"--output_json={metrics}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(metrics) as f:
+        evaluated = json.load(f)
+    assert 0.0 <= evaluated["miou"] <= 1.0
+    assert len(evaluated["per_class_iou"]) == eval_fixtures.NUM_CLASSES
+
+    export_dir = tmp_path / "export"
+    result = eval_fixtures.run_cli(
+        "export.py", f"--checkpoint_path={logdir}", f"--export_path={export_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    images = np.random.default_rng(0).integers(0, 256, (1, 57, 70, 3), np.uint8)
+    out = serve(images=tf.constant(images))
+    assert out["semantic_predictions"].shape == (1, 57, 70)
+    assert out["semantic_probabilities"].shape == (1, 57, 70, eval_fixtures.NUM_CLASSES)
