@@ -139,7 +139,7 @@ def _main():
             scales,
             FLAGS.add_flipped_images,
             stride,
-            FLAGS.prediction_with_upsampled_logits,
+            prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
         )
 
     convert = dataset == "cityscapes" or FLAGS.colormap_type == "cityscapes"

@@ -498,6 +498,19 @@ OFFICIAL_CLUSTER_FLAGS = (
     "master",
     "task",
 )
+# The flags eval.py and vis.py share (each also has its own logdir, batch, crop and split).
+_OFFICIAL_CHECKPOINT_READER_FLAGS = (
+    "master",
+    "checkpoint_dir",
+    "eval_interval_secs",
+    "atrous_rates",
+    "output_stride",
+    "eval_scales",
+    "add_flipped_images",
+    "quantize_delay_step",
+    "dataset",
+    "dataset_dir",
+)
 OFFICIAL_SCRIPT_FLAGS = {
     "train": OFFICIAL_CLUSTER_FLAGS
     + (
@@ -543,42 +556,12 @@ OFFICIAL_SCRIPT_FLAGS = {
         "train_split",
         "dataset_dir",
     ),
-    "eval": (
-        "master",
-        "eval_logdir",
-        "checkpoint_dir",
-        "eval_batch_size",
-        "eval_crop_size",
-        "eval_interval_secs",
-        "atrous_rates",
-        "output_stride",
-        "eval_scales",
-        "add_flipped_images",
-        "quantize_delay_step",
-        "dataset",
-        "eval_split",
-        "dataset_dir",
-        "max_number_of_evaluations",
-    ),
-    "vis": (
-        "master",
-        "vis_logdir",
-        "checkpoint_dir",
-        "vis_batch_size",
-        "vis_crop_size",
-        "eval_interval_secs",
-        "atrous_rates",
-        "output_stride",
-        "eval_scales",
-        "add_flipped_images",
-        "quantize_delay_step",
-        "dataset",
-        "vis_split",
-        "dataset_dir",
-        "colormap_type",
-        "also_save_raw_predictions",
-        "max_number_of_iterations",
-    ),
+    "eval": _OFFICIAL_CHECKPOINT_READER_FLAGS
+    + ("eval_logdir", "eval_batch_size", "eval_crop_size", "eval_split")
+    + ("max_number_of_evaluations",),
+    "vis": _OFFICIAL_CHECKPOINT_READER_FLAGS
+    + ("vis_logdir", "vis_batch_size", "vis_crop_size", "vis_split")
+    + ("colormap_type", "also_save_raw_predictions", "max_number_of_iterations"),
     # export_model.py
     "export": (
         "checkpoint_path",

@@ -170,35 +170,34 @@ def predict_logits(model, images, *args, **kwargs):
     return tf.math.log(tf.maximum(_mean_probabilities(logits), 1e-30))
 
 
-def predict_labels(
-    model,
-    images,
-    eval_scales: Sequence[float] = (1.0,),
-    add_flipped_images: bool = False,
-    logits_output_stride: Optional[int] = None,
-    prediction_with_upsampled_logits: bool = True,
-):
-    """Predicted labels int32 [N, H, W] at the input size (argmax of the averaged probabilities).
+def predict_labels(model, images, *args, prediction_with_upsampled_logits: bool = True, **kwargs):
+    """Predicted labels int32 [N, H, W] at the input size (argmax of the averaged probabilities);
+    arguments as `predict_probabilities`.
 
     `prediction_with_upsampled_logits=False` (the official flag; one scale, no flip): argmax at
-    the logits resolution, then nearest-neighbour upsampling of the labels (align_corners).
+    the logits resolution, then nearest-neighbor upsampling of the labels (align_corners).
     """
-    if not prediction_with_upsampled_logits:
-        if _normalize_scales(eval_scales) != (1.0,) or add_flipped_images:
-            raise ValueError(
-                "prediction_with_upsampled_logits=False needs one scale (1.0) and no flipping"
-            )
-        images = tf.cast(images, tf.float32)
-        logits = semantic_logits(model(images, training=False))
-        labels = tf.argmax(logits, axis=-1, output_type=tf.int32)[..., tf.newaxis]
-        labels = tf.raw_ops.ResizeNearestNeighbor(
-            images=labels, size=tf.shape(images)[1:3], align_corners=True
+    if prediction_with_upsampled_logits:
+        probabilities = predict_probabilities(model, images, *args, **kwargs)
+        return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return _labels_at_logits_resolution(model, images, *args, **kwargs)
+
+
+def _labels_at_logits_resolution(
+    model, images, eval_scales=(1.0,), add_flipped_images=False, *_, **__
+):
+    # The logits output stride (the rest of the arguments) plays no part here.
+    if _normalize_scales(eval_scales) != (1.0,) or add_flipped_images:
+        raise ValueError(
+            "prediction_with_upsampled_logits=False needs one scale (1.0) and no flipping"
         )
-        return labels[..., 0]
-    probabilities = predict_probabilities(
-        model, images, eval_scales, add_flipped_images, logits_output_stride
+    images = tf.cast(images, tf.float32)
+    logits = semantic_logits(model(images, training=False))
+    labels = tf.argmax(logits, axis=-1, output_type=tf.int32)[..., tf.newaxis]
+    labels = tf.raw_ops.ResizeNearestNeighbor(
+        images=labels, size=tf.shape(images)[1:3], align_corners=True
     )
-    return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return labels[..., 0]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ Every block names its Keras layers after the official TF1 variable scope with '/
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -375,6 +375,32 @@ class ImagePooling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+class AtrousSchedule:
+    """The official output-stride bookkeeping of a backbone's units (slim's
+    `stack_blocks_dense`, MobileNet's `output_stride`): each unit runs at its own stride until
+    the features reach `output_stride`; from then on units run at stride 1 and each would-be
+    stride multiplies the atrous rate of the units after it."""
+
+    def __init__(self, output_stride: int, current_stride: int = 1):
+        self.output_stride = output_stride
+        self.current_stride = current_stride
+        self.rate = 1
+
+    def next_unit(self, unit_stride: int) -> Tuple[int, int]:
+        """(stride, atrous rate) of the next unit, whose own stride is `unit_stride`."""
+        if self.current_stride == self.output_stride:
+            rate = self.rate
+            self.rate *= unit_stride
+            return 1, rate
+        self.current_stride *= unit_stride
+        return unit_stride, 1
+
+    @property
+    def reached(self) -> bool:
+        """Whether the units so far end exactly at `output_stride`."""
+        return self.current_stride == self.output_stride
 
 
 def scale_dimension(dim, scale: float):

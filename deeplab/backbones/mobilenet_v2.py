@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import keras
 
-from deeplab.layers import ConvStyle, conv_bn, depthwise_bn
+from deeplab.layers import AtrousSchedule, ConvStyle, conv_bn, depthwise_bn
 
 # (num_outputs, stride, expansion factor) of `expanded_conv`, `expanded_conv_1`, ... (V2_DEF).
 _UNITS: List[Tuple[int, int, int]] = (
@@ -62,14 +62,9 @@ def build_mobilenet_v2(
 
     end_points: Dict[str, object] = {}
     x = conv_bn(images, depth(32), 3, "MobilenetV2/Conv", style, stride=2)
-    current_stride, rate = 2, 1
+    schedule = AtrousSchedule(output_stride, current_stride=2)
     for i, (outputs, stride, expansion) in enumerate(_UNITS):
-        if current_stride == output_stride:
-            layer_stride, layer_rate = 1, rate
-            rate *= stride
-        else:
-            layer_stride, layer_rate = stride, 1
-            current_stride *= stride
+        layer_stride, layer_rate = schedule.next_unit(stride)
         scope = "MobilenetV2/" + _unit_scope(i)
         in_depth = x.shape[-1]
         inner = make_divisible(in_depth * expansion, 8 if expansion > 1 else 1)
@@ -82,6 +77,6 @@ def build_mobilenet_v2(
         if layer_stride == 1 and net.shape[-1] == in_depth:
             net = keras.layers.Add(name=scope.replace("/", ".") + ".add")([net, x])
         x = net
-    if current_stride != output_stride:
+    if not schedule.reached:
         raise ValueError(f"output_stride={output_stride} cannot be reached by mobilenet_v2")
     return x, end_points

@@ -18,7 +18,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import keras
 
 from deeplab.backbones.mobilenet_v2 import make_divisible
-from deeplab.layers import ConvStyle, conv_bias, conv_bn, depthwise_bn, layer_name
+from deeplab.layers import AtrousSchedule, ConvStyle, conv_bias, conv_bn, depthwise_bn, layer_name
 
 SCOPE = "MobilenetV3"
 _SE_SQUEEZE_FACTOR = 4
@@ -148,14 +148,9 @@ def build_mobilenet_v3(
     end_points: Dict[str, object] = {}
     x = conv_bn(images, depth(_STEM_OUTPUTS), 3, SCOPE + "/Conv", style, stride=2, activation=_HS)
     end_points["layer_1"] = x
-    current_stride, rate = 2, 1
+    schedule = AtrousSchedule(output_stride, current_stride=2)
     for i, unit in enumerate(units):
-        if current_stride == output_stride:
-            layer_stride, layer_rate = 1, rate
-            rate *= unit.stride
-        else:
-            layer_stride, layer_rate = unit.stride, 1
-            current_stride *= unit.stride
+        layer_stride, layer_rate = schedule.next_unit(unit.stride)
         scope = _unit_scope(i)
         in_depth = int(x.shape[-1])
         inner = make_divisible(in_depth * unit.expansion, 8)
@@ -179,10 +174,10 @@ def build_mobilenet_v3(
             net = keras.layers.Add(name=layer_name(scope + "/add"))([net, x])
         end_points[f"layer_{i + 2}"] = net
         x = net
-    if current_stride != output_stride:
+    if not schedule.reached:
         raise ValueError(
             f"--output_stride={output_stride} cannot be reached by {model_variant} "
-            f"(its features are at stride {current_stride})"
+            f"(its features are at stride {schedule.current_stride})"
         )
     x = conv_bn(x, depth(last_conv), 1, SCOPE + "/Conv_1", style, activation=_HS)
     end_points[f"layer_{len(units) + 2}"] = x

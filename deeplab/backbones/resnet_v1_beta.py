@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 
-from deeplab.layers import ConvStyle, activation_layer, conv_bn, layer_name
+from deeplab.layers import AtrousSchedule, ConvStyle, activation_layer, conv_bn, layer_name
 
 # Model variant -> network scope in official (and ImageNet-pretrained) checkpoints.
 SCOPES: Dict[str, str] = {
@@ -124,23 +124,16 @@ def build_resnet_v1_beta(
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=layer_name(f"{net}/pool1"))(x)
     end_points: Dict[str, object] = {}
     target = output_stride // 4  # the root already has stride 4
-    current_stride, rate = 1, 1
+    schedule = AtrousSchedule(target)
     for block_scope, units in blocks:
         for index, unit in enumerate(units):
             suffix = f"{block_scope}/unit_{index + 1}/bottleneck_v1"
-            if current_stride == target:
-                stride, unit_rate = 1, rate
-                rate *= unit.stride
-            else:
-                stride, unit_rate = unit.stride, 1
-                current_stride *= unit.stride
-                if current_stride > target:
-                    raise ValueError(
-                        f"--output_stride={output_stride} cannot be reached by {variant}"
-                    )
+            stride, unit_rate = schedule.next_unit(unit.stride)
+            if schedule.current_stride > target:
+                raise ValueError(f"--output_stride={output_stride} cannot be reached by {variant}")
             x, conv3 = bottleneck(x, unit, f"{net}/{suffix}", style, stride=stride, rate=unit_rate)
             end_points[suffix + "/conv3"] = conv3
             end_points[suffix] = x
-    if current_stride != target:
+    if not schedule.reached:
         raise ValueError(f"--output_stride={output_stride} cannot be reached by {variant}")
     return x, end_points

@@ -13,7 +13,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 
-from deeplab.layers import ConvStyle, activation_layer, conv_bn, depthwise_bn, fixed_padding
+from deeplab.layers import (
+    AtrousSchedule,
+    ConvStyle,
+    activation_layer,
+    conv_bn,
+    depthwise_bn,
+    fixed_padding,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,23 +154,17 @@ def build_xception(
     )
     x = conv_bn(x, 64, 3, f"{variant}/entry_flow/conv1_2", style)
     target = output_stride // 2  # the entry conv already has stride 2
-    current_stride, rate = 1, 1
+    schedule = AtrousSchedule(target)
     for block in xception_blocks(variant, multi_grid):
         for unit in range(block.num_units):
-            if current_stride > target:
+            if schedule.current_stride > target:
                 raise ValueError(f"output_stride={output_stride} cannot be reached")
             scope = f"{variant}/{block.scope}/unit_{unit + 1}/xception_module"
-            if current_stride == target:
-                x = xception_module(
-                    x, block, scope, style, stride=1, rate=rate, end_points=end_points
-                )
-                rate *= block.stride
-            else:
-                x = xception_module(
-                    x, block, scope, style, stride=block.stride, rate=1, end_points=end_points
-                )
-                current_stride *= block.stride
-    if current_stride != target:
+            stride, rate = schedule.next_unit(block.stride)
+            x = xception_module(
+                x, block, scope, style, stride=stride, rate=rate, end_points=end_points
+            )
+    if not schedule.reached:
         raise ValueError(f"output_stride={output_stride} cannot be reached by {variant}")
     prefix = variant + "/"
     return x, {k[len(prefix) :]: v for k, v in end_points.items()}
