@@ -38,6 +38,7 @@ def dpc_options(**changes):
     return ModelOptions(**kwargs)
 
 
+@pytest.mark.slow
 def test_variables_match_official_checkpoint_exactly(model_fixtures):
     fact = model_fixtures.facts()[KEY]
     model = build_deeplab_from_options(dpc_options())
@@ -54,6 +55,7 @@ def test_variables_match_official_checkpoint_exactly(model_fixtures):
     assert "meta_architecture.concat_projection" in names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crop", [(513, 513), (1025, 2049)])
 def test_mult_adds_match_official(crop, model_fixtures):
     fact = model_fixtures.facts()[KEY]
@@ -75,6 +77,7 @@ def test_mult_adds_match_official(crop, model_fixtures):
     assert not any(block.startswith(("aspp", "image_pooling")) for block in rows)
 
 
+@pytest.mark.slow
 def test_rates_double_at_output_stride_8():
     model = build_deeplab_from_options(dpc_options(output_stride=8))
     rates = [
@@ -87,6 +90,7 @@ def _producer(tensor):
     return tensor._keras_history.operation.name
 
 
+@pytest.mark.slow
 def test_cell_dataflow_follows_the_description():
     model = build_deeplab_from_options(dpc_options())
     inputs = {
@@ -251,6 +255,7 @@ def test_missing_cell_and_output_stride_32_name_the_flag(tmp_path):
     assert dpc_options(dense_prediction_cell_json="").dense_prediction_cell_json is None
 
 
+@pytest.mark.slow
 def test_build_deeplab_keyword():
     model = build_deeplab(
         model_variant="xception_71",

@@ -117,6 +117,7 @@ def test_folded_training_step_normalizes_with_batch_statistics_and_updates_the_m
     np.testing.assert_allclose(first(x, training=False), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_before_the_delay_the_step_is_the_float_step_then_it_quantizes():
     keras.utils.set_random_seed(0)
     model = build_deeplab_from_options(OPTIONS)

@@ -39,6 +39,7 @@ def official_options(facts, key, **changes):
     return ModelOptions(**kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["resnet_v1_50_beta_21classes", "resnet_v1_101_beta_21classes"])
 def test_variables_match_official_checkpoint_exactly(key, model_fixtures):
     fact = model_fixtures.facts()[key]
@@ -53,6 +54,7 @@ def test_variables_match_official_checkpoint_exactly(key, model_fixtures):
     assert isinstance(model.get_layer("preprocess"), ScaleToUnitRange)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", CONFIGS)
 def test_mult_adds_strides_and_rates_match_official(key, model_fixtures):
     fact = model_fixtures.facts()[key]
@@ -86,6 +88,7 @@ def test_mult_adds_strides_and_rates_match_official(key, model_fixtures):
     assert rows["decoder/decoder_conv1"]["stride"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 @pytest.mark.parametrize("decoder", [4, 16, None])
 def test_output_shapes_at_every_stride(output_stride, decoder):
@@ -105,6 +108,7 @@ def test_output_shapes_at_every_stride(output_stride, decoder):
     assert model(images).shape == (1, (65 - 1) // stride + 1, (49 - 1) // stride + 1, 3)
 
 
+@pytest.mark.slow
 def test_decoder_reads_block1_unit2_conv3_after_batch_norm():
     """The official low-level feature is `block1/unit_2/bottleneck_v1/conv3`: the BN output of
     the unit's last conv, before the residual sum and ReLU."""
@@ -124,6 +128,7 @@ def _bn(x, layer):
     )
 
 
+@pytest.mark.slow
 def test_strided_bottleneck_unit_follows_the_official_op_order():
     """block1/unit_3 (stride 2, identity shortcut subsampled) recomputed with raw TF ops:
     1x1 conv-BN-ReLU, fixed-padded VALID 3x3 stride-2 conv-BN-ReLU, 1x1 conv-BN, sum, ReLU."""
@@ -156,6 +161,7 @@ def test_strided_bottleneck_unit_follows_the_official_op_order():
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_imagenet_backbone_checkpoint_initialises_the_backbone(tmp_path, model_fixtures):
     """The official ImageNet resnet_v1_50 (beta) checkpoint holds only `resnet_v1_50/...`
     (plus its classifier and optimizer slots, ignored)."""
