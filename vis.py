@@ -109,6 +109,7 @@ def _main():
     from deeplab.checkpoint_mismatch import cli_checkpoint_error
     from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
     from deeplab.data.pipeline import build_dataset, split_size
+    from deeplab.layers import resize_labels
 
     checkpoint_dir = FLAGS.checkpoint_dir
     setup = cli_flags.cli_model_setup(
@@ -189,10 +190,7 @@ def _main():
                 if FLAGS.also_save_raw_predictions:
                     raw = prediction
                     if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
-                        raw = tf.raw_ops.ResizeNearestNeighbor(
-                            images=raw[None, :, :, None], size=[height, width], align_corners=True
-                        )
-                        raw = raw.numpy()[0, :, :, 0]
+                        raw = resize_labels(raw[None], [height, width]).numpy()[0]
                     if convert:
                         raw = visualization.train_id_to_label_id(raw)
                     visualization.save_png(

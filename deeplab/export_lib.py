@@ -32,6 +32,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 import tensorflow as tf
 
 from deeplab import inference, litert
+from deeplab.layers import resize_bilinear
 
 SERVING_DEFAULT = "serving_default"
 SERVE_ENCODED = "serve_encoded"
@@ -143,8 +144,8 @@ class DeepLabServingModule:
         images = tf.cast(images, tf.float32)
         size = tf.shape(images)[1:3]
         logits = tf.cast(self.model(images, training=False), tf.float32)
-        resized = inference.resize_bilinear(logits, size)
-        probabilities = inference.resize_bilinear(tf.nn.softmax(logits, axis=-1), size)
+        resized = resize_bilinear(logits, size)
+        probabilities = resize_bilinear(tf.nn.softmax(logits, axis=-1), size)
         return {
             "semantic_predictions": tf.argmax(resized, axis=-1, output_type=tf.int32),
             "semantic_probabilities": tf.ensure_shape(

@@ -25,6 +25,7 @@ from tensorflow.python.framework.convert_to_constants import (
 )
 
 from deeplab import inference
+from deeplab.layers import resize_bilinear, resize_labels
 
 INPUT_NAME = "ImageTensor"
 OUTPUT_NAME = "SemanticPredictions"
@@ -77,14 +78,12 @@ def inference_function(
             predictions = inference.predict_labels(
                 model, images, prediction_with_upsampled_logits=False
             )
-            probabilities = inference.resize_bilinear(
+            probabilities = resize_bilinear(
                 tf.nn.softmax(model(images, training=False), axis=-1), tf.shape(images)[1:3]
             )
         if min_resize_value or max_resize_value:
-            predictions = tf.raw_ops.ResizeNearestNeighbor(
-                images=predictions[..., tf.newaxis], size=size, align_corners=True
-            )[..., 0]
-            probabilities = inference.resize_bilinear(probabilities, size)
+            predictions = resize_labels(predictions, size)
+            probabilities = resize_bilinear(probabilities, size)
         return {
             OUTPUT_NAME: tf.identity(predictions, name=OUTPUT_NAME),
             PROBABILITIES_NAME: tf.identity(probabilities, name=PROBABILITIES_NAME),

@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
 from deeplab.config import ModelOptions
-from deeplab.layers import resize_bilinear, scale_dimension
+from deeplab.layers import resize_bilinear, resize_labels, scale_dimension
 from deeplab.model import build_deeplab_from_options
 
 
@@ -193,11 +193,8 @@ def _labels_at_logits_resolution(
         )
     images = tf.cast(images, tf.float32)
     logits = semantic_logits(model(images, training=False))
-    labels = tf.argmax(logits, axis=-1, output_type=tf.int32)[..., tf.newaxis]
-    labels = tf.raw_ops.ResizeNearestNeighbor(
-        images=labels, size=tf.shape(images)[1:3], align_corners=True
-    )
-    return labels[..., 0]
+    labels = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return resize_labels(labels, tf.shape(images)[1:3])
 
 
 # ----------------------------------------------------------------------------------------------

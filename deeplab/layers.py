@@ -419,3 +419,12 @@ def resize_bilinear(images, size):
     if images.dtype != tf.float32:
         images = tf.cast(images, tf.float32)
     return tf.raw_ops.ResizeBilinear(images=images, size=size, align_corners=True)
+
+
+def resize_labels(labels, size):
+    """Nearest-neighbor resize with align_corners=True (the official label resize) of integer
+    labels [N, H, W] or [N, H, W, 1]."""
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 3:
+        return resize_labels(labels[..., tf.newaxis], size)[..., 0]
+    return tf.raw_ops.ResizeNearestNeighbor(images=labels, size=size, align_corners=True)

@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
-from deeplab.layers import resize_bilinear
+from deeplab.layers import resize_bilinear, resize_labels
 
 LabelWeights = Union[None, float, Sequence[float]]
 
@@ -65,11 +65,6 @@ def top_k_fraction(step, top_k_percent_pixels: float, hard_example_mining_step: 
     return ratio * p + (1.0 - ratio)
 
 
-def resize_labels_nearest(labels: tf.Tensor, size) -> tf.Tensor:
-    """Nearest-neighbour resize of [N, H, W, 1] integer labels with align_corners=True."""
-    return tf.raw_ops.ResizeNearestNeighbor(images=labels, size=size, align_corners=True)
-
-
 def _match_sizes(logits, labels, upsample_logits: bool):
     if labels.shape.rank == 3:
         labels = labels[..., tf.newaxis]
@@ -92,7 +87,7 @@ def _match_sizes(logits, labels, upsample_logits: bool):
         labels = tf.cond(
             tf.reduce_all(tf.equal(logits_hw, labels_hw)),
             lambda: labels,
-            lambda: resize_labels_nearest(labels, logits_hw),
+            lambda: resize_labels(labels, logits_hw),
         )
     return logits, labels
 

@@ -47,23 +47,6 @@ def batch_confusion_matrix(labels, predictions, num_classes: int, ignore_label: 
     return tf.reshape(counts, [num_classes, num_classes])
 
 
-def confusion_matrix_update(
-    confusion_matrix, labels, predictions, num_classes: int, ignore_label: int = 255
-):
-    """Returns `confusion_matrix + batch_confusion_matrix(labels, predictions, ...)`.
-
-    `confusion_matrix` may be a numpy array, a tensor or a `tf.Variable` (then it is updated in
-    place with `assign_add` and the variable is returned).
-    """
-    update = batch_confusion_matrix(labels, predictions, num_classes, ignore_label)
-    if isinstance(confusion_matrix, tf.Variable):
-        confusion_matrix.assign_add(tf.cast(update, confusion_matrix.dtype))
-        return confusion_matrix
-    if isinstance(confusion_matrix, np.ndarray):
-        return confusion_matrix + update.numpy().astype(confusion_matrix.dtype)
-    return confusion_matrix + tf.cast(update, confusion_matrix.dtype)
-
-
 def iou_from_confusion_matrix(confusion_matrix) -> Dict[str, object]:
     """Metrics of a confusion matrix (rows = ground truth, columns = prediction).
 

@@ -117,7 +117,7 @@ def test_cell_dataflow_follows_the_description():
     )
 
 
-def _randomise_batch_norm(model):
+def _randomize_batch_norm(model):
     rng = np.random.default_rng(5)
     for weight in model.weights:
         if weight.path.endswith(("gamma", "beta", "moving_mean", "moving_variance")):
@@ -155,7 +155,7 @@ def test_cell_numerics_match_raw_tf1_ops(output_stride):
     style = head_style(4e-5, True)
     out = dpc.dense_prediction_cell(features, cell, style, output_stride=output_stride)
     model = keras.Model(features, out)
-    _randomise_batch_norm(model)
+    _randomize_batch_norm(model)
     x = tf.random.normal([2, 41, 47, 16], seed=6)
     expected = _reference_cell(model, x, cell, 16 // output_stride)
     np.testing.assert_allclose(model(x, training=False), expected, rtol=1e-4, atol=1e-4)

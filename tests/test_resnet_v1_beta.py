@@ -162,7 +162,7 @@ def test_strided_bottleneck_unit_follows_the_official_op_order():
 
 
 @pytest.mark.slow
-def test_imagenet_backbone_checkpoint_initialises_the_backbone(tmp_path, model_fixtures):
+def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path, model_fixtures):
     """The official ImageNet resnet_v1_50 (beta) checkpoint holds only `resnet_v1_50/...`
     (plus its classifier and optimizer slots, ignored)."""
     source = build_deeplab(model_variant="resnet_v1_50_beta", num_classes=21)

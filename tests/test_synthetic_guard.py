@@ -56,7 +56,7 @@ def test_an_images_and_labels_folder_is_refused(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["images", "labels"]
 
 
-def test_an_unfinished_build_of_ours_is_redone_and_an_old_one_is_recognised(tmp_path):
+def test_an_unfinished_build_of_ours_is_redone_and_an_old_one_is_recognized(tmp_path):
     synthetic.build_synthetic_dataset(str(tmp_path), **SMALL)
     built = _contents(tmp_path)
     # Killed mid-build: the marker says unfinished and a shard is missing.
