@@ -23,9 +23,9 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from deeplab import cli_flags, cli_logs
+from deeplab import cli_flags
 
 FLAGS = flags.FLAGS
 
@@ -103,13 +103,8 @@ cli_flags.define_official_flags("eval")
 flags.adopt_module_key_flags(cli_flags)
 
 
-def main(argv):
-    del argv
-    return cli_flags.run_reporting_missing_files(_main)
-
-
-def _main():
-    logging.set_verbosity(logging.INFO)
+def main():
+    """The command line; returns its exit status."""
     from deeplab import checkpoint_polling, eval_results, evaluation, inference
     from deeplab.checkpoint_mismatch import cli_checkpoint_error
     from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
@@ -121,12 +116,8 @@ def _main():
     )
     if setup is None:
         return 2
-    dataset, dataset_dir, info, options = (
-        setup.dataset,
-        setup.dataset_dir,
-        setup.info,
-        setup.options,
-    )
+    dataset, dataset_dir = setup.dataset, setup.dataset_dir
+    info, options = setup.info, setup.options
     crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
     eval_logdir = FLAGS.eval_logdir or inference.default_output_dir(checkpoint_dir, "eval")
     from deeplab.config import options_summary
@@ -219,6 +210,4 @@ def _main():
 
 
 if __name__ == "__main__":
-    cli_logs.install()
-    flags.mark_flag_as_required("checkpoint_dir")
-    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)
+    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"])

@@ -23,9 +23,9 @@ import dataclasses
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from deeplab import cli_flags, cli_logs
+from deeplab import cli_flags
 
 FLAGS = flags.FLAGS
 
@@ -93,13 +93,8 @@ cli_flags.define_official_flags("export")
 flags.adopt_module_key_flags(cli_flags)
 
 
-def main(argv):
-    del argv
-    return cli_flags.run_reporting_missing_files(_main)
-
-
-def _main():
-    logging.set_verbosity(logging.INFO)
+def main():
+    """The command line; returns its exit status."""
     from deeplab import export_lib, inference, litert, run_options
     from deeplab.checkpoint_mismatch import cli_checkpoint_error
     from deeplab.checkpoints import CheckpointError
@@ -239,6 +234,4 @@ def _main():
 
 
 if __name__ == "__main__":
-    cli_logs.install()
-    flags.mark_flags_as_required(["checkpoint_path", "export_path"])
-    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)
+    cli_flags.run_command_line(main, required_flags=["checkpoint_path", "export_path"])

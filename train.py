@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-from deeplab import cli_flags, cli_logs
+from deeplab import cli_flags
 
 FLAGS = flags.FLAGS
 
@@ -274,13 +274,8 @@ def config_from_flags(values):
         raise flags.ValidationError(str(err)) from None
 
 
-def main(argv):
-    del argv
-    return cli_flags.run_reporting_missing_files(_main)
-
-
-def _main():
-    logging.set_verbosity(logging.INFO)
+def main():
+    """The command line; returns its exit status."""
     try:
         for note in cli_flags.cluster_strategy(FLAGS)[2]:
             print(note, file=sys.stderr)
@@ -336,6 +331,4 @@ def _main():
 
 
 if __name__ == "__main__":
-    cli_logs.install()
-    flags.mark_flag_as_required("train_logdir")
-    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)
+    cli_flags.run_command_line(main, required_flags=["train_logdir"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from deeplab import cli_flags, cli_logs
 
@@ -95,13 +95,8 @@ def _resized_size(height: int, width: int):
     return int(resized.shape[0]), int(resized.shape[1])
 
 
-def main(argv):
-    del argv
-    return cli_flags.run_reporting_missing_files(_main)
-
-
-def _main():
-    logging.set_verbosity(logging.INFO)
+def main():
+    """The command line; returns its exit status."""
     import numpy as np
     import tensorflow as tf
 
@@ -117,12 +112,8 @@ def _main():
     )
     if setup is None:
         return 2
-    dataset, dataset_dir, info, options = (
-        setup.dataset,
-        setup.dataset_dir,
-        setup.info,
-        setup.options,
-    )
+    dataset, dataset_dir = setup.dataset, setup.dataset_dir
+    info, options = setup.info, setup.options
     scales, model, stride = setup.scales, setup.model, setup.stride
     colormap = colormaps.get_colormap(
         _COLORMAP_DATASET[FLAGS.colormap_type] if FLAGS.colormap_type else dataset
@@ -211,6 +202,4 @@ def _main():
 
 
 if __name__ == "__main__":
-    cli_logs.install()
-    flags.mark_flag_as_required("checkpoint_dir")
-    app.run(main, flags_parser=cli_flags.parse_flags_exit_2)
+    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"])

@@ -86,6 +86,25 @@ def run_reporting_missing_files(body) -> int:
         return 1
 
 
+def run_command_line(body, required_flags=()) -> None:
+    """Runs a command line (train, eval, vis, export): quiet start-up logs, the flags parsed with
+    `required_flags` required (a flag error exits with status 2), INFO logging, then `body()`,
+    whose return value is the exit status (`run_reporting_missing_files`)."""
+    from absl import logging
+
+    from deeplab import cli_logs
+
+    cli_logs.install()
+    flags.mark_flags_as_required(list(required_flags))
+
+    def main(argv):
+        del argv
+        logging.set_verbosity(logging.INFO)
+        return run_reporting_missing_files(body)
+
+    app.run(main, flags_parser=parse_flags_exit_2)
+
+
 def parse_flags_exit_2(argv):
     """`app.run(main, flags_parser=parse_flags_exit_2)`: like absl's default parser, but a flag
     error (unknown flag, bad value, failed validator, missing required flag) exits with
