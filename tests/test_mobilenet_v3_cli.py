@@ -1,5 +1,6 @@
-"""train.py, eval.py, export.py and `python -m deeplab.summary` with the MobileNetV3 variants
-and the official Cityscapes recipe flags (subprocesses, small crops on the synthetic set)."""
+"""export.py and `python -m deeplab.summary` with the MobileNetV3 variants and the official
+Cityscapes recipe flags (subprocesses; train -> eval -> export on the synthetic set is in
+test_model_zoo_cli.py)."""
 
 import json
 import os
@@ -8,95 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab.data import synthetic
-
 VARIANTS = ["mobilenet_v3_large_seg", "mobilenet_v3_small_seg"]
-SYNTHETIC_CLASSES = 7
-TRAIN_CROP = 65
-
-
-def _recipe_flags(variant, num_classes, pooling_crop):
-    """The model_zoo.md Cityscapes flags, with a pooling window that fits small crops: at
-    output stride 32 the window is (crop - 1) / 32 + 1 features, so inputs must be at least
-    `pooling_crop` (the official 769 needs 769x769 inputs)."""
-    return [
-        f"--model_variant={variant}",
-        f"--image_pooling_crop_size={pooling_crop},{pooling_crop}",
-        "--image_pooling_stride=4,5",
-        "--add_image_level_feature=1",
-        "--aspp_convs_filters=128",
-        "--aspp_with_concat_projection=0",
-        "--aspp_with_squeeze_and_excitation=1",
-        "--decoder_use_sum_merge=1",
-        f"--decoder_filters={num_classes}",
-        "--decoder_output_is_logits=1",
-        "--image_se_uses_qsigmoid=1",
-        "--decoder_output_stride=8",
-        "--output_stride=32",
-    ]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("synthetic"))
-    synthetic.build_synthetic_dataset(
-        path, num_train=6, num_val=2, num_shards=1, min_size=64, max_size=96
-    )
-    return path
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_train_eval_export_on_synthetic_data(variant, data_dir, tmp_path, eval_fixtures):
-    model_flags = _recipe_flags(variant, SYNTHETIC_CLASSES, TRAIN_CROP)
-    logdir = tmp_path / "train"
-    result = eval_fixtures.run_cli(
-        "train.py",
-        f"--train_logdir={logdir}",
-        "--dataset=synthetic",
-        f"--dataset_dir={data_dir}",
-        f"--train_crop_size={TRAIN_CROP},{TRAIN_CROP}",
-        "--train_batch_size=2",
-        "--training_number_of_steps=3",
-        "--save_interval_steps=3",
-        "--log_steps=1",
-        *model_flags,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-3")
-    with open(logdir / "model_options.json") as f:
-        saved = json.load(f)
-    saved = saved.get("model_options", saved)
-    assert saved["model_variant"] == variant and saved["image_pooling_stride"] == [4, 5]
-    assert saved["decoder_output_is_logits"] is True
-
-    # eval.py and export.py read the model from model_options.json; the window (3x3 features)
-    # and stride are kept, so at the 225x225 eval crop the image pooling is local.
-    output_json = tmp_path / "metrics.json"
-    result = eval_fixtures.run_cli(
-        "eval.py",
-        f"--checkpoint_dir={logdir}",
-        f"--dataset_dir={data_dir}",
-        "--max_number_of_evaluations=1",
-        f"--output_json={output_json}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads(output_json.read_text())
-    assert data["step"] == 3 and len(data["per_class_iou"]) == SYNTHETIC_CLASSES
-    assert 0.0 <= data["miou"] <= 1.0
-
-    export_dir = tmp_path / "export"
-    result = eval_fixtures.run_cli(
-        "export.py", f"--checkpoint_path={logdir}", f"--export_path={export_dir}"
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    images = np.random.default_rng(0).integers(0, 256, (1, 100, 130, 3), np.uint8)
-    out = serve(images=tf.constant(images))
-    assert out["semantic_predictions"].shape == (1, 100, 130)
-    probabilities = out["semantic_probabilities"].numpy()
-    assert probabilities.shape == (1, 100, 130, SYNTHETIC_CLASSES)
-    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """train.py -> eval.py -> export.py for the model-zoo variants on the synthetic set, with the
-official model flags, at a small crop (a few training steps; the point is that every CLI builds,
+official model flags (MobileNetV3: the official Cityscapes recipe), at a small crop (a few training steps; the point is that every CLI builds,
 trains, restores and exports these graphs)."""
 
 import json
@@ -9,6 +9,28 @@ import pytest
 import tensorflow as tf
 
 from deeplab.data import synthetic
+
+
+def mobilenet_v3_recipe_flags(variant, num_classes, pooling_crop):
+    """The model_zoo.md Cityscapes flags, with a pooling window that fits small crops: at
+    output stride 32 the window is (crop - 1) / 32 + 1 features, so inputs must be at least
+    `pooling_crop` (the official 769 needs 769x769 inputs)."""
+    return [
+        f"--model_variant={variant}",
+        f"--image_pooling_crop_size={pooling_crop},{pooling_crop}",
+        "--image_pooling_stride=4,5",
+        "--add_image_level_feature=1",
+        "--aspp_convs_filters=128",
+        "--aspp_with_concat_projection=0",
+        "--aspp_with_squeeze_and_excitation=1",
+        "--decoder_use_sum_merge=1",
+        f"--decoder_filters={num_classes}",
+        "--decoder_output_is_logits=1",
+        "--image_se_uses_qsigmoid=1",
+        "--decoder_output_stride=8",
+        "--output_stride=32",
+    ]
+
 
 VARIANT_FLAGS = {
     "resnet_v1_50_beta": [
@@ -39,6 +61,14 @@ VARIANT_FLAGS = {
         "--decoder_output_stride=4",
         "--dense_prediction_cell_json=deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json",
     ],
+    # The official MobileNetV3 Cityscapes recipe, its pooling window fitted to the crop.
+    "mobilenet_v3_large_seg": mobilenet_v3_recipe_flags("mobilenet_v3_large_seg", 7, 65),
+    "mobilenet_v3_small_seg": mobilenet_v3_recipe_flags("mobilenet_v3_small_seg", 7, 65),
+}
+# What model_options.json must say beyond the variant (flags with no default equivalent).
+SAVED = {
+    "mobilenet_v3_large_seg": {"image_pooling_stride": [4, 5], "decoder_output_is_logits": True},
+    "mobilenet_v3_small_seg": {"image_pooling_stride": [4, 5], "decoder_output_is_logits": True},
 }
 
 
@@ -74,6 +104,8 @@ def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
     with open(logdir / "model_options.json") as f:
         saved = json.load(f)
     assert saved["model_variant"] == variant
+    for name, value in SAVED.get(variant, {}).items():
+        assert saved[name] == value, name
     cell = [f.split("=", 1)[1] for f in model_flags if f.startswith("--dense_prediction_cell_json")]
     assert saved["dense_prediction_cell_json"] == (cell[0] if cell else None)
 
@@ -98,7 +130,10 @@ def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
-    images = np.random.default_rng(0).integers(0, 256, (1, 57, 70, 3), np.uint8)
+    # At least the MobileNetV3 pooling window (65) on each side.
+    images = np.random.default_rng(0).integers(0, 256, (1, 100, 130, 3), np.uint8)
     out = serve(images=tf.constant(images))
-    assert out["semantic_predictions"].shape == (1, 57, 70)
-    assert out["semantic_probabilities"].shape == (1, 57, 70, eval_fixtures.NUM_CLASSES)
+    assert out["semantic_predictions"].shape == (1, 100, 130)
+    probabilities = out["semantic_probabilities"].numpy()
+    assert probabilities.shape == (1, 100, 130, eval_fixtures.NUM_CLASSES)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
