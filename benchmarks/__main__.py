@@ -8,7 +8,8 @@ in its own subprocess (its peak resident memory is read with wait4, and its oneD
 its own). "before" is the Keras model as built, under TensorFlow's defaults; "after" is the
 optimised path: oneDNN on (TF_ENABLE_ONEDNN_OPTS=1; TF leaves it off by default on CPUs
 without AVX512_VNNI / AVX512_BF16 / AMX) and, for inference, BatchNorm folded into the convs
-with fused ReLUs (deeplab.optimize). Achieved GFLOP/s = 2 x Mult-Adds / time (3x that for a
+with fused ReLUs (deeplab.optimize), for training the 1x1 convs as MatMuls (the trainer's
+default, deeplab.training.pointwise_matmul). Achieved GFLOP/s = 2 x Mult-Adds / time (3x that for a
 training step), given as a fraction of the dense float32 matmul GFLOP/s (oneDNN) measured in the
 same run; "per CPU-second" figures divide by process CPU time instead of wall time, which holds
 up when other work shares the machine.
@@ -126,7 +127,13 @@ def _cases(args) -> List[Dict[str, object]]:
         # quick run the step right after tracing read 25% slower than later ones).
         base = {"crop": crop, "batch": batch, "steps": 1 if quick else 2, "warmup": 1}
         if batch == 4:
-            add("training", "before: float32", "benchmarks.training_step:run", base, DEFAULT_ENV)
+            add(
+                "training",
+                "before: float32",
+                "benchmarks.training_step:run",
+                {**base, "pointwise_matmul": False},
+                DEFAULT_ENV,
+            )
         add("training", "after: float32 + oneDNN", "benchmarks.training_step:run", base, ONEDNN_ON)
         if not quick and crop == 321 and batch == 4:
             add(

@@ -7,6 +7,8 @@ softmax cross-entropy ignoring label 255 plus the L2 weight decay in `model.loss
 momentum 0.9. It does not use train.py, so it measures the model alone. A step is counted as
 3x the forward Mult-Adds (forward, and two matmuls per layer backward).
 precision: float32, mixed_bfloat16 or mixed_float16 (loss scaling for float16).
+pointwise_matmul: the 1x1 convs as MatMuls, as the trainer runs them by default
+(`deeplab.training.pointwise_matmul`); False keeps the Conv2D ops.
 profile_dir: after timing, one more step under the TensorFlow profiler, traced there.
 """
 
@@ -30,6 +32,7 @@ def run(
     batch: int = 4,
     precision: str = "float32",
     jit: bool = False,
+    pointwise_matmul: bool = True,
     steps: int = 3,
     warmup: int = 1,
     num_classes: int = 21,
@@ -41,6 +44,7 @@ def run(
 
     from benchmarks.inference import model_madds, model_options
     from deeplab.model import build_deeplab_from_options
+    from deeplab.training.pointwise_matmul import pointwise_convs_as_matmul
 
     if precision != "float32":
         keras.mixed_precision.set_global_policy(precision)
@@ -62,7 +66,8 @@ def run(
     @tf.function(input_signature=[image_spec, label_spec], jit_compile=jit)
     def train_step(images, labels):
         with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
+            with pointwise_convs_as_matmul(pointwise_matmul):
+                logits = tf.cast(model(images, training=True), tf.float32)
             labels_flat = tf.reshape(labels, [-1])
             valid = tf.cast(tf.not_equal(labels_flat, IGNORE_LABEL), tf.float32)
             safe = tf.where(labels_flat == IGNORE_LABEL, 0, labels_flat)
@@ -98,6 +103,7 @@ def run(
         "batch": batch,
         "precision": precision,
         "jit": jit,
+        "pointwise_matmul": pointwise_matmul,
         "onednn": bool(_pywrap_util_port.IsMklEnabled()),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
         "madds": madds,

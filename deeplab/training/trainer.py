@@ -37,6 +37,7 @@ from deeplab.training import (
     distribute,
     logdir_lock,
     optimizers,
+    pointwise_matmul,
     schedules,
     summaries,
 )
@@ -99,6 +100,8 @@ class TrainConfig:
     tpu: Optional[str] = None
     mixed_precision: str = "none"
     jit_compile: bool = False
+    # 1x1 convs traced as MatMuls in the training step (same sums; faster on CPU).
+    pointwise_convs_as_matmul: bool = True
     # Quantization-aware training from this global step on (< 0: float training).
     quantize_delay_step: int = -1
     seed: Optional[int] = None
@@ -434,7 +437,8 @@ class Trainer:
 
         def forward_backward(images, labels, step):
             with tf.GradientTape(persistent=True) as tape:
-                logits = model(images, training=True)
+                with pointwise_matmul.pointwise_convs_as_matmul(config.pointwise_convs_as_matmul):
+                    logits = model(images, training=True)
                 logits = tf.cast(logits, tf.float32)
                 ce_sum, count = losses_lib.cross_entropy_sum_and_count(
                     logits,

@@ -1,0 +1,80 @@
+"""A/B: training gradients with the 1x1 convs as Conv2D ops, and as MatMuls (the library's
+`deeplab.training.pointwise_matmul`, on by default in the trainer).
+
+    python -m benchmarks.pointwise_matmul '{"crop": 321, "rounds": 6}'
+
+Builds xception_65 OS 16 once and traces the gradient of the official loss (cross-entropy plus
+the L2 terms) twice: A with every 1x1 stride-1 conv as Conv2D (gradients Conv2DBackpropInput /
+Conv2DBackpropFilter), B under `pointwise_convs_as_matmul` (forward and both gradients as
+MatMuls). The two are timed interleaved (ABBA...) in one process, by wall and process CPU
+time, so a busy machine slows both alike. Also prints the largest gradient difference
+relative to the largest gradient (BatchNorm state reset before each call); a freshly
+initialised network with batch statistics amplifies float32 rounding, so a comparison at that
+level needs the rounding-noise reference the test uses (tests/test_pointwise_matmul.py).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from typing import Dict
+
+
+def run(crop: int = 321, batch: int = 4, rounds: int = 6) -> Dict[str, object]:
+    import tensorflow as tf
+
+    from benchmarks.inference import model_options
+    from deeplab.model import build_deeplab_from_options
+    from deeplab.training.pointwise_matmul import pointwise_convs_as_matmul
+
+    options = model_options(
+        "xception_65", 16, num_classes=21, crop_size=(crop, crop), fine_tune_batch_norm=True
+    )
+    model = build_deeplab_from_options(options, input_size=(crop, crop))
+    images = tf.random.stateless_uniform([batch, crop, crop, 3], (3, 4), 0.0, 255.0)
+    labels = tf.random.stateless_uniform([batch, crop, crop], (5, 6), 0, 21, dtype=tf.int32)
+    state = [v.numpy() for v in model.non_trainable_variables]  # BN statistics
+
+    def gradients(matmul: bool):
+        for variable, value in zip(model.non_trainable_variables, state):
+            variable.assign(value)
+        with tf.GradientTape() as tape:
+            with pointwise_convs_as_matmul(matmul):
+                logits = model(images, training=True)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            loss = tf.reduce_mean(ce) + tf.add_n(model.losses)
+        return tape.gradient(loss, model.trainable_variables)
+
+    functions = {
+        "A": tf.function(lambda: gradients(False)),
+        "B": tf.function(lambda: gradients(True)),
+    }
+    grads = {name: [g.numpy() for g in fn()] for name, fn in functions.items()}  # also traces
+    scale = max(float(abs(g).max()) for g in grads["A"])
+    difference = max(float(abs(a - b).max()) for a, b in zip(grads["A"], grads["B"])) / scale
+    times = {"A": [], "B": []}
+    for r in range(rounds):
+        for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
+            wall, cpu = time.perf_counter(), time.process_time()
+            # All gradients are outputs, so none of them is pruned from the graph.
+            tf.nest.map_structure(lambda t: t.numpy(), functions[name]())
+            times[name].append((time.process_time() - cpu, time.perf_counter() - wall))
+    cpu = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
+    wall = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
+    return {
+        "crop": crop,
+        "batch": batch,
+        "rounds": rounds,
+        "max_gradient_difference_relative_to_largest": difference,
+        "cpu_s_median": cpu,
+        "wall_s_median": wall,
+        "speedup_cpu": cpu["A"] / cpu["B"],
+        "speedup_wall": wall["A"] / wall["B"],
+        "times": times,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(**(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})), indent=1))
