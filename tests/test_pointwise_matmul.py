@@ -127,11 +127,11 @@ def test_one_training_step_changes_gradients_no_more_than_float32_rounding(monke
 
 
 @pytest.mark.slow
-def test_the_trainer_applies_the_same_update_with_and_without_the_rewrite(tmp_path):
+def test_the_trainer_applies_the_same_update_with_and_without_the_rewrite(
+    tmp_path, tiny_options, fixed_batches, make_config
+):
     """One step of the trainer (default: rewrite on) against one with
     pointwise_convs_as_matmul=False, from the same initial weights."""
-    from tests.test_train_library import fixed_batches, make_config, tiny_options
-
     options = tiny_options(fine_tune_batch_norm=False)
     updates = []
     for as_matmul in (True, False):
