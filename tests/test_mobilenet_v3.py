@@ -130,17 +130,9 @@ def test_inference_model_keeps_the_image_pooling_window(fixture_model):
     assert inference.checkpoint_num_classes(folder) == 19
 
 
-def _write_tf1_checkpoint(prefix, tensors):
-    names = sorted(tensors)
-    tf.raw_ops.SaveV2(
-        prefix=prefix,
-        tensor_names=names,
-        shape_and_slices=[""] * len(names),
-        tensors=[tf.constant(tensors[n]) for n in names],
-    )
-
-
-def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path, fixture_model):
+def test_imagenet_backbone_checkpoint_initializes_the_backbone(
+    tmp_path, fixture_model, model_fixtures
+):
     """An ImageNet MobileNetV3 checkpoint has only `MobilenetV3/...` (and its classifier)."""
     _, flags, fixture, _ = fixture_model
     variant = flags["build_deeplab"]["model_variant"]
@@ -154,7 +146,7 @@ def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path, fixture
         backbone[name] = np.zeros([1, 1, 8, 8], "float32")
     backbone["global_step"] = np.array(7, dtype=np.int64)
     prefix = str(tmp_path / "imagenet" / "model.ckpt")
-    _write_tf1_checkpoint(prefix, backbone)
+    model_fixtures.write_tf1_checkpoint(prefix, backbone)
     model = build_deeplab(**_recipe(variant, num_classes=5, image_pooling_crop_size=(769, 769)))
     report = load_official_checkpoint(model, prefix)
     assert len(report.loaded) == len(backbone) - 3
