@@ -28,6 +28,19 @@ def _good(fx, rng, size=(8, 10)):
     return fx.encode(image, "PNG"), fx.encode(label, "PNG", mode="L")
 
 
+def _log_until(capfd, text):
+    """What was printed, read until `text` shows (tf.print writes from TensorFlow's own threads:
+    a loaded machine gets up to 5 s to flush)."""
+    log = ""
+    for _ in range(50):
+        captured = capfd.readouterr()
+        log += captured.out + captured.err
+        if text in log:
+            break
+        time.sleep(0.1)
+    return log
+
+
 def _read(root, skip=False, split="val"):
     ds = pipeline.build_dataset(
         DataConfig(
@@ -87,14 +100,7 @@ def test_bad_examples_skipped_and_counted(tmp_path, capfd, fx):
     entries.update(a_good=_good(fx, rng), z_good=_good(fx, rng))
     root = _folder(fx, tmp_path, entries)
     assert _read(root, skip=True) == ["a_good", "z_good"]
-    # tf.print writes from TensorFlow's own threads: give a loaded machine time to flush.
-    log = ""
-    for _ in range(50):
-        captured = capfd.readouterr()
-        log += captured.out + captured.err
-        if "skipped so far: 4" in log:
-            break
-        time.sleep(0.1)
+    log = _log_until(capfd, "skipped so far: 4")
     assert "skipping" in log and "bad_values.png" in log
     assert "skipped so far: 4" in log
 
@@ -189,13 +195,7 @@ def test_truncated_shard_is_named_with_its_offset_or_skipped_and_counted(tmp_pat
     ), message
     capfd.readouterr()
     assert _read(str(tmp_path), skip=True) == ["a0", "a1", "b0", "b1"]
-    log = ""
-    for _ in range(50):
-        captured = capfd.readouterr()
-        log += captured.out + captured.err
-        if "skipped so far: 1" in log:
-            break
-        time.sleep(0.1)
+    log = _log_until(capfd, "skipped so far: 1")
     assert f'skipping "bad example in TFRecord shard {second}: unreadable record' in log, log
     assert "skipped so far: 1" in log
 
