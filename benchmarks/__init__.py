@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Iterable, Mapping, Optional
 
 
 def timed_runs(fn: Callable[[], object], runs: int, warmup: int = 1) -> Dict[str, float]:
@@ -46,6 +46,32 @@ def profile_calls(fn: Callable[[], object], profile_dir: str, calls: int = 1) ->
             fn()
     finally:
         tf.profiler.experimental.stop()
+
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA, formerly DNNL_MAX_CPU_ISA) below AVX-512.
+_ISA_CAPS_BELOW_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+
+
+def onednn_bfloat16_blocker(
+    simd: Optional[Iterable[str]] = None, environ: Optional[Mapping[str, str]] = None
+) -> Optional[str]:
+    """Why oneDNN cannot run bfloat16 kernels on this CPU, or None when it can.
+
+    oneDNN's bfloat16 kernels need AVX-512 (avx512bw/vl/dq). Without it, creating a bfloat16
+    primitive aborts the whole process (an uncatchable C++ error), so on an AVX2 machine,
+    such as this project's reference machine kind, bfloat16 cases are skipped, not tried.
+    `simd` defaults to this CPU's flags (`cpu_info()["simd"]`), `environ` to os.environ.
+    """
+    simd = set(cpu_info()["simd"] if simd is None else simd)
+    environ = os.environ if environ is None else environ
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        cap = environ.get(var, "").strip().upper()
+        if cap in _ISA_CAPS_BELOW_AVX512:
+            return f"{var}={cap} keeps oneDNN below AVX-512, which its bfloat16 kernels need"
+    missing = sorted({"avx512bw", "avx512vl", "avx512dq"} - simd)
+    if missing:
+        return f"oneDNN's bfloat16 kernels need AVX-512; this CPU lacks {' '.join(missing)}"
+    return None
 
 
 def load_average() -> float:

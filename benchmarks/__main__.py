@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from benchmarks import cpu_info, load_average, official
+from benchmarks import cpu_info, load_average, official, onednn_bfloat16_blocker
 from benchmarks.memory import run_case
 
 ONEDNN_ON = {"TF_ENABLE_ONEDNN_OPTS": "1"}
@@ -199,6 +199,25 @@ def training_memory_mb(crop: int, batch: int) -> float:
     return TRAINING_RSS_MB_FIXED + TRAINING_RSS_MB_PER_PIXEL * crop * crop * batch
 
 
+def skip_reason(case: Dict[str, object], gpu: bool = False) -> Optional[str]:
+    """Why a case is not run on this machine (None: run it): a training case whose estimated
+    memory does not fit, or a bfloat16 case under oneDNN on a CPU without AVX-512."""
+    kwargs = case["kwargs"]
+    if case["group"] == "training":
+        needed, available = (
+            training_memory_mb(kwargs["crop"], kwargs["batch"]),
+            available_memory_mb(),
+        )
+        if needed > 0.9 * available:
+            return f"skipped: needs ~{needed:.0f} MB, {available:.0f} MB available"
+    onednn = case["env"].get("TF_ENABLE_ONEDNN_OPTS") == "1"
+    if "bfloat16" in str(kwargs.get("precision", "")) and onednn and not gpu:
+        blocker = onednn_bfloat16_blocker()
+        if blocker:
+            return f"skipped: {blocker}"
+    return None
+
+
 def available_memory_mb() -> float:
     try:
         with open("/proc/meminfo") as f:
@@ -310,7 +329,12 @@ def format_report(report) -> str:
             continue
         if group == "matmul":
             for dtype in ("float32", "bfloat16"):
-                if dtype in r:
+                if dtype in r and "skipped" in r[dtype]:
+                    lines.append(
+                        f"{group:<9} {case['label'] + ' ' + dtype:<32} {'n=' + str(r['n']):<22} "
+                        f"skipped: {r[dtype]['skipped']}"
+                    )
+                elif dtype in r:
                     d = r[dtype]
                     lines.append(
                         f"{group:<9} {case['label'] + ' ' + dtype:<32} {'n=' + str(r['n']):<22} "
@@ -413,18 +437,8 @@ def main(argv=None) -> int:
                 "error": "missing (benchmarks/input_pipeline.py not present)",
                 "peak_rss_mb": 0.0,
             }
-        elif (
-            case["group"] == "training"
-            and training_memory_mb(case["kwargs"]["crop"], case["kwargs"]["batch"])
-            > 0.9 * available_memory_mb()
-        ):
-            result = {
-                "error": "skipped: needs ~{:.0f} MB, {:.0f} MB available".format(
-                    training_memory_mb(case["kwargs"]["crop"], case["kwargs"]["batch"]),
-                    available_memory_mb(),
-                ),
-                "peak_rss_mb": 0.0,
-            }
+        elif skip_reason(case, gpu=args.gpu):
+            result = {"error": skip_reason(case, gpu=args.gpu), "peak_rss_mb": 0.0}
         else:
             result = run_case(case["target"], case["kwargs"], case["env"], timeout=args.timeout)
         result.pop("walls", None)

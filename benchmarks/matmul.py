@@ -1,7 +1,8 @@
 """Dense matmul speed of this machine through TensorFlow: the yardstick for model figures.
 
 GFLOP/s = 2 n^3 / t for an n x n by n x n `tf.matmul` in a tf.function (float32, and
-bfloat16: fast only where the CPU has AVX512_BF16 / AMX or on a GPU).
+bfloat16: fast only where the CPU has AVX512_BF16 / AMX or on a GPU; skipped, with the reason,
+where oneDNN is on and the CPU has no AVX-512, since oneDNN aborts there).
 
     python -m benchmarks.matmul '{"n": 2048}'
 """
@@ -12,7 +13,7 @@ import json
 import sys
 from typing import Dict, Sequence
 
-from benchmarks import load_average, timed_runs
+from benchmarks import load_average, onednn_bfloat16_blocker, timed_runs
 from benchmarks.memory import emit
 
 
@@ -31,7 +32,12 @@ def run(
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
     }
     flops = 2.0 * n**3
+    on_cpu = result["device"] == "CPU"
     for name in dtypes:
+        blocker = onednn_bfloat16_blocker() if result["onednn"] and on_cpu else None
+        if name == "bfloat16" and blocker:
+            result[name] = {"skipped": blocker}
+            continue
         dtype = tf.as_dtype(name)
         a = tf.cast(tf.random.normal([n, n]), dtype)
         b = tf.cast(tf.random.normal([n, n]), dtype)

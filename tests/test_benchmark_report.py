@@ -110,3 +110,49 @@ def test_annotate_normalizes_by_the_onednn_matmul(tmp_path):
 def test_no_absolute_official_times_in_the_report_code():
     source = open(bench.__file__).read()
     assert "OFFICIAL" not in source and "latency_s" not in source
+
+
+def test_bfloat16_blocker_names_what_is_missing():
+    avx512 = ["avx2", "avx512bw", "avx512dq", "avx512f", "avx512vl", "fma"]
+    from benchmarks import onednn_bfloat16_blocker
+
+    assert onednn_bfloat16_blocker(avx512, {}) is None
+    assert "avx512bw" in onednn_bfloat16_blocker(["avx2", "fma"], {})
+    capped = onednn_bfloat16_blocker(avx512, {"ONEDNN_MAX_CPU_ISA": "avx2"})
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in capped
+    assert onednn_bfloat16_blocker(avx512, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}) is None
+
+
+def test_bfloat16_cases_are_skipped_where_onednn_would_abort(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setattr(bench, "available_memory_mb", lambda: 1e9)
+    args = bench.argparse.Namespace(
+        quick=False, only="training,inference", gpu=False, xla=False, demo_run="r", demo_data="d"
+    )
+    cases = bench._cases(args)
+    bf16 = [c for c in cases if "bfloat16" in str(c["kwargs"].get("precision", ""))]
+    assert {c["group"] for c in bf16} == {"training", "inference"}
+    for case in bf16:
+        assert "ONEDNN_MAX_CPU_ISA=AVX2" in bench.skip_reason(case)
+        assert bench.skip_reason(case, gpu=True) is None
+    float32 = [c for c in cases if c not in bf16]
+    assert float32 and all(bench.skip_reason(c) is None for c in float32)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setattr(bench, "available_memory_mb", lambda: 100.0)
+    assert "needs ~" in bench.skip_reason(next(c for c in cases if c["group"] == "training"))
+
+
+def test_matmul_records_a_skipped_bfloat16_and_the_report_shows_it(monkeypatch):
+    from benchmarks import matmul
+
+    monkeypatch.setattr(matmul, "onednn_bfloat16_blocker", lambda: "no AVX-512 here")
+    result = matmul.run(n=64, runs=1, warmup=0)
+    assert result["float32"]["gflops"] > 0
+    if result["onednn"]:
+        assert result["bfloat16"] == {"skipped": "no AVX-512 here"}
+        case = {"group": "matmul", "label": "matmul oneDNN", "result": dict(result, peak_rss_mb=1)}
+        machine = {"cpu_model": "x", "cpu_count": 2, "simd": [], "avx512_bf16": False}
+        text = bench.format_report(
+            {"machine": dict(machine, load_start=0.0, load_end=0.0), "cases": [case]}
+        )
+        assert "skipped: no AVX-512 here" in text
