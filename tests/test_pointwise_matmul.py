@@ -11,19 +11,27 @@ from deeplab.training import Trainer, pointwise_matmul
 from deeplab.training.pointwise_matmul import pointwise_conv, pointwise_convs_as_matmul
 
 
-def _conv_and_grads(x, kernel, dy, as_matmul):
+def _conv_and_grads(x, kernel, dy, as_matmul, strides=(1, 1), padding="SAME"):
     with tf.GradientTape() as tape:
         tape.watch([x, kernel])
-        y = pointwise_conv(x, kernel) if as_matmul else tf.nn.conv2d(x, kernel, 1, "SAME")
+        if as_matmul:
+            y = pointwise_conv(x, kernel, strides)
+        else:
+            y = tf.nn.conv2d(x, kernel, strides, padding)
     return [y] + tape.gradient(y, [x, kernel], output_gradients=dy)
 
 
-def test_pointwise_conv_and_its_gradients_equal_conv2d():
-    x = tf.random.stateless_normal([2, 7, 5, 12], (1, 2))
+@pytest.mark.parametrize(
+    "strides,padding", [((1, 1), "SAME"), ((2, 2), "SAME"), ((2, 2), "VALID"), ((3, 2), "SAME")]
+)
+def test_pointwise_conv_and_its_gradients_equal_conv2d(strides, padding):
+    # Odd and even sizes: strided SAME and VALID 1x1 convs sample rows 0, s, 2s, ...
+    x = tf.random.stateless_normal([2, 7, 6, 12], (1, 2))
     kernel = tf.random.stateless_normal([1, 1, 12, 9], (3, 4))
-    dy = tf.random.stateless_normal([2, 7, 5, 9], (5, 6))
-    expected = _conv_and_grads(x, kernel, dy, as_matmul=False)
-    for got, want in zip(_conv_and_grads(x, kernel, dy, as_matmul=True), expected):
+    out = tf.nn.conv2d(x, kernel, strides, padding).shape
+    dy = tf.random.stateless_normal(out, (5, 6))
+    expected = _conv_and_grads(x, kernel, dy, False, strides, padding)
+    for got, want in zip(_conv_and_grads(x, kernel, dy, True, strides, padding), expected):
         assert got.shape == want.shape
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
 
@@ -53,12 +61,13 @@ def test_only_pointwise_convs_become_matmuls_and_the_class_is_restored():
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)  # stays a conv
     x = keras.layers.Conv2D(5, 1, use_bias=False)(x)  # becomes a MatMul
-    x = keras.layers.Conv2D(6, 1, strides=2, use_bias=False)(x)  # strided: stays a conv
+    x = keras.layers.Conv2D(6, 1, strides=2, use_bias=False)(x)  # strided: a MatMul too
+    x = keras.layers.Conv2D(7, 1, dilation_rate=2, use_bias=False)(x)  # dilated: stays a conv
     model = keras.Model(inputs, x)
     original = keras.layers.Conv2D.convolution_op
-    assert _op_types(model, as_matmul=False).count("Conv2D") == 3
+    assert _op_types(model, as_matmul=False).count("Conv2D") == 4
     types = _op_types(model, as_matmul=True)
-    assert types.count("Conv2D") == 2 and types.count("MatMul") == 1
+    assert types.count("Conv2D") == 2 and types.count("MatMul") == 2
     assert keras.layers.Conv2D.convolution_op is original
     assert "convolution_op" not in vars(keras.layers.Conv2D)
     with pytest.raises(RuntimeError, match="inside"):

@@ -91,6 +91,28 @@ def test_tf1_momentum_rule_with_changing_learning_rate():
     np.testing.assert_allclose(var.numpy(), [want], rtol=1e-6)
 
 
+def test_tf1_momentum_is_the_official_fused_op_and_sparse_updates_follow_the_same_rule():
+    def train(gradients, var):
+        opt = optimizers.TF1Momentum(learning_rate=0.1, momentum=0.9)
+        step = tf.function(lambda g: opt.apply_gradients([(g, var)]))
+        for g in gradients:
+            step(g)
+        return step, var.numpy()
+
+    dense = [tf.constant([[1.0, 2.0], [3.0, -1.0]]), tf.constant([[0.5, 0.0], [-2.0, 1.0]])]
+    step, got = train(dense, tf.Variable(tf.ones([2, 2])))
+    ops = [op.type for op in step.get_concrete_function(dense[0]).graph.get_operations()]
+    assert "ResourceApplyMomentum" in ops
+    want, accum = np.ones([2, 2]), np.zeros([2, 2])
+    for g in dense:
+        accum = 0.9 * accum + g.numpy()
+        want = want - 0.1 * accum
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    sparse = [tf.IndexedSlices(g, tf.constant([0, 1]), tf.constant([2, 2])) for g in dense]
+    _, got_sparse = train(sparse, tf.Variable(tf.ones([2, 2])))
+    np.testing.assert_allclose(got_sparse, want, rtol=1e-6)
+
+
 def test_gradient_multipliers_double_biases_and_boost_last_layers():
     import keras
 

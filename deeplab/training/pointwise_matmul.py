@@ -1,7 +1,9 @@
 """1x1 convolutions traced as matrix products, for faster training steps on CPU.
 
-A 1x1, stride-1, undilated convolution over NHWC pixels is the product of the
-[N*H*W, C_in] pixel matrix with the [C_in, C_out] kernel. Traced that way, its gradients are
+A 1x1, undilated convolution over NHWC pixels is the product of the [N*H*W, C_in] pixel
+matrix with the [C_in, C_out] kernel; with stride s, of the pixels x[:, ::s, ::s] (a 1x1
+kernel needs no padding, so SAME and VALID both sample rows and columns 0, s, 2s, ...).
+Traced that way, its gradients are
 two MatMuls as well (dy @ kernel^T for the input, pixels^T @ dy for the kernel) instead of
 Conv2DBackpropInput / Conv2DBackpropFilter; oneDNN runs those faster than its convolution
 kernels, which reorder NHWC tensors into blocked layouts around every call. The sums are the
@@ -29,18 +31,20 @@ _FALLBACK = None  # the convolution_op Conv2D resolved to before patching
 
 
 def is_pointwise(layer) -> bool:
-    """Whether a Keras conv layer is a plain 1x1, stride-1, undilated, ungrouped NHWC conv."""
+    """Whether a Keras conv layer is a plain 1x1, undilated, ungrouped NHWC conv (any stride)."""
     return (
         tuple(layer.kernel_size) == (1, 1)
-        and tuple(layer.strides) == (1, 1)
         and tuple(layer.dilation_rate) == (1, 1)
         and getattr(layer, "groups", 1) == 1
         and layer.data_format == "channels_last"
     )
 
 
-def pointwise_conv(inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """conv2d(inputs, kernel) for a [1, 1, C_in, C_out] kernel, as one MatMul on NHWC pixels."""
+def pointwise_conv(inputs: tf.Tensor, kernel: tf.Tensor, strides=(1, 1)) -> tf.Tensor:
+    """conv2d(inputs, kernel, strides) for a [1, 1, C_in, C_out] kernel (SAME or VALID: the
+    same for 1x1), as one MatMul on the NHWC pixels it samples."""
+    if tuple(strides) != (1, 1):
+        inputs = inputs[:, :: strides[0], :: strides[1], :]
     c_in, c_out = kernel.shape[-2], kernel.shape[-1]
     pixels = tf.reshape(inputs, [-1, c_in])
     outputs = tf.matmul(pixels, tf.reshape(kernel, [c_in, c_out]))
@@ -53,7 +57,7 @@ def pointwise_conv(inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
 
 def _convolution_op(layer, inputs, kernel):
     if is_pointwise(layer):
-        return pointwise_conv(inputs, kernel)
+        return pointwise_conv(inputs, kernel, layer.strides)
     return _FALLBACK(layer, inputs, kernel)
 
 
