@@ -73,6 +73,13 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "tflite_path", None, "Where the TFLite model goes (default <export_path>/model.tflite)."
 )
+flags.DEFINE_boolean(
+    "tflite_probabilities",
+    True,
+    "With --tflite: also output semantic_probabilities. --notflite_probabilities writes "
+    "semantic_predictions alone (like the official frozen graph's SemanticPredictions), "
+    "skipping the softmax and resize of the probabilities at the image size: the faster model.",
+)
 flags.DEFINE_enum(
     "quantize",
     None,
@@ -115,6 +122,10 @@ def main():
         if FLAGS.tflite and (not crop or len(crop) != 2):
             raise flags.ValidationError("--crop_size must be height,width for --tflite")
         calibration = None
+        if not FLAGS.tflite_probabilities and not FLAGS.tflite:
+            raise flags.ValidationError(
+                "--notflite_probabilities applies to the LiteRT model: add --tflite"
+            )
         if FLAGS.quantize:
             if not FLAGS.tflite:
                 raise flags.ValidationError("--quantize applies to the LiteRT model: add --tflite")
@@ -221,14 +232,18 @@ def main():
                 crop,
                 quantize=quantize,
                 representative_images=calibration,
+                probabilities=FLAGS.tflite_probabilities,
             )
         except ValueError as err:
             print(f"FATAL LiteRT export failed: {str(err)[:1000]}", file=sys.stderr)
             return 1
         kind = "full-integer int8 " if quantize else ""
+        outputs = litert.PREDICTIONS + (
+            f", {litert.PROBABILITIES}" if FLAGS.tflite_probabilities else ""
+        )
         print(
             f"{kind}LiteRT model written to {tflite_path} (signature serving_default: image "
-            f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> semantic_predictions, semantic_probabilities)"
+            f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> {outputs})"
         )
     return 0
 

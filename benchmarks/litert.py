@@ -11,9 +11,11 @@ the benchmarks' "after"), the float32 LiteRT model and the int8 one. Medians of 
 ratios, and each path's fraction of the in-process matmul, so that load from other work on the
 machine affects all of them alike. A LiteRT call covers the whole exported graph (the model,
 the resize of the logits to the input size, softmax and argmax); the TensorFlow path times the
-model with its logits upsampled to the input size.
+model with its logits upsampled to the input size. `litert_float32_predictions` is the
+predictions-only float32 model (`export.py --tflite --notflite_probabilities`: the argmax of the
+resized logits, the official frozen graph's only output), without the image-size softmax.
 
-`argmax_agreement` is the float32 LiteRT model's against the Keras model; the int8 model's
+`argmax_agreement` is each float32 LiteRT model's against the Keras model; the int8 model's
 agreement with float32 on random weights says nothing (see benchmarks.litert_accuracy).
 """
 
@@ -87,7 +89,13 @@ def run(
         served, num_classes, size, logits_output_stride=stride
     )
     convert_s = {"float32": time.perf_counter() - start}
-    paths = {"litert_float32": litert.interpreter(float_model, num_threads=threads)}
+    predictions_model = export_lib.tflite_from_model(
+        served, num_classes, size, logits_output_stride=stride, probabilities=False
+    )
+    paths = {
+        "litert_float32": litert.interpreter(float_model, num_threads=threads),
+        "litert_float32_predictions": litert.interpreter(predictions_model, num_threads=threads),
+    }
     if int8:
         start = time.perf_counter()
         int8_model = export_lib.tflite_from_model(
@@ -165,8 +173,9 @@ def run(
     if tensorflow:
         result["litert_speedup_vs_tensorflow"] = med["tensorflow"] / med["litert_float32"]
         expected = reference(tf_image, training=False).numpy().argmax(-1)
-        got = calls["litert_float32"]()[litert.PREDICTIONS]
-        result["paths"]["litert_float32"]["argmax_agreement"] = float(np.mean(expected == got))
+        for name in ("litert_float32", "litert_float32_predictions"):
+            got = calls[name]()[litert.PREDICTIONS]
+            result["paths"][name]["argmax_agreement"] = float(np.mean(expected == got))
     return result
 
 

@@ -205,13 +205,36 @@ class DeepLabServingModule:
             "image_sizes": tf.reshape(sizes, [-1, 2]),
         }
 
+    def _predict_labels(self, images):
+        """`semantic_predictions` alone, as the official frozen graph's only output: the argmax
+        of the logits resized to the image size (single scale, no flip: no softmax at the image
+        size, whose argmax is the same); with several scales or flips, the argmax of the
+        averaged probabilities, as `_predict`."""
+        images = to_rgb(images)
+        if self.eval_scales != (1.0,) or self.add_flipped_images:
+            return {"semantic_predictions": self._outputs(images)["semantic_predictions"]}
+        images = tf.cast(images, tf.float32)
+        logits = tf.cast(self.model(images, training=False), tf.float32)
+        resized = resize_bilinear(logits, tf.shape(images)[1:3])
+        return {"semantic_predictions": tf.argmax(resized, axis=-1, output_type=tf.int32)}
+
     def predict_fixed_size(
-        self, height: int, width: int, batch_size: int = 1, dtype=tf.uint8, quantized=False
+        self,
+        height: int,
+        width: int,
+        batch_size: int = 1,
+        dtype=tf.uint8,
+        quantized=False,
+        probabilities: bool = True,
     ):
         """A concrete function for a static input shape [batch_size, height, width, 3] named
         `image` (LiteRT); `dtype` float32 takes pixel values 0..255 as floats. `quantized`:
-        the outputs of `_predict_quantized` (for a full-integer model)."""
-        function = tf.function(self._predict_quantized if quantized else self._predict)
+        the outputs of `_predict_quantized` (for a full-integer model). `probabilities=False`:
+        `semantic_predictions` only (`_predict_labels`)."""
+        if not probabilities:
+            function = tf.function(self._predict_labels)
+        else:
+            function = tf.function(self._predict_quantized if quantized else self._predict)
         return function.get_concrete_function(
             tf.TensorSpec([batch_size, int(height), int(width), 3], dtype, name=litert.INPUT_NAME)
         )
@@ -287,14 +310,20 @@ def export_tflite(
     quantize: Optional[str] = None,
     representative_images: Optional[Callable[[], Iterable]] = None,
     allow_select_tf_ops: bool = False,
+    probabilities: bool = True,
 ) -> bytes:
     """Writes the serving function at a fixed input size [1, H, W, 3] as a LiteRT model with the
-    `serving_default` signature (`image` -> `semantic_predictions`, `semantic_probabilities`);
+    `serving_default` signature (`image` -> `semantic_predictions`, `semantic_probabilities`;
+    `probabilities=False`: the predictions alone, as the official frozen graph, and faster);
     `quantize="int8"`: full-integer, calibrated on `representative_images()` (see
     `deeplab.litert.convert`). Returns the bytes written to `tflite_path`."""
     height, width = (int(s) for s in input_size)
     concrete = module.predict_fixed_size(
-        height, width, dtype=litert.input_dtype(quantize), quantized=bool(quantize)
+        height,
+        width,
+        dtype=litert.input_dtype(quantize),
+        quantized=bool(quantize),
+        probabilities=probabilities,
     )
     content = litert.convert(
         concrete,
@@ -316,12 +345,18 @@ def tflite_from_model(
     quantize: Optional[str] = None,
     representative_images: Optional[Callable[[], Iterable]] = None,
     logits_output_stride: Optional[int] = None,
+    probabilities: bool = True,
 ) -> bytes:
     """The LiteRT model (bytes) of a DeepLab Keras model at a fixed input size, as
-    `export_tflite` writes it; `quantize="int8"` with `representative_images` for int8."""
+    `export_tflite` writes it; `quantize="int8"` with `representative_images` for int8;
+    `probabilities=False` for the predictions alone."""
     module = DeepLabServingModule(model, num_classes, logits_output_stride=logits_output_stride)
     height, width = (int(s) for s in input_size)
     concrete = module.predict_fixed_size(
-        height, width, dtype=litert.input_dtype(quantize), quantized=bool(quantize)
+        height,
+        width,
+        dtype=litert.input_dtype(quantize),
+        quantized=bool(quantize),
+        probabilities=probabilities,
     )
     return litert.convert(concrete, quantize=quantize, representative_images=representative_images)

@@ -5,6 +5,8 @@ A model from `convert` has one signature, `serving_default`: input `image` uint8
 [1, H, W, 3] (pixel values 0..255) -> `semantic_predictions` int32 [1, H, W] and
 `semantic_probabilities` [1, H, W, C] (float32; in an int8 model int8 with scale 1/256 and
 zero point -128, and the softmax taken on the logits grid before the resize to the input size).
+A predictions-only model (`export.py --notflite_probabilities`) has `semantic_predictions`
+alone, like the official frozen graph, and skips the softmax and resize of the probabilities.
 Every op is a TFLite builtin, so ai-edge-litert's interpreter runs the whole graph through its
 default XNNPACK delegate (no Flex ops).
 
@@ -64,8 +66,9 @@ def convert(
     representative_images: Optional[Callable[[], Iterable[np.ndarray]]] = None,
     allow_select_tf_ops: bool = False,
 ) -> bytes:
-    """Converts a traced serving function (one image input, the two outputs) to a LiteRT model
-    with the named signature (see the module docstring); returns its bytes.
+    """Converts a traced serving function (one image input; the predictions, and the
+    probabilities unless predictions-only) to a LiteRT model with the named signature (see the
+    module docstring); returns its bytes.
 
     `quantize="int8"`: full-integer model calibrated on `representative_images()`, a callable
     returning an iterable of float32 or uint8 images [1, H, W, 3] (a few hundred training images);
@@ -136,9 +139,10 @@ def _schema():
 
 
 def add_signature(content: bytes) -> bytes:
-    """Gives a converted serving model (one uint8/float image input, an int32 predictions and a
-    probabilities output) the signature `serving_default`: `image` -> `semantic_predictions`,
-    `semantic_probabilities`, and names its input and output tensors the same."""
+    """Gives a converted serving model (one uint8/float image input, an int32 predictions output
+    and, unless predictions-only, a probabilities output) the signature `serving_default`:
+    `image` -> `semantic_predictions`[, `semantic_probabilities`], and names its input and
+    output tensors the same."""
     schema, flatbuffer_utils = _schema()
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     (subgraph,) = model.subgraphs
@@ -148,8 +152,9 @@ def add_signature(content: bytes) -> bytes:
         tensor_type = subgraph.tensors[index].type
         name = PREDICTIONS if tensor_type == schema.TensorType.INT32 else PROBABILITIES
         outputs[name] = index
-    if sorted(outputs) != sorted((PREDICTIONS, PROBABILITIES)):
-        raise ValueError("expected one int32 predictions and one probabilities output")
+    names = [name for name in (PREDICTIONS, PROBABILITIES) if name in outputs]
+    if len(outputs) != len(subgraph.outputs) or PREDICTIONS not in outputs:
+        raise ValueError("expected one int32 predictions and at most one probabilities output")
 
     def tensor_map(name: str, index: int):
         entry = schema.TensorMapT()
@@ -161,7 +166,7 @@ def add_signature(content: bytes) -> bytes:
     signature.signatureKey = SIGNATURE_KEY.encode()
     signature.subgraphIndex = 0
     signature.inputs = [tensor_map(INPUT_NAME, image)]
-    signature.outputs = [tensor_map(name, outputs[name]) for name in (PREDICTIONS, PROBABILITIES)]
+    signature.outputs = [tensor_map(name, outputs[name]) for name in names]
     model.signatureDefs = [signature]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
@@ -201,7 +206,7 @@ def interpreter(model, num_threads: Optional[int] = None):
 def run(model, image) -> Dict[str, np.ndarray]:
     """Runs a model from `convert` (a path, bytes or an `interpreter(...)`) on one uint8 image
     [H, W, 3] or [1, H, W, 3] of its input size; returns its outputs by name, probabilities
-    dequantized to float32."""
+    (absent from a predictions-only model) dequantized to float32."""
     runner_source = model if hasattr(model, "get_signature_runner") else interpreter(model)
     runner = runner_source.get_signature_runner(SIGNATURE_KEY)
     image = np.asarray(image)
@@ -216,6 +221,8 @@ def run(model, image) -> Dict[str, np.ndarray]:
             "to that size (deeplab.litert.fit_image) or export for that size"
         )
     outputs = runner(**{INPUT_NAME: image})
+    if PROBABILITIES not in outputs:
+        return {PREDICTIONS: outputs[PREDICTIONS]}
     details = runner.get_output_details()[PROBABILITIES]
     probabilities = outputs[PROBABILITIES]
     if probabilities.dtype != np.float32:

@@ -16,7 +16,12 @@ def exports(run, tmp_path_factory, eval_fixtures):
     """The float32 and the int8 LiteRT models of the fixture run, written by export.py."""
     root = tmp_path_factory.mktemp("litert")
     paths = {}
-    for name, extra in (("float32", []), ("int8", ["--quantize=int8"])):
+    for name, extra in (
+        ("float32", []),
+        ("int8", ["--quantize=int8"]),
+        ("float32_predictions", ["--notflite_probabilities"]),
+        ("int8_predictions", ["--quantize=int8", "--notflite_probabilities"]),
+    ):
         paths[name] = str(root / name / "model.tflite")
         result = eval_fixtures.run_cli(
             "export.py",
@@ -65,7 +70,7 @@ def test_int8_model_is_full_integer_and_agrees_with_float32(exports, run):
         "SOFTMAX",
         "ARG_MAX",
     }
-    runners = {name: litert.interpreter(path) for name, path in exports.items()}
+    runners = {name: litert.interpreter(exports[name]) for name in ("float32", "int8")}
     same = total = 0
     for image in _val_images(run.data_dir):
         fitted, (height, width) = litert.fit_image(image, SIZE)
@@ -84,6 +89,29 @@ def test_int8_model_is_full_integer_and_agrees_with_float32(exports, run):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_predictions_only_models_give_the_same_predictions(exports, run):
+    runners = {name: litert.interpreter(path) for name, path in exports.items()}
+    for name in ("float32_predictions", "int8_predictions"):
+        signature = runners[name].get_signature_list()[litert.SIGNATURE_KEY]
+        assert signature == {"inputs": ["image"], "outputs": [litert.PREDICTIONS]}
+    with open(exports["int8_predictions"], "rb") as f:
+        assert litert.float_tensors(f.read()) == []
+    same = total = 0
+    for image in _val_images(run.data_dir):
+        fitted, (height, width) = litert.fit_image(image, SIZE)
+        out = {name: litert.run(runner, fitted) for name, runner in runners.items()}
+        assert set(out["float32_predictions"]) == {litert.PREDICTIONS}
+        crop = {k: v[litert.PREDICTIONS][0, :height, :width] for k, v in out.items()}
+        # Float: the argmax of the resized logits is the argmax of their softmax.
+        np.testing.assert_array_equal(crop["float32_predictions"], crop["float32"])
+        # int8: both models quantize the same resized logits (calibration ranges may differ by
+        # the probabilities branch, which the predictions-only model does not have).
+        same += int(np.sum(crop["int8_predictions"] == crop["int8"]))
+        total += height * width
+    assert same / total >= 0.99
+
+
 def test_quantize_errors_name_the_flag(run, tmp_path, eval_fixtures):
     no_tflite = eval_fixtures.run_cli(
         "export.py",
@@ -92,6 +120,14 @@ def test_quantize_errors_name_the_flag(run, tmp_path, eval_fixtures):
         "--quantize=int8",
     )
     assert no_tflite.returncode == 2 and "--tflite" in no_tflite.stderr
+    no_tflite = eval_fixtures.run_cli(
+        "export.py",
+        f"--checkpoint_path={run.run_dir}",
+        f"--export_path={tmp_path / 'c'}",
+        "--notflite_probabilities",
+    )
+    assert no_tflite.returncode == 2
+    assert "--notflite_probabilities" in no_tflite.stderr and "--tflite" in no_tflite.stderr
     missing_dir = eval_fixtures.run_cli(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
