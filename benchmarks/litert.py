@@ -9,7 +9,9 @@ input size (513x513) is exported the way `export.py --tflite` does (float32, and
 float32 matmul (TensorFlow, oneDNN), the TensorFlow path (`deeplab.optimize` folded model,
 the benchmarks' "after"), the float32 LiteRT model and the int8 one. Medians of each, their
 ratios, and each path's fraction of the in-process matmul, so that load from other work on the
-machine affects all of them alike. A LiteRT call covers the whole exported graph (the model,
+machine affects all of them alike. Each timed call follows `settle_calls` untimed calls of the
+same path (as when a model serves one image after another): the thread pools of the other
+paths, whose workers spin for a while after a call, have gone quiet by then. A LiteRT call covers the whole exported graph (the model,
 the resize of the logits to the input size, softmax and argmax); the TensorFlow path times the
 model with its logits upsampled to the input size. `litert_float32_predictions` is the
 predictions-only float32 model (`export.py --tflite --notflite_probabilities`: the argmax of the
@@ -62,6 +64,7 @@ def run(
     int8: bool = True,
     tensorflow: bool = True,
     rounds: int = 5,
+    settle_calls: int = 1,
     matmul_n: int = 2048,
     num_calibration_images: int = 16,
     num_classes: int = 21,
@@ -130,6 +133,10 @@ def run(
     cpus = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
+            # Untimed calls first: each interpreter and TensorFlow has its own thread pool, whose
+            # workers spin for a while after a call and would slow the next path's call.
+            for _ in range(settle_calls):
+                fn()
             wall, cpu = _timed(fn)
             walls[name].append(wall)
             cpus[name].append(cpu)
@@ -145,6 +152,7 @@ def run(
         "threads": threads,
         "madds": madds,
         "rounds": rounds,
+        "settle_calls": settle_calls,
         "load_before": load_before,
         "load_after": load_average(),
         "convert_s": convert_s,
