@@ -432,13 +432,14 @@ def main(argv=None) -> int:
     results = []
     start = time.time()
     for case in _cases(args):
+        skipped = skip_reason(case, gpu=args.gpu)
         if case["group"] == "input" and not _input_pipeline_present():
             result = {
                 "error": "missing (benchmarks/input_pipeline.py not present)",
                 "peak_rss_mb": 0.0,
             }
-        elif skip_reason(case, gpu=args.gpu):
-            result = {"error": skip_reason(case, gpu=args.gpu), "peak_rss_mb": 0.0}
+        elif skipped:
+            result = {"error": skipped, "peak_rss_mb": 0.0}
         else:
             result = run_case(case["target"], case["kwargs"], case["env"], timeout=args.timeout)
         result.pop("walls", None)

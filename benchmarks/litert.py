@@ -11,11 +11,12 @@ the benchmarks' "after"), the float32 LiteRT model and the int8 one. Medians of 
 ratios, and each path's fraction of the in-process matmul, so that load from other work on the
 machine affects all of them alike. Each timed call follows `settle_calls` untimed calls of the
 same path (as when a model serves one image after another): the thread pools of the other
-paths, whose workers spin for a while after a call, have gone quiet by then. A LiteRT call covers the whole exported graph (the model,
-the resize of the logits to the input size, softmax and argmax); the TensorFlow path times the
-model with its logits upsampled to the input size. `litert_float32_predictions` is the
-predictions-only float32 model (`export.py --tflite --notflite_probabilities`: the argmax of the
-resized logits, the official frozen graph's only output), without the image-size softmax.
+paths, whose workers spin for a while after a call, have gone quiet by then. A LiteRT call
+covers the whole exported graph (the model, the resize of the logits to the input size,
+softmax and argmax); the TensorFlow path times the model with its logits upsampled to the
+input size. `litert_float32_predictions` is the predictions-only float32 model
+(`export.py --tflite --notflite_probabilities`: the argmax of the resized logits, the official
+frozen graph's only output), without the image-size softmax.
 
 `argmax_agreement` is each float32 LiteRT model's against the Keras model; the int8 model's
 agreement with float32 on random weights says nothing (see benchmarks.litert_accuracy).

@@ -33,8 +33,8 @@ def run(
     }
     flops = 2.0 * n**3
     on_cpu = result["device"] == "CPU"
+    blocker = onednn_bfloat16_blocker() if result["onednn"] and on_cpu else None
     for name in dtypes:
-        blocker = onednn_bfloat16_blocker() if result["onednn"] and on_cpu else None
         if name == "bfloat16" and blocker:
             result[name] = {"skipped": blocker}
             continue

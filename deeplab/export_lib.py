@@ -206,17 +206,11 @@ class DeepLabServingModule:
         }
 
     def _predict_labels(self, images):
-        """`semantic_predictions` alone, as the official frozen graph's only output: the argmax
-        of the logits resized to the image size (single scale, no flip: no softmax at the image
-        size, whose argmax is the same); with several scales or flips, the argmax of the
-        averaged probabilities, as `_predict`."""
-        images = to_rgb(images)
-        if self.eval_scales != (1.0,) or self.add_flipped_images:
-            return {"semantic_predictions": self._outputs(images)["semantic_predictions"]}
-        images = tf.cast(images, tf.float32)
-        logits = tf.cast(self.model(images, training=False), tf.float32)
-        resized = resize_bilinear(logits, tf.shape(images)[1:3])
-        return {"semantic_predictions": tf.argmax(resized, axis=-1, output_type=tf.int32)}
+        """`semantic_predictions` alone, as the official frozen graph's only output: those of
+        `_predict_quantized` (single scale, no flip: the argmax of the resized logits, with no
+        softmax at the image size; the converter drops the unused probabilities branch)."""
+        outputs = self._predict_quantized(to_rgb(images))
+        return {"semantic_predictions": outputs["semantic_predictions"]}
 
     def predict_fixed_size(
         self,

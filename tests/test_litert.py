@@ -89,7 +89,6 @@ def test_int8_model_is_full_integer_and_agrees_with_float32(exports, run):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_predictions_only_models_give_the_same_predictions(exports, run):
     runners = {name: litert.interpreter(path) for name, path in exports.items()}
     for name in ("float32_predictions", "int8_predictions"):
@@ -112,6 +111,7 @@ def test_predictions_only_models_give_the_same_predictions(exports, run):
     assert same / total >= 0.99
 
 
+@pytest.mark.slow
 def test_quantize_errors_name_the_flag(run, tmp_path, eval_fixtures):
     no_tflite = eval_fixtures.run_cli(
         "export.py",
