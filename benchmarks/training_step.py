@@ -3,9 +3,11 @@
     python -m benchmarks.training_step '{"crop": 321, "batch": 4}'
 
 The step is the official recipe's: xception_65 (OS 16 by default) with BatchNorm fine-tuned,
-softmax cross-entropy ignoring label 255 plus the L2 weight decay in `model.losses`, SGD with
-momentum 0.9. It does not use train.py, so it measures the model alone. A step is counted as
-3x the forward Mult-Adds (forward, and two matmuls per layer backward).
+softmax cross-entropy ignoring label 255 plus the L2 weight decay in `model.losses`, and
+train.py's momentum update (0.9, `deeplab.training.optimizers.build_optimizer`). It does not
+use train.py's input pipeline, summaries or checkpoints, so it measures the model and update
+alone. A step is counted as 3x the forward Mult-Adds (forward, and two matmuls per layer
+backward).
 precision: float32, mixed_bfloat16 or mixed_float16 (loss scaling for float16).
 pointwise_matmul: the 1x1 convs as MatMuls, as the trainer runs them by default
 (`deeplab.training.pointwise_matmul`); False keeps the Conv2D ops.
@@ -44,6 +46,7 @@ def run(
 
     from benchmarks.inference import model_madds, model_options
     from deeplab.model import build_deeplab_from_options
+    from deeplab.training.optimizers import build_optimizer
     from deeplab.training.pointwise_matmul import pointwise_convs_as_matmul
 
     if precision != "float32":
@@ -57,9 +60,9 @@ def run(
     )
     model = build_deeplab_from_options(options, input_size=(crop, crop))
     madds = model_madds(model)
-    optimizer = keras.optimizers.SGD(learning_rate=1e-4, momentum=0.9)
-    if precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer = build_optimizer(
+        "momentum", 1e-4, momentum=0.9, loss_scale=precision == "mixed_float16"
+    )
     image_spec = tf.TensorSpec([batch, crop, crop, 3], tf.float32)
     label_spec = tf.TensorSpec([batch, crop, crop, 1], tf.int32)
 
