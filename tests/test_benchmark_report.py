@@ -107,6 +107,33 @@ def test_annotate_normalizes_by_the_onednn_matmul(tmp_path):
     assert "agreement 0.9950, mIoU int8 81.00 vs float32 82.00" in text
 
 
+def test_the_fastest_onednn_matmul_of_the_run_is_the_yardstick():
+    def matmul(onednn, gflops):
+        return _case("matmul", {"onednn": onednn, "float32": {"gflops": gflops}})
+
+    start, end = matmul(True, 160.0), matmul(True, 210.0)
+    assert bench._matmul_reference([matmul(False, 250.0), start, end])["gflops"] == 210.0
+    assert bench._matmul_reference([end, start])["gflops"] == 210.0
+    assert bench._matmul_reference([matmul(False, 250.0)])["gflops"] == 250.0
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_the_yardstick_is_the_official_n_and_measured_again_after_the_models(quick):
+    args = bench.argparse.Namespace(
+        quick=quick, only="matmul,input", gpu=False, xla=False, demo_run="r", demo_data="d"
+    )
+    matmuls = [c for c in bench._cases(args) if c["group"] == "matmul"]
+    assert [c["label"] for c in matmuls] == [
+        "matmul default",
+        "matmul oneDNN",
+        "matmul oneDNN, at the end",
+    ]
+    assert {c["kwargs"]["n"] for c in matmuls} == {3072}
+    assert bench._cases(args)[-1]["label"] == "matmul oneDNN, at the end"
+    args.only = "matmul"
+    assert len(bench._cases(args)) == 2
+
+
 def test_no_absolute_official_times_in_the_report_code():
     source = open(bench.__file__).read()
     assert "OFFICIAL" not in source and "latency_s" not in source
