@@ -13,7 +13,14 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Callable, Dict, Iterable, Mapping, Optional
+from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
+
+
+def timed_call(fn: Callable[[], object]) -> Tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call of `fn`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def timed_runs(fn: Callable[[], object], runs: int, warmup: int = 1) -> Dict[str, float]:
@@ -22,10 +29,9 @@ def timed_runs(fn: Callable[[], object], runs: int, warmup: int = 1) -> Dict[str
         fn()
     walls, cpus = [], []
     for _ in range(runs):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        cpus.append(time.process_time() - cpu)
-        walls.append(time.perf_counter() - wall)
+        wall, cpu = timed_call(fn)
+        walls.append(wall)
+        cpus.append(cpu)
     return {
         "wall_s_median": statistics.median(walls),
         "wall_s_min": min(walls),

@@ -9,11 +9,12 @@ its own). "before" is the Keras model as built, under TensorFlow's defaults; "af
 optimised path: oneDNN on (TF_ENABLE_ONEDNN_OPTS=1; TF leaves it off by default on CPUs
 without AVX512_VNNI / AVX512_BF16 / AMX) and, for inference, BatchNorm folded into the convs
 with fused ReLUs (deeplab.optimize), for training the 1x1 convs as MatMuls (the trainer's
-default, deeplab.training.pointwise_matmul). Achieved GFLOP/s = 2 x Mult-Adds / time (3x that for a
-training step), given as a fraction of the dense float32 matmul GFLOP/s (oneDNN, n=3072, as in
-the official timings) measured in the same run, at its start and again at its end (the faster
-of the two counts, so a slow moment of the machine cannot flatter the models); "per CPU-second" figures divide by process CPU time instead of wall time, which holds
-up when other work shares the machine.
+default, deeplab.training.pointwise_matmul). Achieved GFLOP/s = 2 x Mult-Adds / time (3x that
+for a training step), given as a fraction of the dense float32 matmul GFLOP/s (oneDNN, n=3072,
+as in the official timings) measured in the same run, at its start and again at its end (the
+faster of the two counts, so a slow moment of the machine cannot flatter the models); "per
+CPU-second" figures divide by process CPU time instead of wall time, which holds up when other
+work shares the machine.
 
 Against the official TF1 graph: `benchmarks/official.py` reads the official graph's fraction of
 matmul on this project's machine kind (../shared/reference/official_timings.json, else the copy
@@ -329,19 +330,18 @@ def format_report(report) -> str:
             continue
         if group == "matmul":
             for dtype in ("float32", "bfloat16"):
-                if dtype in r and "skipped" in r[dtype]:
-                    lines.append(
-                        f"{group:<9} {case['label'] + ' ' + dtype:<32} {'n=' + str(r['n']):<22} "
-                        f"skipped: {r[dtype]['skipped']}"
-                    )
-                elif dtype in r:
-                    d = r[dtype]
-                    lines.append(
-                        f"{group:<9} {case['label'] + ' ' + dtype:<32} {'n=' + str(r['n']):<22} "
-                        f"{d['wall_s_median']:>10.3f} {'':>8} {'':>7} {d['gflops']:>8.1f} "
-                        f"{'':>5} {'cpu ' + format(d['gflops_per_cpu_s'], '.0f'):>7} "
-                        f"{r['peak_rss_mb']:>7.0f}"
-                    )
+                if dtype not in r:
+                    continue
+                d = r[dtype]
+                row = f"{group:<9} {case['label'] + ' ' + dtype:<32} {'n=' + str(r['n']):<22} "
+                if "skipped" in d:
+                    lines.append(row + f"skipped: {d['skipped']}")
+                    continue
+                lines.append(
+                    row + f"{d['wall_s_median']:>10.3f} {'':>8} {'':>7} {d['gflops']:>8.1f} "
+                    f"{'':>5} {'cpu ' + format(d['gflops_per_cpu_s'], '.0f'):>7} "
+                    f"{r['peak_rss_mb']:>7.0f}"
+                )
             continue
         if group == "input":
             lines.append(

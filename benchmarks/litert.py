@@ -30,14 +30,8 @@ import sys
 import time
 from typing import Dict
 
-from benchmarks import load_average
+from benchmarks import load_average, timed_call
 from benchmarks.memory import emit
-
-
-def _timed(fn):
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def synthetic_calibration(size, count: int, seed: int = 0):
@@ -138,7 +132,7 @@ def run(
             # workers spin for a while after a call and would slow the next path's call.
             for _ in range(settle_calls):
                 fn()
-            wall, cpu = _timed(fn)
+            wall, cpu = timed_call(fn)
             walls[name].append(wall)
             cpus[name].append(cpu)
     med = {name: statistics.median(v) for name, v in walls.items()}

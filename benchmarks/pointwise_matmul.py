@@ -4,7 +4,7 @@
     python -m benchmarks.pointwise_matmul '{"crop": 321, "rounds": 6}'
 
 Builds xception_65 OS 16 once and traces the gradient of the official loss (cross-entropy plus
-the L2 terms) twice: A with every 1x1 stride-1 conv as Conv2D (gradients Conv2DBackpropInput /
+the L2 terms) twice: A with every undilated 1x1 conv as Conv2D (gradients Conv2DBackpropInput /
 Conv2DBackpropFilter), B under `pointwise_convs_as_matmul` (forward and both gradients as
 MatMuls). The two are timed interleaved (ABBA...) in one process, by wall and process CPU
 time, so a busy machine slows both alike. Also prints the largest gradient difference
@@ -18,8 +18,30 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import time
-from typing import Dict
+from typing import Dict, List, Sequence, Tuple
+
+from benchmarks import timed_call
+
+
+def loss_and_gradients(
+    model, images, labels, batch_norm_state: Sequence, as_matmul: bool
+) -> Tuple[object, List[object]]:
+    """(loss, gradients of every trainable variable) of the official loss (mean cross-entropy
+    plus `model.losses`) in training mode, the 1x1 convs as MatMuls if `as_matmul`; the
+    BatchNorm statistics (`model.non_trainable_variables`) are set to `batch_norm_state` first,
+    so that repeated calls see the same network."""
+    import tensorflow as tf
+
+    from deeplab.training.pointwise_matmul import pointwise_convs_as_matmul
+
+    for variable, value in zip(model.non_trainable_variables, batch_norm_state):
+        variable.assign(value)
+    with tf.GradientTape() as tape:
+        with pointwise_convs_as_matmul(as_matmul):
+            logits = model(images, training=True)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        loss = tf.reduce_mean(ce) + tf.add_n(model.losses)
+    return loss, tape.gradient(loss, model.trainable_variables)
 
 
 def run(crop: int = 321, batch: int = 4, rounds: int = 6) -> Dict[str, object]:
@@ -27,7 +49,6 @@ def run(crop: int = 321, batch: int = 4, rounds: int = 6) -> Dict[str, object]:
 
     from benchmarks.inference import model_options
     from deeplab.model import build_deeplab_from_options
-    from deeplab.training.pointwise_matmul import pointwise_convs_as_matmul
 
     options = model_options(
         "xception_65", 16, num_classes=21, crop_size=(crop, crop), fine_tune_batch_norm=True
@@ -36,20 +57,9 @@ def run(crop: int = 321, batch: int = 4, rounds: int = 6) -> Dict[str, object]:
     images = tf.random.stateless_uniform([batch, crop, crop, 3], (3, 4), 0.0, 255.0)
     labels = tf.random.stateless_uniform([batch, crop, crop], (5, 6), 0, 21, dtype=tf.int32)
     state = [v.numpy() for v in model.non_trainable_variables]  # BN statistics
-
-    def gradients(matmul: bool):
-        for variable, value in zip(model.non_trainable_variables, state):
-            variable.assign(value)
-        with tf.GradientTape() as tape:
-            with pointwise_convs_as_matmul(matmul):
-                logits = model(images, training=True)
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-            loss = tf.reduce_mean(ce) + tf.add_n(model.losses)
-        return tape.gradient(loss, model.trainable_variables)
-
     functions = {
-        "A": tf.function(lambda: gradients(False)),
-        "B": tf.function(lambda: gradients(True)),
+        name: tf.function(lambda m=matmul: loss_and_gradients(model, images, labels, state, m)[1])
+        for name, matmul in (("A", False), ("B", True))
     }
     grads = {name: [g.numpy() for g in fn()] for name, fn in functions.items()}  # also traces
     scale = max(float(abs(g).max()) for g in grads["A"])
@@ -57,10 +67,11 @@ def run(crop: int = 321, batch: int = 4, rounds: int = 6) -> Dict[str, object]:
     times = {"A": [], "B": []}
     for r in range(rounds):
         for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
-            wall, cpu = time.perf_counter(), time.process_time()
             # All gradients are outputs, so none of them is pruned from the graph.
-            tf.nest.map_structure(lambda t: t.numpy(), functions[name]())
-            times[name].append((time.process_time() - cpu, time.perf_counter() - wall))
+            wall, cpu = timed_call(
+                lambda: tf.nest.map_structure(lambda t: t.numpy(), functions[name]())
+            )
+            times[name].append((cpu, wall))
     cpu = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
     wall = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
     return {

@@ -311,19 +311,13 @@ def export_tflite(
     `probabilities=False`: the predictions alone, as the official frozen graph, and faster);
     `quantize="int8"`: full-integer, calibrated on `representative_images()` (see
     `deeplab.litert.convert`). Returns the bytes written to `tflite_path`."""
-    height, width = (int(s) for s in input_size)
-    concrete = module.predict_fixed_size(
-        height,
-        width,
-        dtype=litert.input_dtype(quantize),
-        quantized=bool(quantize),
-        probabilities=probabilities,
-    )
-    content = litert.convert(
-        concrete,
+    content = _tflite_content(
+        module,
+        input_size,
         quantize=quantize,
         representative_images=representative_images,
         allow_select_tf_ops=allow_select_tf_ops,
+        probabilities=probabilities,
     )
     os.makedirs(os.path.dirname(os.path.abspath(tflite_path)), exist_ok=True)
     with open(tflite_path, "wb") as f:
@@ -345,6 +339,25 @@ def tflite_from_model(
     `export_tflite` writes it; `quantize="int8"` with `representative_images` for int8;
     `probabilities=False` for the predictions alone."""
     module = DeepLabServingModule(model, num_classes, logits_output_stride=logits_output_stride)
+    return _tflite_content(
+        module,
+        input_size,
+        quantize=quantize,
+        representative_images=representative_images,
+        probabilities=probabilities,
+    )
+
+
+def _tflite_content(
+    module: DeepLabServingModule,
+    input_size: Sequence[int],
+    *,
+    quantize: Optional[str],
+    representative_images: Optional[Callable[[], Iterable]],
+    allow_select_tf_ops: bool = False,
+    probabilities: bool,
+) -> bytes:
+    """The LiteRT model (bytes) of the module's serving function at a fixed input size."""
     height, width = (int(s) for s in input_size)
     concrete = module.predict_fixed_size(
         height,
@@ -353,4 +366,9 @@ def tflite_from_model(
         quantized=bool(quantize),
         probabilities=probabilities,
     )
-    return litert.convert(concrete, quantize=quantize, representative_images=representative_images)
+    return litert.convert(
+        concrete,
+        quantize=quantize,
+        representative_images=representative_images,
+        allow_select_tf_ops=allow_select_tf_ops,
+    )

@@ -184,9 +184,9 @@ def predict_labels(model, images, *args, prediction_with_upsampled_logits: bool 
 
 
 def _labels_at_logits_resolution(
-    model, images, eval_scales=(1.0,), add_flipped_images=False, *_, **__
+    model, images, eval_scales=(1.0,), add_flipped_images=False, logits_output_stride=None
 ):
-    # The logits output stride (the rest of the arguments) plays no part here.
+    del logits_output_stride  # the labels are upsampled whatever the logits' stride
     if _normalize_scales(eval_scales) != (1.0,) or add_flipped_images:
         raise ValueError(
             "prediction_with_upsampled_logits=False needs one scale (1.0) and no flipping"

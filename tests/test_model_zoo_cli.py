@@ -1,6 +1,6 @@
 """train.py -> eval.py -> export.py for the model-zoo variants on the synthetic set, with the
-official model flags (MobileNetV3: the official Cityscapes recipe), at a small crop (a few training steps; the point is that every CLI builds,
-trains, restores and exports these graphs)."""
+official model flags (MobileNetV3: the official Cityscapes recipe), at a small crop (a few
+training steps; the point is that every CLI builds, trains, restores and exports these graphs)."""
 
 import json
 

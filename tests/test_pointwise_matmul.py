@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.inference import model_options, randomize_batch_norms
+from benchmarks.pointwise_matmul import loss_and_gradients
 from deeplab.model import build_deeplab_from_options
 from deeplab.training import Trainer, pointwise_matmul
 from deeplab.training.pointwise_matmul import pointwise_conv, pointwise_convs_as_matmul
@@ -97,18 +98,7 @@ def test_one_training_step_changes_gradients_no_more_than_float32_rounding(monke
     state = [v.numpy() for v in model.non_trainable_variables]  # BN statistics
 
     def gradients(as_matmul):
-        for variable, value in zip(model.non_trainable_variables, state):
-            variable.assign(value)
-
-        @tf.function
-        def step():
-            with tf.GradientTape() as tape:
-                with pointwise_convs_as_matmul(as_matmul):
-                    logits = model(images, training=True)
-                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-                loss = tf.reduce_mean(ce) + tf.add_n(model.losses)
-            return loss, tape.gradient(loss, model.trainable_variables)
-
+        step = tf.function(lambda: loss_and_gradients(model, images, labels, state, as_matmul))
         loss, grads = step()
         return float(loss), [g.numpy() for g in grads]
 
