@@ -1,18 +1,16 @@
 """Converts ADE20K (ADEChallengeData2016) to official DeepLab TFRecords.
 
-  python datasets/build_ade20k_data.py --ade20k_root=ADEChallengeData2016 \
+  python -m deeplab.cli.build_ade20k_data --ade20k_root=ADEChallengeData2016 \
       --output_dir=tfrecord
 or with the official flags --train_image_folder, --train_image_label_folder,
 --val_image_folder, --val_image_label_folder.
 """
 
-import os
 import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from deeplab.data import builders  # pylint: disable=g-import-not-at-top
+from deeplab.data import builders
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ade20k_root", None, "ADEChallengeData2016 folder (images/, annotations/).")
@@ -42,5 +40,11 @@ def main(unused_argv):
     print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script `deeplab-build-ade20k` and `python datasets/build_ade20k_data.py`."""
+    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,18 +1,16 @@
 """Converts Cityscapes to official DeepLab TFRecords ({split}_fine-*).
 
-  python datasets/build_cityscapes_data.py --cityscapes_root=cityscapes \
+  python -m deeplab.cli.build_cityscapes_data --cityscapes_root=cityscapes \
       --output_dir=tfrecord
 Reads leftImg8bit/{split}/*/*_leftImg8bit.png and gtFine labels; labelIds are
 converted to trainIds when no *_labelTrainIds.png is present.
 """
 
-import os
 import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from deeplab.data import builders  # pylint: disable=g-import-not-at-top
+from deeplab.data import builders
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("cityscapes_root", "./cityscapes", "Folder holding leftImg8bit/ and gtFine/.")
@@ -28,5 +26,11 @@ def main(unused_argv):
     print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script `deeplab-build-cityscapes` and `python datasets/build_cityscapes_data.py`."""
+    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,18 +1,16 @@
 """Writes the built-in synthetic dataset as official DeepLab TFRecords.
 
-  python datasets/build_synthetic_data.py --output_dir=/tmp/synthetic
+  python -m deeplab.cli.build_synthetic_data --output_dir=/tmp/synthetic
 writes train-0000x-of-00004.tfrecord and val-... shards (dataset 'synthetic').
 """
 
-import os
 import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from deeplab.data import (
-    descriptors,  # pylint: disable=g-import-not-at-top
-    synthetic,  # pylint: disable=g-import-not-at-top
+    descriptors,
+    synthetic,
 )
 
 FLAGS = flags.FLAGS
@@ -39,5 +37,11 @@ def main(unused_argv):
     print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script `deeplab-build-synthetic` and `python datasets/build_synthetic_data.py`."""
+    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,18 +1,16 @@
 """Converts PASCAL VOC 2012 to official DeepLab TFRecords.
 
-  python datasets/build_voc2012_data.py --voc_root=VOCdevkit/VOC2012 \
+  python -m deeplab.cli.build_voc2012_data --voc_root=VOCdevkit/VOC2012 \
       --output_dir=tfrecord
 or with the official flags --image_folder, --semantic_segmentation_folder,
 --list_folder. Palette labels (SegmentationClass/) lose their colour map.
 """
 
-import os
 import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from deeplab.data import builders  # pylint: disable=g-import-not-at-top
+from deeplab.data import builders
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("voc_root", None, "VOC2012 folder (JPEGImages/, ...).")
@@ -47,5 +45,11 @@ def main(unused_argv):
     print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script `deeplab-build-voc2012` and `python datasets/build_voc2012_data.py`."""
+    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -25,7 +25,7 @@ import sys
 
 from absl import flags, logging
 
-from deeplab import cli_flags
+from deeplab.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 
@@ -105,10 +105,17 @@ flags.adopt_module_key_flags(cli_flags)
 
 def main():
     """The command line; returns its exit status."""
-    from deeplab import checkpoint_polling, eval_results, evaluation, inference
-    from deeplab.checkpoint_mismatch import cli_checkpoint_error
-    from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.checkpoints import polling as checkpoint_polling
+    from deeplab.checkpoints.mismatch import cli_checkpoint_error
+    from deeplab.checkpoints.official import (
+        CheckpointError,
+        load_checkpoint,
+        resolve_checkpoint_prefix,
+    )
     from deeplab.data.pipeline import build_dataset
+    from deeplab.evaluation import loop as evaluation
+    from deeplab.evaluation import results as eval_results
+    from deeplab.modeling import inference
 
     checkpoint_dir = FLAGS.checkpoint_dir
     setup = cli_flags.cli_model_setup(
@@ -120,7 +127,7 @@ def main():
     info, options = setup.info, setup.options
     crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
     eval_logdir = FLAGS.eval_logdir or inference.default_output_dir(checkpoint_dir, "eval")
-    from deeplab.config import options_summary
+    from deeplab.modeling.options import options_summary
 
     logging.info("Model options: %s", options_summary(options))
     step_fn = evaluation.make_eval_step(
@@ -190,7 +197,7 @@ def main():
                 {k: v for k, v in results.items() if k != "confusion_matrix"}, **extra
             )
             f.write(json.dumps(record, allow_nan=False) + "\n")
-        from deeplab.metrics import format_iou_table
+        from deeplab.evaluation.metrics import format_iou_table
 
         print(
             format_iou_table(
@@ -209,5 +216,10 @@ def main():
     return 0
 
 
+def run() -> None:
+    """The console script `deeplab-eval` and `python eval.py`: flags, then `main()`."""
+    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+
+
 if __name__ == "__main__":
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"])
+    run()

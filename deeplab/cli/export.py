@@ -25,7 +25,7 @@ import sys
 
 from absl import flags, logging
 
-from deeplab import cli_flags
+from deeplab.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 
@@ -102,10 +102,13 @@ flags.adopt_module_key_flags(cli_flags)
 
 def main():
     """The command line; returns its exit status."""
-    from deeplab import export_lib, inference, litert, run_options
-    from deeplab.checkpoint_mismatch import cli_checkpoint_error
-    from deeplab.checkpoints import CheckpointError
+    from deeplab.checkpoints import run_options
+    from deeplab.checkpoints.mismatch import cli_checkpoint_error
+    from deeplab.checkpoints.official import CheckpointError
     from deeplab.data import descriptors
+    from deeplab.export import litert
+    from deeplab.export import saved_model as export_lib
+    from deeplab.modeling import inference
 
     path = FLAGS.checkpoint_path
     try:
@@ -150,7 +153,7 @@ def main():
     except (flags.ValidationError, ValueError) as err:
         cli_flags.print_flags_error(err)
         return 2
-    from deeplab.config import options_summary
+    from deeplab.modeling.options import options_summary
 
     logging.info("Model options: %s", options_summary(options))
     try:
@@ -164,7 +167,8 @@ def main():
         quantize_delay_step = int(saved.get("quantize_delay_step", -1))
     quantize = FLAGS.quantize
     if quantize_delay_step >= 0:
-        from deeplab import checkpoints, qat
+        from deeplab.checkpoints import official as checkpoints
+        from deeplab.export import qat
 
         model = qat.quantize_model(model)
         try:
@@ -190,7 +194,7 @@ def main():
     )
     export_dir = FLAGS.export_path
     if FLAGS.export_path.endswith(".pb"):
-        from deeplab import frozen_graph
+        from deeplab.export import frozen_graph
 
         export_dir = os.path.dirname(os.path.abspath(FLAGS.export_path))
         frozen_graph.write_frozen_graph(
@@ -248,5 +252,12 @@ def main():
     return 0
 
 
+def run() -> None:
+    """The console script `deeplab-export` and `python export.py`: flags, then `main()`."""
+    cli_flags.run_command_line(
+        main, required_flags=["checkpoint_path", "export_path"], usage=__doc__
+    )
+
+
 if __name__ == "__main__":
-    cli_flags.run_command_line(main, required_flags=["checkpoint_path", "export_path"])
+    run()

@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from deeplab import cli_flags
+from deeplab.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 
@@ -223,9 +223,9 @@ def config_from_flags(values):
     TrainConfig and LearningRateConfig fields take the flag of the same name; the dataclasses
     validate them.
     """
-    from deeplab import losses as losses_lib
     from deeplab.data import descriptors
     from deeplab.training import LearningRateConfig, TrainConfig
+    from deeplab.training import losses as losses_lib
 
     strategy, tpu, _ = cli_flags.cluster_strategy(values)
     pyramid = cli_flags.float_list_flag(values, "image_pyramid")
@@ -287,8 +287,8 @@ def main():
     except flags.ValidationError as err:
         cli_flags.print_flags_error(err)
         return 2
-    from deeplab.checkpoint_mismatch import cli_checkpoint_error
-    from deeplab.checkpoints import CheckpointError
+    from deeplab.checkpoints.mismatch import cli_checkpoint_error
+    from deeplab.checkpoints.official import CheckpointError
     from deeplab.training import LogdirLockedError, NonFiniteLossError, train
 
     if config.dataset == "synthetic":
@@ -330,5 +330,10 @@ def main():
     return 0
 
 
+def run() -> None:
+    """The console script `deeplab-train` and `python train.py`: flags, then `main()`."""
+    cli_flags.run_command_line(main, required_flags=["train_logdir"], usage=__doc__)
+
+
 if __name__ == "__main__":
-    cli_flags.run_command_line(main, required_flags=["train_logdir"])
+    run()

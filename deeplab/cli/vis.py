@@ -21,7 +21,8 @@ import sys
 
 from absl import flags, logging
 
-from deeplab import cli_flags, cli_logs
+from deeplab.cli import flags as cli_flags
+from deeplab.cli import logs as cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -100,11 +101,17 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from deeplab import checkpoint_polling, colormaps, inference, visualization
-    from deeplab.checkpoint_mismatch import cli_checkpoint_error
-    from deeplab.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.checkpoints import polling as checkpoint_polling
+    from deeplab.checkpoints.mismatch import cli_checkpoint_error
+    from deeplab.checkpoints.official import (
+        CheckpointError,
+        load_checkpoint,
+        resolve_checkpoint_prefix,
+    )
     from deeplab.data.pipeline import build_dataset, split_size
-    from deeplab.layers import resize_labels
+    from deeplab.evaluation import colormaps, visualization
+    from deeplab.modeling import inference
+    from deeplab.modeling.layers import resize_labels
 
     checkpoint_dir = FLAGS.checkpoint_dir
     setup = cli_flags.cli_model_setup(
@@ -201,5 +208,10 @@ def main():
     return 0
 
 
+def run() -> None:
+    """The console script `deeplab-vis` and `python vis.py`: flags, then `main()`."""
+    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+
+
 if __name__ == "__main__":
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"])
+    run()

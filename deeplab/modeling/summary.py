@@ -1,4 +1,4 @@
-"""`python -m deeplab.summary`: per-block table of stride, atrous rate, feature size, channels,
+"""Model summary (`python -m deeplab.summary`): per-block table of stride, atrous rate, feature size, channels,
 parameters and Mult-Adds of a DeepLab configuration, then totals (`--json` for one object).
 
 Mult-Adds count every multiply-accumulate of the convolutions (standard, atrous, depthwise,
@@ -11,17 +11,14 @@ arithmetic; `madds_tf1` reproduces them (see `tf1_profiler_flops`).
 
 from __future__ import annotations
 
-import json
 from typing import Dict, List
 
 import keras
 import numpy as np
-from absl import app
 
-from deeplab import cli_flags
-from deeplab.config import ModelOptions
-from deeplab.layers import scope_of
-from deeplab.model import backbone_scope, build_deeplab_from_options
+from deeplab.modeling.layers import scope_of
+from deeplab.modeling.model import backbone_scope, build_deeplab_from_options
+from deeplab.modeling.options import ModelOptions
 
 _CONV_TYPES = ("Conv2D", "DepthwiseConv2D")
 
@@ -246,27 +243,3 @@ def format_table(summary: Dict[str, object]) -> str:
         f"{summary['madds_tf1_conv_only'] / 1e9:.3f}B"
     )
     return "\n".join(lines)
-
-
-def main(argv) -> None:
-    del argv
-    try:
-        options, crop, as_json = cli_flags.summary_arguments()
-        summary = summarize(options, crop)
-    except (cli_flags.FlagsError, ValueError) as err:
-        cli_flags.print_flags_error(err)
-        return 2
-    if as_json:
-        print(
-            json.dumps(
-                {k: v for k, v in summary.items() if k != "blocks"} | {"blocks": summary["blocks"]},
-                default=list,
-            )
-        )
-    else:
-        print(format_table(summary))
-
-
-if __name__ == "__main__":
-    cli_flags.define_summary_flags()
-    app.run(main)
