@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from deeplab.layers import on_tensorflow, resize_bilinear, spatial_size
+from deeplab.modeling.layers import on_tensorflow, resize_bilinear, spatial_size
 
 
 def batch_confusion_matrix(labels, predictions, num_classes: int, ignore_label: int = 255):

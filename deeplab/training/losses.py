@@ -30,7 +30,7 @@ from typing import Optional, Sequence, Union
 
 from keras import ops
 
-from deeplab.layers import on_tensorflow, resize_bilinear, resize_labels
+from deeplab.modeling.layers import on_tensorflow, resize_bilinear, resize_labels
 
 LabelWeights = Union[None, float, Sequence[float]]
 
