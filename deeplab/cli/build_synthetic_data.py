@@ -4,14 +4,10 @@
 writes train-0000x-of-00004.tfrecord and val-... shards (dataset 'synthetic').
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from deeplab.data import (
-    descriptors,
-    synthetic,
-)
+from deeplab.cli import flags as cli_flags
+from deeplab.data import descriptors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Where to write the TFRecords.")
@@ -25,6 +21,9 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(unused_argv):
+    """Builds the set; TensorFlow is imported here, after the quiet-log filter is in place."""
+    from deeplab.data import synthetic
+
     paths = synthetic.build_synthetic_dataset(
         FLAGS.output_dir,
         seed=FLAGS.seed,
@@ -39,8 +38,7 @@ def main(unused_argv):
 
 def run() -> None:
     """The console script `deeplab-build-synthetic` and `python datasets/build_synthetic_data.py`."""
-    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
-    app.run(main)
+    cli_flags.run_command_line(lambda: main([]), usage=__doc__)
 
 
 if __name__ == "__main__":

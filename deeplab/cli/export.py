@@ -1,4 +1,4 @@
-"""Exports a DeepLab checkpoint (ours or an official TF1 one) as a SavedModel for serving.
+r"""Exports a DeepLab checkpoint (ours or an official TF1 one) as a SavedModel for serving.
 
   python export.py --checkpoint_path=runs/demo --export_path=exported/demo
   python export.py --checkpoint_path=deeplabv3_pascal_trainval/model.ckpt \

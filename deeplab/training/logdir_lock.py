@@ -16,7 +16,6 @@ import sys
 from typing import Optional
 
 import tensorflow as tf
-from absl import logging
 
 LOCK_FILE = "train.lock"
 
@@ -117,8 +116,7 @@ class LogdirLock:
                 f"WARNING: taking over the stale lock {self.path} of a trainer that is no "
                 f"longer running (pid {pid} on {host})."
             )
-            logging.warning("%s", message)
-            print(message, file=sys.stderr, flush=True)
+            print(message, file=sys.stderr, flush=True)  # once: not also as a log record
             tf.io.gfile.remove(self.path)
         raise LogdirLockedError(f"Could not take the lock {self.path}: it keeps changing.")
 
