@@ -246,8 +246,8 @@ def main():
             f", {litert.PROBABILITIES}" if FLAGS.tflite_probabilities else ""
         )
         print(
-            f"{kind}LiteRT model written to {tflite_path} (signature serving_default: image "
-            f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> {outputs})"
+            f"{kind}LiteRT model written to {tflite_path}\n  signature serving_default: image "
+            f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> {outputs}"
         )
     return 0
 
