@@ -338,6 +338,14 @@ class Trainer:
         self.lock = logdir_lock.LogdirLock(config.train_logdir)
         if self.is_chief:
             self.lock.acquire()
+        try:
+            self._build(config, dataset_fn, model_fn)
+        except BaseException:
+            self.lock.release()  # e.g. a full disk stopping the event writer
+            raise
+
+    def _build(self, config: TrainConfig, dataset_fn, model_fn) -> None:
+        """Everything of the run but the lock: pipeline, model, optimizer, checkpoint, writer."""
         self.num_replicas = self.strategy.num_replicas_in_sync
         if config.train_batch_size % self.num_replicas:
             raise ValueError(
