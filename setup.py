@@ -1,17 +1,33 @@
-"""Installs the deeplab library (DeepLabV3+ in TensorFlow 2 / Keras 3)."""
+"""Installs the deeplab library (DeepLabV3+ in TensorFlow 2 / Keras 3).
+
+The wheel holds the `deeplab` package and nothing else at the top level; the command lines
+are console scripts (`deeplab-train`, ...). In a checkout, `python train.py ...` and
+`python datasets/build_*_data.py ...` are thin launchers of the same commands.
+"""
 
 from setuptools import find_packages, setup
+
+_CONSOLE_SCRIPTS = {
+    "deeplab-train": "deeplab.cli.train:run",
+    "deeplab-eval": "deeplab.cli.eval:run",
+    "deeplab-vis": "deeplab.cli.vis:run",
+    "deeplab-export": "deeplab.cli.export:run",
+    "deeplab-summary": "deeplab.cli.summary:run",
+    "deeplab-build-voc2012": "deeplab.cli.build_voc2012_data:run",
+    "deeplab-build-cityscapes": "deeplab.cli.build_cityscapes_data:run",
+    "deeplab-build-ade20k": "deeplab.cli.build_ade20k_data:run",
+    "deeplab-build-synthetic": "deeplab.cli.build_synthetic_data:run",
+}
 
 setup(
     name="deeplab",
     version="0.1.0",
     description="DeepLabV3+ (Xception, MobileNetV2, ASPP, decoder) in TensorFlow 2 / Keras 3, "
     "faithful to the official research/deeplab graph",
-    packages=find_packages(include=["deeplab", "deeplab.*", "datasets", "benchmarks"]),
-    py_modules=["train", "eval", "vis", "export"],
-    # benchmarks: the official graph's timings; deeplab/cells: the official dense prediction
-    # cell descriptions (--dense_prediction_cell_json).
-    package_data={"benchmarks": ["official_timings.json"], "deeplab": ["cells/*.json"]},
+    packages=find_packages(include=["deeplab", "deeplab.*"]),
+    # The official dense prediction cell descriptions (--dense_prediction_cell_json).
+    package_data={"deeplab.modeling": ["cells/*.json"]},
+    entry_points={"console_scripts": [f"{k}={v}" for k, v in _CONSOLE_SCRIPTS.items()]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",

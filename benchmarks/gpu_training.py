@@ -144,7 +144,7 @@ def inference_case(policy: str, crop: int, steps: int, warmup: int, variant: str
     import keras
     import tensorflow as tf
 
-    from deeplab.model import build_deeplab_from_options
+    from deeplab.modeling.model import build_deeplab_from_options
 
     keras.mixed_precision.set_global_policy(policy)
     try:

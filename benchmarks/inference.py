@@ -30,7 +30,7 @@ MODEL_CONFIGS = {
 
 
 def model_options(variant: str, output_stride: int, **overrides):
-    from deeplab.config import ModelOptions
+    from deeplab.modeling.options import ModelOptions
 
     config = dict(MODEL_CONFIGS.get((variant, output_stride), {}))
     config.update(overrides)
@@ -39,7 +39,7 @@ def model_options(variant: str, output_stride: int, **overrides):
 
 def model_madds(model) -> int:
     """Mult-Adds of a model built with a static input size (deeplab.summary's count)."""
-    from deeplab.summary import layer_madds
+    from deeplab.modeling.summary import layer_madds
 
     return int(sum(layer_madds(layer) for layer in model.layers))
 
@@ -86,8 +86,8 @@ def run(
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads[0]))
         tf.config.threading.set_inter_op_parallelism_threads(int(threads[1]))
-    from deeplab import optimize
-    from deeplab.model import build_deeplab_from_options
+    from deeplab.export import inference_rewrites as optimize
+    from deeplab.modeling.model import build_deeplab_from_options
 
     options = model_options(variant, output_stride)
     reference = build_deeplab_from_options(options, input_size=(crop, crop))

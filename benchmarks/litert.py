@@ -38,8 +38,8 @@ def synthetic_calibration(size, count: int, seed: int = 0):
     """A callable giving `count` synthetic scenes of the input size (float32 [1, H, W, 3])."""
     import numpy as np
 
-    from deeplab import litert
     from deeplab.data import synthetic
+    from deeplab.export import litert
 
     def images():
         for i in range(count):
@@ -70,8 +70,11 @@ def run(
     # The same thread count for every path (TensorFlow's matmul and model too).
     tf.config.threading.set_intra_op_parallelism_threads(int(threads))
     from benchmarks.inference import model_madds, model_options, randomize_batch_norms
-    from deeplab import export_lib, inference, litert, optimize
-    from deeplab.model import build_deeplab_from_options
+    from deeplab.export import inference_rewrites as optimize
+    from deeplab.export import litert
+    from deeplab.export import saved_model as export_lib
+    from deeplab.modeling import inference
+    from deeplab.modeling.model import build_deeplab_from_options
 
     options = model_options(variant, output_stride, num_classes=num_classes)
     reference = build_deeplab_from_options(options, input_size=(crop, crop))

@@ -34,10 +34,14 @@ def run(
     import numpy as np
     import tensorflow as tf
 
-    from deeplab import export_lib, inference, litert, metrics, run_options
-    from deeplab.config import ModelOptions
+    from deeplab.checkpoints import run_options
     from deeplab.data import descriptors, pipeline
     from deeplab.data.config import DataConfig
+    from deeplab.evaluation import metrics
+    from deeplab.export import litert
+    from deeplab.export import saved_model as export_lib
+    from deeplab.modeling import inference
+    from deeplab.modeling.options import ModelOptions
 
     if not os.path.isdir(run_dir) or not os.path.isdir(dataset_dir):
         raise FileNotFoundError(

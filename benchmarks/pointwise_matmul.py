@@ -48,7 +48,7 @@ def run(crop: int = 321, batch: int = 4, rounds: int = 6) -> Dict[str, object]:
     import tensorflow as tf
 
     from benchmarks.inference import model_options
-    from deeplab.model import build_deeplab_from_options
+    from deeplab.modeling.model import build_deeplab_from_options
 
     options = model_options(
         "xception_65", 16, num_classes=21, crop_size=(crop, crop), fine_tune_batch_norm=True

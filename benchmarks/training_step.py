@@ -45,7 +45,7 @@ def run(
     from tensorflow.python.util import _pywrap_util_port
 
     from benchmarks.inference import model_madds, model_options
-    from deeplab.model import build_deeplab_from_options
+    from deeplab.modeling.model import build_deeplab_from_options
     from deeplab.training.optimizers import build_optimizer
     from deeplab.training.pointwise_matmul import pointwise_convs_as_matmul
 

@@ -1,32 +1,11 @@
-"""Converts Cityscapes to official DeepLab TFRecords ({split}_fine-*).
-
-  python datasets/build_cityscapes_data.py --cityscapes_root=cityscapes \
-      --output_dir=tfrecord
-Reads leftImg8bit/{split}/*/*_leftImg8bit.png and gtFine labels; labelIds are
-converted to trainIds when no *_labelTrainIds.png is present.
-"""
+"""`python datasets/build_cityscapes_data.py ...` from a checkout: the builder in
+`deeplab/cli/build_cityscapes_data.py` (installed as the console script `deeplab-build-cityscapes`)."""
 
 import os
 import sys
 
-from absl import app, flags
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from deeplab.data import builders  # pylint: disable=g-import-not-at-top
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("cityscapes_root", "./cityscapes", "Folder holding leftImg8bit/ and gtFine/.")
-flags.DEFINE_list("splits", ["train", "val", "test"], "Splits to convert.")
-flags.DEFINE_integer("num_shards", builders.CITYSCAPES_NUM_SHARDS, "Shards per split.")
-flags.DEFINE_string("output_dir", "./tfrecord", "Where to write TFRecords.")
-
-
-def main(unused_argv):
-    paths = builders.build_cityscapes(
-        FLAGS.cityscapes_root, FLAGS.output_dir, FLAGS.splits, FLAGS.num_shards
-    )
-    print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
-
+from deeplab.cli.build_cityscapes_data import run  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

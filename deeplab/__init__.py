@@ -7,7 +7,7 @@ import os
 # TensorFlow has not been imported yet; an explicit setting by the user wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from deeplab.config import ModelOptions
+from deeplab.modeling.options import ModelOptions
 
 __all__ = ["ModelOptions", "build_deeplab", "build_deeplab_from_options"]
 __version__ = "0.1.0"
@@ -17,7 +17,7 @@ def __getattr__(name):
     # The model builders import TensorFlow; loading them on first use keeps
     # `import deeplab.cli_flags` (the command lines' --help, their log filter) TensorFlow-free.
     if name in ("build_deeplab", "build_deeplab_from_options"):
-        from deeplab import model
+        from deeplab.modeling import model
 
         return getattr(model, name)
     raise AttributeError(f"module 'deeplab' has no attribute {name!r}")

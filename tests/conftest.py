@@ -36,11 +36,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from deeplab import build_deeplab_from_options, colormaps
-from deeplab.config import ModelOptions
+from deeplab import build_deeplab_from_options
 from deeplab.data import synthetic
 from deeplab.data.config import DataConfig
 from deeplab.data.pipeline import build_dataset
+from deeplab.evaluation import colormaps
+from deeplab.modeling.options import ModelOptions
 from deeplab.training import LearningRateConfig, TrainConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))

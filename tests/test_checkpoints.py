@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab import build_deeplab
-from deeplab.checkpoints import (
+from deeplab.checkpoints.official import (
     CheckpointError,
     load_checkpoint,
     load_official_checkpoint,

@@ -1,4 +1,5 @@
-"""The import graph of deeplab/: no import cycle, and absl.flags only in the CLI module."""
+"""The import graph of deeplab/: no import cycle, absl.flags only in the CLI package, and the
+library never imports the CLI package."""
 
 import ast
 import os
@@ -6,7 +7,7 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI_MODULE = "deeplab.cli_flags"
+CLI_PACKAGE = "deeplab.cli"
 
 
 def package_modules(root: str, package: str) -> dict:
@@ -94,13 +95,27 @@ def absl_flags_importers(imported: dict) -> set:
 
 def test_deeplab_has_no_import_cycle():
     graph, _ = import_graph(REPO, "deeplab")
-    assert "deeplab.inference" in graph and "deeplab.training.trainer" in graph
+    assert "deeplab.modeling.inference" in graph and "deeplab.training.trainer" in graph
     assert find_cycle(graph) is None
 
 
-def test_only_the_cli_module_imports_absl_flags():
+def test_only_the_cli_package_imports_absl_flags():
     _, imported = import_graph(REPO, "deeplab")
-    assert absl_flags_importers(imported) == {CLI_MODULE}
+    importers = absl_flags_importers(imported)
+    assert "deeplab.cli.flags" in importers
+    assert {m for m in importers if not m.startswith(CLI_PACKAGE + ".")} == set()
+
+
+def test_the_library_never_imports_the_cli_package():
+    graph, _ = import_graph(REPO, "deeplab")
+    library = {m: deps for m, deps in graph.items() if not m.startswith(CLI_PACKAGE)}
+    # deeplab.summary is the `python -m deeplab.summary` launcher of deeplab.cli.summary.
+    library.pop("deeplab.summary")
+    assert {
+        m: sorted(d for d in deps if d.startswith(CLI_PACKAGE))
+        for m, deps in library.items()
+        if any(d.startswith(CLI_PACKAGE) for d in deps)
+    } == {}
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deeplab import colormaps
+from deeplab.evaluation import colormaps
 
 
 def test_pascal_colormap_matches_official_palette():

@@ -18,10 +18,10 @@ NUM_CLASSES = descriptors.get_dataset_info("synthetic").num_classes
 
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
-    """Runs the datasets/build_synthetic_data.py CLI (in process: its main)."""
+    """Runs the build_synthetic_data CLI (in process: its main)."""
     from absl import flags  # pylint: disable=g-import-not-at-top
 
-    from datasets import build_synthetic_data  # pylint: disable=g-import-not-at-top
+    from deeplab.cli import build_synthetic_data
 
     out = str(tmp_path_factory.mktemp("synthetic"))
     flags.FLAGS(

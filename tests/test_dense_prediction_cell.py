@@ -3,10 +3,6 @@ dataflow and numerics against raw TF1 ops, the JSON description (resolution, bad
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import zipfile
 
 import keras
 import numpy as np
@@ -14,11 +10,11 @@ import pytest
 import tensorflow as tf
 
 from deeplab import ModelOptions, build_deeplab, build_deeplab_from_options
-from deeplab import dense_prediction_cell as dpc
-from deeplab.checkpoints import official_variables
-from deeplab.heads import head_style
-from deeplab.model import last_layers
-from deeplab.summary import summarize
+from deeplab.checkpoints.official import official_variables
+from deeplab.modeling import dense_prediction_cell as dpc
+from deeplab.modeling.heads import head_style
+from deeplab.modeling.model import last_layers
+from deeplab.modeling.summary import summarize
 
 KEY = "xception_71_19classes_dpc"
 OFFICIAL_JSON = "deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json"
@@ -288,28 +284,3 @@ def test_summary_cli_with_the_official_flags_prints_the_official_figures(
     )
     assert bad.returncode != 0
     assert f"--dense_prediction_cell_json={tmp_path}/x.json: no such file" in bad.stderr
-
-
-@pytest.mark.slow
-def test_wheel_installs_the_cell_description(tmp_path, eval_fixtures):
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("setup.py", "train.py", "eval.py", "vis.py", "export.py"):
-        shutil.copy(os.path.join(eval_fixtures.REPO, name), source)
-    for package in ("deeplab", "datasets", "benchmarks"):
-        shutil.copytree(
-            os.path.join(eval_fixtures.REPO, package),
-            source / package,
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(tmp_path / "dist"), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (wheel,) = os.listdir(tmp_path / "dist")
-    with zipfile.ZipFile(tmp_path / "dist" / wheel) as archive:
-        assert f"deeplab/cells/{CELL_NAME}" in archive.namelist()

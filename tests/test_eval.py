@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import checkpoint_polling, cli_flags, eval_results, evaluation, inference, metrics
+from deeplab.checkpoints import polling as checkpoint_polling
+from deeplab.cli import flags as cli_flags
+from deeplab.evaluation import loop as evaluation
+from deeplab.evaluation import metrics
+from deeplab.evaluation import results as eval_results
+from deeplab.modeling import inference
 
 # Every test needs the tiny trained DeepLab run; the CLI tests run eval.py.
 pytestmark = pytest.mark.slow

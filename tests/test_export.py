@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import ModelOptions, build_deeplab_from_options, export_lib, inference, litert
-from deeplab.checkpoints import load_checkpoint
+from deeplab import ModelOptions, build_deeplab_from_options
+from deeplab.checkpoints.official import load_checkpoint
+from deeplab.export import litert
+from deeplab.export import saved_model as export_lib
+from deeplab.modeling import inference
 
 # Every test needs the tiny trained DeepLab run and exports it in a subprocess.
 pytestmark = pytest.mark.slow

@@ -113,9 +113,10 @@ def test_checkpoint_of_other_flags_gives_a_short_error(run, flag, hint):
 def test_export_writes_the_official_frozen_graph(run):
     import tensorflow as tf
 
-    from deeplab import frozen_graph, inference
-    from deeplab.checkpoints import load_checkpoint
-    from deeplab.config import ModelOptions
+    from deeplab.checkpoints.official import load_checkpoint
+    from deeplab.export import frozen_graph
+    from deeplab.modeling import inference
+    from deeplab.modeling.options import ModelOptions
 
     path = str(run["base"] / "exported" / "frozen_inference_graph.pb")
     out = _run("export.py", [f"--checkpoint_path={run['logdir']}", f"--export_path={path}"])
@@ -209,7 +210,7 @@ def test_missing_dataset_dir_gives_one_error_line(tmp_path):
 
 
 def test_log_filter_drops_only_the_known_start_up_noise():
-    from deeplab.cli_logs import LineFilter
+    from deeplab.cli.logs import LineFilter
 
     lines = [
         b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",

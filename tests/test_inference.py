@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import ModelOptions, build_deeplab, cli_flags, inference, layers, run_options
+from deeplab import ModelOptions, build_deeplab
+from deeplab.checkpoints import run_options
+from deeplab.cli import flags as cli_flags
+from deeplab.modeling import inference, layers
 
 TINY = dict(
     model_variant="mobilenet_v2",

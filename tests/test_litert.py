@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from deeplab import litert
+from deeplab.export import litert
 
 SIZE = (97, 97)  # holds every image of the fixture set (48..96 pixels a side) unresized
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import losses
+from deeplab.training import losses
 
 IGNORE = 255
 

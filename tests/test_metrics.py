@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import metrics
+from deeplab.evaluation import metrics
 
 NUM_CLASSES = 5
 IGNORE = 255

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import ModelOptions, build_deeplab, inference
-from deeplab.backbones import mobilenet_v3
-from deeplab.checkpoints import load_official_checkpoint, official_variables
-from deeplab.config import decoder_output_strides
-from deeplab.layers import BatchNorm, HardSigmoid, HardSwish
-from deeplab.model import DECODER_LOGITS_LAYER
-from deeplab.summary import summarize
+from deeplab import ModelOptions, build_deeplab
+from deeplab.checkpoints.official import load_official_checkpoint, official_variables
+from deeplab.modeling import inference
+from deeplab.modeling.backbones import mobilenet_v3
+from deeplab.modeling.layers import BatchNorm, HardSigmoid, HardSwish
+from deeplab.modeling.model import DECODER_LOGITS_LAYER
+from deeplab.modeling.options import decoder_output_strides
+from deeplab.modeling.summary import summarize
 
 # Full DeepLab models (MobileNetV3 recipes) built and run.
 pytestmark = pytest.mark.slow

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from deeplab import ModelOptions, build_deeplab
-from deeplab.checkpoints import official_variables
-from deeplab.model import build_deeplab_from_options, last_layers
-from deeplab.summary import summarize, tf1_atrous_depthwise_outputs
+from deeplab.checkpoints.official import official_variables
+from deeplab.modeling.model import build_deeplab_from_options, last_layers
+from deeplab.modeling.summary import summarize, tf1_atrous_depthwise_outputs
 
 
 def _rates(output_stride):
@@ -275,7 +275,7 @@ def test_static_input_size_builds_static_shapes():
 
 @pytest.mark.slow
 def test_batch_norm_updates_moving_variance_with_unbiased_batch_variance():
-    from deeplab.layers import BatchNorm
+    from deeplab.modeling.layers import BatchNorm
 
     bn = BatchNorm(momentum=0.5, epsilon=1e-3)
     x = tf.random.normal([2, 3, 2, 4], seed=3)

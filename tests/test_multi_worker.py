@@ -30,7 +30,7 @@ import json, sys
 import numpy as np
 from absl import logging
 logging.set_verbosity(logging.INFO)
-from deeplab.config import ModelOptions
+from deeplab.modeling.options import ModelOptions
 from deeplab.training import LearningRateConfig, TrainConfig, Trainer
 
 logdir, data_dir, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

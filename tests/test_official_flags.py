@@ -10,7 +10,7 @@ import types
 import pytest
 from absl import flags
 
-from deeplab import cli_flags
+from deeplab.cli import flags as cli_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"train": "train.py", "eval": "eval.py", "vis": "vis.py", "export": "export.py"}
@@ -21,7 +21,7 @@ _PARSE_ALL = """
 import json, sys
 from absl import flags
 import {module}
-from deeplab import cli_flags
+from deeplab.cli import flags as cli_flags
 names = cli_flags.OFFICIAL_SCRIPT_FLAGS["{script}"] + cli_flags.OFFICIAL_COMMON_FLAGS
 defined = [n for n in names if n in flags.FLAGS]
 samples = {{"IntegerParser": "1", "FloatParser": "1.0"}}

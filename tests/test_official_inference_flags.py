@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import build_deeplab, frozen_graph, inference
+from deeplab import build_deeplab
 from deeplab.data import preprocess
+from deeplab.export import frozen_graph
+from deeplab.modeling import inference
 
 
 @pytest.fixture(scope="module")

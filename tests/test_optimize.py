@@ -20,8 +20,9 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.inference import randomize_batch_norms as _randomize_batch_norms
-from deeplab import build_deeplab, optimize
-from deeplab.checkpoints import load_official_checkpoint
+from deeplab import build_deeplab
+from deeplab.checkpoints.official import load_official_checkpoint
+from deeplab.export import inference_rewrites as optimize
 
 # Full DeepLab models (Xception and MobileNetV2) folded and compared with the originals.
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from benchmarks.inference import model_options, randomize_batch_norms
 from benchmarks.pointwise_matmul import loss_and_gradients
-from deeplab.model import build_deeplab_from_options
+from deeplab.modeling.model import build_deeplab_from_options
 from deeplab.training import Trainer, pointwise_matmul
 from deeplab.training.pointwise_matmul import pointwise_conv, pointwise_convs_as_matmul
 

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import ModelOptions, build_deeplab_from_options, export_lib, litert, qat
-from deeplab.checkpoints import load_checkpoint
+from deeplab import ModelOptions, build_deeplab_from_options
+from deeplab.checkpoints.official import load_checkpoint
 from deeplab.data import synthetic
 from deeplab.data.config import DataConfig
 from deeplab.data.pipeline import build_dataset
-from deeplab.layers import BatchNorm
+from deeplab.export import litert, qat
+from deeplab.export import saved_model as export_lib
+from deeplab.modeling.layers import BatchNorm
 from deeplab.training import LearningRateConfig, TrainConfig, Trainer
 
 CROP = (65, 65)

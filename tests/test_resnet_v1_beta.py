@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from deeplab import ModelOptions, build_deeplab, build_deeplab_from_options
-from deeplab.checkpoints import load_official_checkpoint, official_variables
-from deeplab.layers import ScaleToUnitRange
-from deeplab.summary import summarize
+from deeplab.checkpoints.official import load_official_checkpoint, official_variables
+from deeplab.modeling.layers import ScaleToUnitRange
+from deeplab.modeling.summary import summarize
 
 CONFIGS = [
     "resnet_v1_50_beta_21classes",

@@ -5,8 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from deeplab import build_deeplab, layers, optimize
-from deeplab.metrics import MeanIoUWithIgnore
+from deeplab import build_deeplab
+from deeplab.evaluation.metrics import MeanIoUWithIgnore
+from deeplab.export import inference_rewrites as optimize
+from deeplab.modeling import layers
 
 
 @pytest.mark.parametrize(

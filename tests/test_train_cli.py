@@ -158,7 +158,7 @@ def test_bad_flags_exit_2_with_a_message_naming_the_flag(tmp_path, data_dir, fla
 
 PRESET_SCRIPT = r"""
 import json, sys
-import train
+from deeplab.cli import train
 from absl import flags
 FLAGS = flags.FLAGS
 FLAGS(["train.py", "--train_logdir=" + sys.argv[1], "--train_batch_size=4"])

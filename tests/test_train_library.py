@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import run_options
-from deeplab.checkpoint_polling import checkpoint_step
+from deeplab.checkpoints import run_options
+from deeplab.checkpoints.polling import checkpoint_step
 from deeplab.training import (
     LearningRateConfig,
     NonFiniteLossError,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeplab import colormaps, visualization
+from deeplab.evaluation import colormaps, visualization
 
 
 def test_cityscapes_train_ids_to_label_ids():

@@ -5,7 +5,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from deeplab import colormaps
+from deeplab.evaluation import colormaps
 
 PASCAL_CLASS_NAMES = (
     "background",

@@ -127,7 +127,7 @@ class TrainCheckpoint:
         """
         if self.is_chief:
             remove_interrupted_saves(self.logdir)
-        from deeplab.checkpoints import check_checkpoint_fits
+        from deeplab.checkpoints.official import check_checkpoint_fits
 
         candidates = list(reversed(all_checkpoints(self.logdir)))
         for i, path in enumerate(candidates):

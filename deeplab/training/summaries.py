@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from deeplab import colormaps
-from deeplab.tensorboard import write_images, write_scalar
+from deeplab.evaluation import colormaps
+from deeplab.evaluation.tensorboard import write_images, write_scalar
 
 
 class Progress:

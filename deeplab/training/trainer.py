@@ -28,10 +28,11 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from deeplab import checkpoint_polling, qat, run_options
-from deeplab import losses as losses_lib
-from deeplab.config import ModelOptions
+from deeplab.checkpoints import polling as checkpoint_polling
+from deeplab.checkpoints import run_options
 from deeplab.data.config import DataConfig, DataConfigError
+from deeplab.export import qat
+from deeplab.modeling.options import ModelOptions
 from deeplab.training import (
     checkpointing,
     distribute,
@@ -41,6 +42,7 @@ from deeplab.training import (
     schedules,
     summaries,
 )
+from deeplab.training import losses as losses_lib
 
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 
@@ -228,8 +230,8 @@ def _set_precision_policy(mixed_precision: str) -> None:
 
 def _initialize_from_checkpoint(model, config: TrainConfig) -> None:
     """Official `get_model_init_fn`: only when the log dir holds no checkpoint of its own."""
-    from deeplab import checkpoints
-    from deeplab import model as model_lib
+    from deeplab.checkpoints import official as checkpoints
+    from deeplab.modeling import model as model_lib
 
     exclude: Sequence[str] = ()
     if not config.initialize_last_layer:
@@ -362,7 +364,7 @@ class Trainer:
         dataset_fn = dataset_fn or _make_dataset_fn(config)
         self.dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
 
-        from deeplab import model as model_lib
+        from deeplab.modeling import model as model_lib
 
         with self.strategy.scope():
             with tf.variable_creator_scope(_mean_aggregated_statistics):

@@ -39,7 +39,7 @@ from typing import Callable, Dict, List, Optional
 import keras
 import tensorflow as tf
 
-from deeplab.layers import BatchNorm, ImagePooling, ResizeBilinear, ScaleToUnitRange
+from deeplab.modeling.layers import BatchNorm, ImagePooling, ResizeBilinear, ScaleToUnitRange
 
 EMA_DECAY = 0.999  # contrib.quantize's activation range decay
 INITIAL_RANGE = (-6.0, 6.0)  # contrib.quantize's initial activation range

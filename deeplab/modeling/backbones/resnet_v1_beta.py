@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 
-from deeplab.layers import AtrousSchedule, ConvStyle, activation_layer, conv_bn, layer_name
+from deeplab.modeling.layers import AtrousSchedule, ConvStyle, activation_layer, conv_bn, layer_name
 
 # Model variant -> network scope in official (and ImageNet-pretrained) checkpoints.
 SCOPES: Dict[str, str] = {

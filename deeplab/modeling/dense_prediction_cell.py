@@ -28,7 +28,7 @@ from typing import Sequence
 
 import keras
 
-from deeplab.cell_description import (  # noqa: F401 (the description API, re-exported)
+from deeplab.modeling.cell_description import (  # noqa: F401 (the description API, re-exported)
     FLAG,
     OFFICIAL_CELLS_DIR,
     OPERATIONS,
@@ -41,7 +41,7 @@ from deeplab.cell_description import (  # noqa: F401 (the description API, re-ex
     rate_multiplier,
     resolve_cell_path,
 )
-from deeplab.layers import (
+from deeplab.modeling.layers import (
     ConvStyle,
     ImagePooling,
     ResizeBilinear,

@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
-from deeplab.layers import resize_bilinear, resize_labels
+from deeplab.modeling.layers import resize_bilinear, resize_labels
 
 LabelWeights = Union[None, float, Sequence[float]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence, Tuple
 
-from deeplab import cell_description
+from deeplab.modeling import cell_description
 
 MODEL_VARIANTS = (
     "xception_41",

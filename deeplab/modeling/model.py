@@ -13,11 +13,11 @@ from typing import List
 
 import keras
 
-from deeplab import dense_prediction_cell
-from deeplab.backbones import mobilenet_v2, mobilenet_v3, resnet_v1_beta, xception
-from deeplab.config import ModelOptions
-from deeplab.heads import aspp, decoder, head_style, image_pooling_window, logits_layer
-from deeplab.layers import ConvStyle, ResizeBilinear, ScaleToUnitRange, layer_name
+from deeplab.modeling import dense_prediction_cell
+from deeplab.modeling.backbones import mobilenet_v2, mobilenet_v3, resnet_v1_beta, xception
+from deeplab.modeling.heads import aspp, decoder, head_style, image_pooling_window, logits_layer
+from deeplab.modeling.layers import ConvStyle, ResizeBilinear, ScaleToUnitRange, layer_name
+from deeplab.modeling.options import ModelOptions
 
 # With `decoder_output_is_logits` the decoder output is the logits, named as the official tensor.
 DECODER_LOGITS_LAYER = "semantic"

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.layers import scope_of
-from deeplab.model import LAST_LAYER_SCOPES, LOGITS_SCOPE
+from deeplab.modeling.layers import scope_of
+from deeplab.modeling.model import LAST_LAYER_SCOPES, LOGITS_SCOPE
 
 # Checked in this order: DepthwiseConv2D is not a Conv2D subclass in Keras 3, but be explicit.
 _LEAF_NAMES = (

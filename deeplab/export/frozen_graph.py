@@ -24,8 +24,8 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
-from deeplab import inference
-from deeplab.layers import resize_bilinear, resize_labels
+from deeplab.modeling import inference
+from deeplab.modeling.layers import resize_bilinear, resize_labels
 
 INPUT_NAME = "ImageTensor"
 OUTPUT_NAME = "SemanticPredictions"

@@ -8,7 +8,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from deeplab import colormaps
+from deeplab.evaluation import colormaps
 
 # Cityscapes: train ids 0..18 -> the official label ids (the evaluation server's format).
 # fmt: off

@@ -18,8 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab import inference
-from deeplab import metrics as metrics_lib
+from deeplab.evaluation import metrics as metrics_lib
+from deeplab.modeling import inference
 
 
 def make_eval_step(model, num_classes: int, ignore_label: int, *args, **kwargs) -> Callable:

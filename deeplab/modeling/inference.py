@@ -35,10 +35,10 @@ from typing import Iterable, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from deeplab.checkpoints import load_checkpoint, resolve_checkpoint_prefix
-from deeplab.config import ModelOptions
-from deeplab.layers import resize_bilinear, resize_labels, scale_dimension
-from deeplab.model import build_deeplab_from_options
+from deeplab.checkpoints.official import load_checkpoint, resolve_checkpoint_prefix
+from deeplab.modeling.layers import resize_bilinear, resize_labels, scale_dimension
+from deeplab.modeling.model import build_deeplab_from_options
+from deeplab.modeling.options import ModelOptions
 
 
 def logits_output_stride(options: ModelOptions) -> int:

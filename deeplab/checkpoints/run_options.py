@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from deeplab.config import ModelOptions
+from deeplab.modeling.options import ModelOptions
 
 OPTIONS_FILENAME = "model_options.json"
 

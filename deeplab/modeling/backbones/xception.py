@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 
-from deeplab.layers import (
+from deeplab.modeling.layers import (
     AtrousSchedule,
     ConvStyle,
     activation_layer,

@@ -31,8 +31,9 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import tensorflow as tf
 
-from deeplab import inference, litert
-from deeplab.layers import resize_bilinear
+from deeplab.export import litert
+from deeplab.modeling import inference
+from deeplab.modeling.layers import resize_bilinear
 
 SERVING_DEFAULT = "serving_default"
 SERVE_ENCODED = "serve_encoded"

@@ -10,8 +10,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from deeplab import metrics as metrics_lib
-from deeplab import tensorboard
+from deeplab.evaluation import metrics as metrics_lib
+from deeplab.evaluation import tensorboard
 
 
 def metric_tag(eval_scales: Sequence[float], add_flipped_images: bool) -> str:

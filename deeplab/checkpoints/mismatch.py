@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from deeplab.checkpoints import CheckpointMismatchError
-from deeplab.config import MODEL_VARIANTS, ModelOptions
+from deeplab.checkpoints.official import CheckpointMismatchError
+from deeplab.modeling.options import MODEL_VARIANTS, ModelOptions
 
 # ModelOptions fields that change variable shapes or the layer list, most likely first.
 SHAPE_FIELDS = (
@@ -122,7 +122,7 @@ def describe(error: CheckpointMismatchError, options: ModelOptions, checkpoint_p
     """`explain` with the model_options.json found next to `checkpoint_path` (if any)."""
     import json
 
-    from deeplab.run_options import find_model_options_file
+    from deeplab.checkpoints.run_options import find_model_options_file
 
     options_file = find_model_options_file(checkpoint_path)
     saved = None

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import keras
 
-from deeplab.layers import (
+from deeplab.modeling.layers import (
     ConvStyle,
     ImagePooling,
     ResizeBilinear,

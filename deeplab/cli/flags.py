@@ -17,9 +17,9 @@ from typing import List, Optional, Tuple
 
 from absl import app, flags
 
-from deeplab.config import MODEL_VARIANTS, ModelOptions
 from deeplab.data import descriptors
 from deeplab.data.config import DataConfig
+from deeplab.modeling.options import MODEL_VARIANTS, ModelOptions
 
 DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
 # What bad flags raise (absl's flag errors, ValidationError among them).
@@ -86,13 +86,18 @@ def run_reporting_missing_files(body) -> int:
         return 1
 
 
-def run_command_line(body, required_flags=()) -> None:
+def run_command_line(body, required_flags=(), usage=None) -> None:
     """Runs a command line (train, eval, vis, export): quiet start-up logs, the flags parsed with
     `required_flags` required (a flag error exits with status 2), INFO logging, then `body()`,
-    whose return value is the exit status (`run_reporting_missing_files`)."""
+    whose return value is the exit status (`run_reporting_missing_files`). `usage` (the command
+    module's docstring) is what `--help` prints first, also from a launcher or console script."""
     from absl import logging
 
-    from deeplab import cli_logs
+    if usage:
+        # absl's --help prints the docstring of __main__, which is a thin launcher here.
+        sys.modules["__main__"].__doc__ = usage
+
+    from deeplab.cli import logs as cli_logs
 
     cli_logs.install()
     flags.mark_flags_as_required(list(required_flags))
@@ -371,7 +376,8 @@ def options_from_flags(
         for flag, field in MODEL_FLAG_FIELDS.items()
         if flag in flag_values and flag_values[flag].present
     }
-    from deeplab import inference, run_options  # TensorFlow loads only once a CLI runs
+    from deeplab.checkpoints import run_options
+    from deeplab.modeling import inference
 
     saved, _ = run_options.saved_run_info(checkpoint_path)
     if saved and "num_classes" not in explicit and saved.get("num_classes"):
@@ -386,7 +392,7 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
     `crop_flag` size; 225x225 for the synthetic set unless given) and `scales` (floats of
     `scales_flag`). Builds the synthetic set when it is used and missing. Raises ValueError
     or absl's flags.ValidationError on bad flags."""
-    from deeplab import run_options
+    from deeplab.checkpoints import run_options
     from deeplab.data import synthetic
 
     _, saved = run_options.saved_run_info(checkpoint_path)
@@ -434,7 +440,7 @@ def cli_model_setup(
     except (ValueError, flags.Error) as err:
         print_flags_error(err)
         return None
-    from deeplab import inference
+    from deeplab.modeling import inference
 
     setup.model, _ = inference.build_inference_model(setup.options)
     setup.stride = inference.logits_output_stride(setup.options)

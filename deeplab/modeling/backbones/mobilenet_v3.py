@@ -17,8 +17,15 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import keras
 
-from deeplab.backbones.mobilenet_v2 import make_divisible
-from deeplab.layers import AtrousSchedule, ConvStyle, conv_bias, conv_bn, depthwise_bn, layer_name
+from deeplab.modeling.backbones.mobilenet_v2 import make_divisible
+from deeplab.modeling.layers import (
+    AtrousSchedule,
+    ConvStyle,
+    conv_bias,
+    conv_bn,
+    depthwise_bn,
+    layer_name,
+)
 
 SCOPE = "MobilenetV3"
 _SE_SQUEEZE_FACTOR = 4

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import keras
 
-from deeplab.layers import AtrousSchedule, ConvStyle, conv_bn, depthwise_bn
+from deeplab.modeling.layers import AtrousSchedule, ConvStyle, conv_bn, depthwise_bn
 
 # (num_outputs, stride, expansion factor) of `expanded_conv`, `expanded_conv_1`, ... (V2_DEF).
 _UNITS: List[Tuple[int, int, int]] = (

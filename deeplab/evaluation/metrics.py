@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.layers import resize_bilinear
+from deeplab.modeling.layers import resize_bilinear
 
 
 def batch_confusion_matrix(labels, predictions, num_classes: int, ignore_label: int = 255):

@@ -1,1 +1,0 @@
-"""Command-line builders that write official-format DeepLab TFRecords."""
