@@ -153,7 +153,9 @@ def main():
         timeout_secs=FLAGS.eval_timeout_secs,
     ):
         try:
-            report = load_checkpoint(model, path)
+            path, report = checkpoint_polling.load_readable(
+                lambda p: load_checkpoint(model, p), path, checkpoint_dir
+            )
         except CheckpointError as err:
             print(cli_checkpoint_error(err, options, path), file=sys.stderr)
             return 1

@@ -148,7 +148,10 @@ def main():
         max_number_of_evaluations=FLAGS.max_number_of_iterations,
     ):
         try:
-            logging.info("%s", load_checkpoint(model, path).summary())
+            path, report = checkpoint_polling.load_readable(
+                lambda p: load_checkpoint(model, p), path, checkpoint_dir
+            )
+            logging.info("%s", report.summary())
         except CheckpointError as err:
             print(cli_checkpoint_error(err, options, path), file=sys.stderr)
             return 1
