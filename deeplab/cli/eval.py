@@ -220,7 +220,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-eval` and `python eval.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["checkpoint_dir"], usage=__doc__, output_flag="--eval_logdir"
+    )
 
 
 if __name__ == "__main__":

@@ -286,7 +286,10 @@ def main():
 def run() -> None:
     """The console script `deeplab-export` and `python export.py`: flags, then `main()`."""
     cli_flags.run_command_line(
-        main, required_flags=["checkpoint_path", "export_path"], usage=__doc__
+        main,
+        required_flags=["checkpoint_path", "export_path"],
+        usage=__doc__,
+        output_flag="--export_path",
     )
 
 

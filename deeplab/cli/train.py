@@ -332,7 +332,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-train` and `python train.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["train_logdir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["train_logdir"], usage=__doc__, output_flag="--train_logdir"
+    )
 
 
 if __name__ == "__main__":

@@ -213,7 +213,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-vis` and `python vis.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["checkpoint_dir"], usage=__doc__, output_flag="--vis_logdir"
+    )
 
 
 if __name__ == "__main__":
