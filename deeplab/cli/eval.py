@@ -112,7 +112,9 @@ def main():
         load_checkpoint,
         resolve_checkpoint_prefix,
     )
+    from deeplab.data.decode import bad_example_error
     from deeplab.data.pipeline import build_dataset
+    from deeplab.data.validate import bad_data_advice
     from deeplab.evaluation import loop as evaluation
     from deeplab.evaluation import results as eval_results
     from deeplab.modeling import inference
@@ -167,21 +169,32 @@ def main():
                 FLAGS, setup, split=FLAGS.eval_split, batch_size=FLAGS.eval_batch_size
             )
         )
-        results = evaluation.evaluate(
-            model,
-            data,
-            options.num_classes,
-            info.ignore_label,
-            scales,
-            FLAGS.add_flipped_images,
-            logits_output_stride=stride,
-            class_names=info.class_names[: options.num_classes]
-            if len(info.class_names) >= options.num_classes
-            else None,
-            max_batches=FLAGS.max_eval_batches,
-            step_fn=step_fn,
-            num_batches=-(-num_images // FLAGS.eval_batch_size) if num_images else None,
-        )
+        try:
+            results = evaluation.evaluate(
+                model,
+                data,
+                options.num_classes,
+                info.ignore_label,
+                scales,
+                FLAGS.add_flipped_images,
+                logits_output_stride=stride,
+                class_names=info.class_names[: options.num_classes]
+                if len(info.class_names) >= options.num_classes
+                else None,
+                max_batches=FLAGS.max_eval_batches,
+                step_fn=step_fn,
+                num_batches=-(-num_images // FLAGS.eval_batch_size) if num_images else None,
+            )
+        except tf.errors.OpError as err:
+            bad = bad_example_error(err)
+            if bad is None:
+                raise
+            print(
+                f"ERROR: {bad}\nEvaluation of {prefix} stopped; nothing was written for it.\n"
+                + bad_data_advice(dataset, dataset_dir, FLAGS.eval_split, options.num_classes),
+                file=sys.stderr,
+            )
+            return 1
         extra = dict(
             checkpoint=prefix,
             step=step,

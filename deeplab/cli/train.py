@@ -289,7 +289,7 @@ def main():
         return 2
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.training import LogdirLockedError, NonFiniteLossError, train
+    from deeplab.training import BadDataError, LogdirLockedError, NonFiniteLossError, train
 
     if config.dataset == "synthetic":
         from deeplab.data import synthetic
@@ -309,7 +309,7 @@ def main():
             file=sys.stderr,
         )
         return 1
-    except LogdirLockedError as err:
+    except (LogdirLockedError, BadDataError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     except NonFiniteLossError as err:

@@ -30,6 +30,8 @@ from absl import logging
 
 from deeplab.checkpoints import polling as checkpoint_polling
 from deeplab.checkpoints import run_options
+from deeplab.data import decode as data_decode
+from deeplab.data import validate
 from deeplab.data.config import DataConfig, DataConfigError
 from deeplab.export import qat
 from deeplab.modeling.options import ModelOptions
@@ -49,6 +51,11 @@ MIXED_PRECISION = ("none", "float16", "bfloat16")
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving."""
+
+
+class BadDataError(RuntimeError):
+    """A bad training example stopped the run (after saving its progress); the message names
+    the example's file, the problem and the fix."""
 
 
 @dataclasses.dataclass
@@ -617,6 +624,25 @@ class Trainer:
             "data, then run again to resume from it."
         )
 
+    def _stop_bad_data(self, bad: Exception, step: int, last_saved_step: int) -> None:
+        """Saves the progress since the last checkpoint (when the weights are finite), then
+        raises BadDataError naming the example and what to do."""
+        saved = (
+            f"the last checkpoint is {checkpointing.latest_checkpoint(self.config.train_logdir)}"
+        )
+        # Not with several workers: a save is collective and the others may not stop here.
+        alone = distribute.task_info(self.strategy)[0] is None
+        if alone and step > last_saved_step and not _first_non_finite(self.model.variables):
+            saved = f"its progress is saved in {self.ckpt.save()}"
+        self.writer.flush()
+        config = self.config
+        raise BadDataError(
+            f"{bad}\nTraining stopped at step {step}; {saved}.\n"
+            + validate.bad_data_advice(
+                config.dataset, config.dataset_dir, config.train_split, self.num_classes
+            )
+        ) from None
+
     def run(self) -> Dict[str, float]:
         """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary.
 
@@ -661,7 +687,13 @@ class Trainer:
         while step < self.last_step:
             profiler.before_step(step)
             lr = self.current_learning_rate()
-            batch = next(iterator)
+            try:
+                batch = next(iterator)
+            except tf.errors.OpError as err:
+                bad = data_decode.bad_example_error(err)
+                if bad is None:
+                    raise
+                self._stop_bad_data(bad, step, last_saved_step)
             out = self._train_step(batch)
             step += 1
             scalars = {k: float(v.numpy()) for k, v in out.items()}
