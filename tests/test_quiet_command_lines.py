@@ -26,6 +26,7 @@ COMMANDS = {
     "export": ["export.py"],
     "summary": ["-m", "deeplab.summary"],
     "benchmarks": ["-m", "benchmarks"],
+    "validate_data": ["-m", "deeplab.cli.validate_data"],
     **{
         f"build_{name}": [f"datasets/build_{name}_data.py"]
         for name in ("synthetic", "voc2012", "cityscapes", "ade20k")
@@ -68,7 +69,7 @@ def test_help_is_a_readable_usage_and_exits_0():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A tiny run of each command, in order: build, train (over a stale lock), eval, vis,
-    int8 LiteRT export, summary."""
+    int8 LiteRT export, summary, the split checker."""
     base = tmp_path_factory.mktemp("quiet")
     data, logdir = str(base / "data"), base / "run"
     logdir.mkdir()
@@ -88,6 +89,7 @@ def runs(tmp_path_factory):
         "export": [f"--checkpoint_path={logdir}", f"--export_path={base / 'exported'}"]
         + ["--tflite", "--quantize=int8", "--crop_size=49,49", "--num_calibration_images=2"],
         "summary": ["--model_variant=mobilenet_v2", "--crop_size=65,65"],
+        "validate_data": ["--dataset=synthetic", f"--dataset_dir={data}", "--split=val"],
     }
     outputs = {}
     for name, args in steps.items():
@@ -96,7 +98,9 @@ def runs(tmp_path_factory):
     return dict(outputs, base=base, logdir=logdir, data=data)
 
 
-@pytest.mark.parametrize("name", ["build_synthetic", "train", "eval", "vis", "export", "summary"])
+@pytest.mark.parametrize(
+    "name", ["build_synthetic", "train", "eval", "vis", "export", "summary", "validate_data"]
+)
 def test_a_tiny_run_is_quiet(runs, name):
     _assert_quiet(runs[name])
     if name == "train":

@@ -154,7 +154,10 @@ def main():
         timeout_secs=FLAGS.eval_timeout_secs,
     ):
         try:
-            logging.info("%s", load_checkpoint(model, path).summary())
+            path, report = checkpoint_polling.load_readable(
+                lambda p: load_checkpoint(model, p), path, checkpoint_dir
+            )
+            logging.info("%s", report.summary())
         except CheckpointError as err:
             print(cli_checkpoint_error(err, options, path), file=sys.stderr)
             return 1
@@ -216,7 +219,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-vis` and `python vis.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["checkpoint_dir"], usage=__doc__, output_flag="--vis_logdir"
+    )
 
 
 if __name__ == "__main__":
