@@ -76,6 +76,13 @@ def test_a_typod_or_empty_checkpoint_dir_stops_instead_of_waiting(tmp_path, scri
         cli_flags.check_checkpoint_source(values, script)
     prefix = tf.train.latest_checkpoint(str(empty))
     assert inference.default_output_dir(prefix, "eval") == os.path.join(str(empty), "eval")
+    # export.py's --checkpoint_path: the same test, without waiting.
+    assert cli_flags.checkpoint_source_problem(typo).startswith("no such checkpoint")
+    (tmp_path / "still_empty").mkdir()
+    assert (
+        cli_flags.checkpoint_source_problem(str(tmp_path / "still_empty")) == "holds no checkpoint"
+    )
+    assert cli_flags.checkpoint_source_problem(prefix) is None
 
 
 def test_the_eval_bar_shows_the_confusion_matrix_miou_of_the_table(capsys):

@@ -110,20 +110,29 @@ def test_a_tiny_run_is_quiet(runs, name):
 def test_typod_paths_stop_at_once_with_one_line(runs):
     base = runs["base"]
     typo_run, typo_data = str(base / "runs" / "dmeo"), str(base / "data" / "synthtic")
-    for args, flag, path in (
-        ([f"--checkpoint_dir={typo_run}", "--max_number_of_evaluations=1"], "checkpoint", typo_run),
+    count = "--max_number_of_evaluations=1"
+    for command, args, flag, path in (
+        ("eval", [f"--checkpoint_dir={typo_run}", count], "checkpoint_dir", typo_run),
         (
-            [f"--checkpoint_dir={runs['logdir']}", f"--dataset_dir={typo_data}"],
-            "dataset",
+            "eval",
+            [f"--checkpoint_dir={runs['logdir']}", f"--dataset_dir={typo_data}", count],
+            "dataset_dir",
             typo_data,
         ),
+        (
+            "export",
+            [f"--checkpoint_path={typo_run}", f"--export_path={base / 'x'}"],
+            "checkpoint_path",
+            typo_run,
+        ),
     ):
-        out = _run("eval", args + ["--max_number_of_evaluations=1"], cwd=str(base), timeout=120)
+        out = _run(command, args, cwd=str(base), timeout=120)
         assert out.returncode == 2, out.stderr[-2000:]
         errors = [line for line in out.stderr.splitlines() if "FATAL" in line]
         assert errors == [errors[0]] and errors[0].startswith(
-            f"FATAL Flags parsing error: --{flag}_dir={path}: "
+            f"FATAL Flags parsing error: --{flag}={path}: "
         )
         assert "Waiting" not in out.stderr
         assert not os.path.exists(path)
     assert not os.path.exists(base / "runs")  # no stray runs/eval
+    assert not os.path.exists(base / "x")

@@ -116,6 +116,9 @@ def main():
 
     path = FLAGS.checkpoint_path
     try:
+        problem = cli_flags.checkpoint_source_problem(path)
+        if problem:
+            raise flags.ValidationError(f"--checkpoint_path={path}: {problem}")
         pyramid = cli_flags.check_inference_flags(FLAGS, "export")
         saved_fields, saved = run_options.saved_run_info(path)
         dataset = FLAGS.dataset or saved.get("dataset")

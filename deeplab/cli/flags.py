@@ -433,31 +433,35 @@ def check_dataset_dir(dataset: str, dataset_dir: Optional[str]) -> None:
     raise flags.ValidationError(f"--dataset_dir={dataset_dir}: no such directory{hint}")
 
 
+def checkpoint_source_problem(path: str) -> Optional[str]:
+    """What is wrong with a checkpoint flag's value, or None: a training dir holding a
+    checkpoint, a prefix, an archive or an official checkpoint dir are fine."""
+    import tensorflow as tf
+
+    from deeplab.checkpoints import polling
+
+    if polling.is_static_checkpoint(path):
+        return None
+    if not tf.io.gfile.isdir(path):
+        return "no such checkpoint, directory or archive"
+    return None if tf.train.latest_checkpoint(path) is not None else "holds no checkpoint"
+
+
 def check_checkpoint_source(flag_values, script: str) -> None:
     """eval.py / vis.py: stops (flags.ValidationError naming --checkpoint_dir) when
     --checkpoint_dir names nothing, or a directory without a checkpoint, and the run would
     otherwise wait for one: a count of checkpoints to read is set (--max_number_of_evaluations,
     --max_number_of_iterations) and no --eval_timeout_secs asks to wait for training."""
-    import tensorflow as tf
-
-    from deeplab.checkpoints import polling
-
     path = flag_values.checkpoint_dir
     count_flag = "max_number_of_evaluations" if script == "eval" else "max_number_of_iterations"
-    if polling.is_static_checkpoint(path):
-        return
-    if tf.io.gfile.isdir(path):
-        if tf.train.latest_checkpoint(path) is not None:
-            return
-        problem = "holds no checkpoint"
-    else:
-        problem = "no such checkpoint, directory or archive"
     if not flag_values[count_flag].value or flag_values.eval_timeout_secs is not None:
         return  # the official loop: wait for training to write one
-    raise flags.ValidationError(
-        f"--checkpoint_dir={path}: {problem} (to wait for a training run to write one, "
-        "add --eval_timeout_secs=SECONDS)"
-    )
+    problem = checkpoint_source_problem(path)
+    if problem:
+        raise flags.ValidationError(
+            f"--checkpoint_dir={path}: {problem} (to wait for a training run to write one, "
+            "add --eval_timeout_secs=SECONDS)"
+        )
 
 
 def options_from_flags(
