@@ -10,16 +10,7 @@ import threading
 import pytest
 
 from deeplab.training import peer_wait
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from tests.test_multi_worker import _free_ports
 
 
 @pytest.fixture
