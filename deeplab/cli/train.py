@@ -168,6 +168,12 @@ flags.DEFINE_float("scale_factor_step_size", 0.25, "Scale factor step size for d
 
 # Execution (ours).
 cli_flags.define_cluster_flags()
+flags.DEFINE_float(
+    "worker_connect_timeout_secs",
+    600,
+    "--strategy=multi_worker: stop (with a line saying so) when the other workers of TF_CONFIG "
+    "have not connected within this many seconds.",
+)
 flags.DEFINE_string(
     "profile_logdir",
     None,
@@ -289,9 +295,17 @@ def main():
     except flags.ValidationError as err:
         cli_flags.print_flags_error(err)
         return 2
+    import tensorflow as tf
+
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.training import BadDataError, LogdirLockedError, NonFiniteLossError, train
+    from deeplab.training import (
+        BadDataError,
+        LogdirLockedError,
+        NonFiniteLossError,
+        peer_wait,
+        train,
+    )
 
     if config.dataset == "synthetic":
         from deeplab.data import synthetic
@@ -313,8 +327,17 @@ def main():
             file=sys.stderr,
         )
         return 1
-    except (LogdirLockedError, BadDataError) as err:
+    except (LogdirLockedError, BadDataError, peer_wait.PeersNotConnectedError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    except peer_wait.WaitInterrupted as err:
+        print(err, file=sys.stderr)
+        return 128 + err.signum
+    except tf.errors.OpError as err:
+        lost = peer_wait.lost_peer_message(err, config.train_logdir)
+        if lost is None:
+            raise
+        print(lost, file=sys.stderr)
         return 1
     except NonFiniteLossError as err:
         print(f"ERROR: {err}", file=sys.stderr)
