@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from deeplab import build_deeplab
-from deeplab.checkpoints.keras_weights import load_keras_model
+from deeplab.checkpoints.official.keras_weights import load_keras_model
 from deeplab.evaluation.metrics import MeanIoUWithIgnore
 from deeplab.training import losses
 
@@ -100,7 +100,7 @@ def converted_checkpoint(spec):
 def official_fixtures(fixtures):
     """Official TF1 checkpoints (read with TensorFlow) loaded into the model on this backend:
     (max abs difference, argmax agreement) to the official logits, per fixture and output."""
-    from deeplab.checkpoints import load_official_checkpoint
+    from deeplab.checkpoints.official import load_official_checkpoint
 
     out = {}
     for fixture in fixtures:

@@ -21,6 +21,7 @@ CONSOLE_SCRIPTS = {
     "deeplab-build-cityscapes",
     "deeplab-build-ade20k",
     "deeplab-build-synthetic",
+    "deeplab-validate-data",
 }
 
 

@@ -10,6 +10,7 @@ _EXPORTS = {
     "LearningRateConfig": "deeplab.training.schedules",
     "learning_rate_at": "deeplab.training.schedules",
     "LogdirLockedError": "deeplab.training.logdir_lock",
+    "BadDataError": "deeplab.training.trainer",
     "NonFiniteLossError": "deeplab.training.trainer",
     "TrainConfig": "deeplab.training.trainer",
     "Trainer": "deeplab.training.trainer",
