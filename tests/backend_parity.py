@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from deeplab import build_deeplab
-from deeplab.checkpoints.official.keras_weights import load_keras_model
+from deeplab.checkpoints.keras_weights import load_keras_model
 from deeplab.evaluation.metrics import MeanIoUWithIgnore
 from deeplab.training import losses
 

@@ -24,4 +24,4 @@ def __getattr__(name):
         from deeplab.checkpoints import official
 
         return getattr(official, name)
-    raise AttributeError(f"module 'deeplab.checkpoints.official' has no attribute {name!r}")
+    raise AttributeError(f"module 'deeplab.checkpoints' has no attribute {name!r}")

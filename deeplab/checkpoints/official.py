@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.checkpoints.official import unreadable
+from deeplab.checkpoints import unreadable
 from deeplab.modeling.layers import scope_of
 from deeplab.modeling.model import LAST_LAYER_SCOPES, LOGITS_SCOPE
 

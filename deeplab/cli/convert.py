@@ -36,8 +36,9 @@ flags.adopt_module_key_flags(cli_flags)
 
 def main():
     """The command line; returns its exit status."""
+    from deeplab.checkpoints import keras_weights, run_options
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
-    from deeplab.checkpoints.official import CheckpointError, keras_weights, run_options
+    from deeplab.checkpoints.official import CheckpointError
     from deeplab.data import descriptors
     from deeplab.modeling import inference
 

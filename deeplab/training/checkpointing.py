@@ -20,8 +20,8 @@ from typing import List, Optional
 import tensorflow as tf
 from absl import logging
 
-from deeplab.checkpoints.official.unreadable import describe_unreadable, unreadable_checkpoint
 from deeplab.checkpoints.polling import all_checkpoints
+from deeplab.checkpoints.unreadable import describe_unreadable, unreadable_checkpoint
 from deeplab.training import distribute
 
 QUANTIZERS_KEY = "quantizers"
