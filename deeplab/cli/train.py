@@ -1,4 +1,4 @@
-"""Trains DeepLab with the official research/deeplab recipe (TF2 / Keras 3, tf.distribute).
+r"""Trains DeepLab with the official research/deeplab recipe (TF2 / Keras 3, tf.distribute).
 
 Official command lines keep working, e.g.
 
@@ -243,6 +243,8 @@ def config_from_flags(values):
     dataset, dataset_dir = cli_flags.resolve_dataset(values.dataset, values.dataset_dir)
     if dataset != "synthetic" and dataset_dir is None:
         raise flags.ValidationError(f"--dataset_dir is required for --dataset={dataset}")
+    if dataset != "synthetic":  # the synthetic set is built on the first run
+        cli_flags.check_dataset_dir(dataset, dataset_dir)
     flat = flag_values(values, SYNTHETIC_PRESET if dataset == "synthetic" else None)
     try:
         info = descriptors.get_dataset_info(dataset)
@@ -309,6 +311,8 @@ def main():
         from deeplab.data import synthetic
 
         try:
+            if not synthetic.is_built(config.dataset_dir):
+                print(f"Building the synthetic dataset in {config.dataset_dir}", flush=True)
             synthetic.ensure_synthetic_dataset(config.dataset_dir)
         except synthetic.NotASyntheticDirError as err:
             print(f"FATAL Flags parsing error: {err}", file=sys.stderr)

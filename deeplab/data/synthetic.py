@@ -309,6 +309,12 @@ def build_synthetic_dataset(
     return paths
 
 
+def is_built(output_dir) -> bool:
+    """True when output_dir holds a complete synthetic set built here."""
+    output_dir = os.fspath(output_dir)
+    return os.path.isdir(output_dir) and bool((_read_marker(output_dir) or {}).get("complete"))
+
+
 def ensure_synthetic_dataset(output_dir, *, rebuild=False, flag="--dataset_dir", **kwargs):
     """Returns the shard paths of the synthetic set in output_dir, building it first when
     output_dir does not exist, is empty, or holds an unfinished build of ours (`rebuild`:
