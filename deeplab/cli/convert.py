@@ -1,4 +1,4 @@
-"""Converts a DeepLab checkpoint (ours or an official TF1 one) into a Keras `.weights.h5` file
+r"""Converts a DeepLab checkpoint (ours or an official TF1 one) into a Keras `.weights.h5` file
 that loads on every Keras backend (JAX, PyTorch, TensorFlow) without TensorFlow installed:
 
   python -m deeplab.convert --checkpoint_path=deeplabv3_pascal_trainval/model.ckpt \
