@@ -39,18 +39,13 @@ def main():
     from deeplab.checkpoints import keras_weights, run_options
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.data import descriptors
     from deeplab.modeling import inference
 
     path = FLAGS.checkpoint_path
     try:
         keras_weights.options_path(FLAGS.output_path)
         _, saved = run_options.saved_run_info(path)
-        dataset = FLAGS.dataset or saved.get("dataset")
-        info = descriptors.get_dataset_info(dataset) if dataset else None
-        num_classes = (
-            (info.num_classes if info else None) or inference.checkpoint_num_classes(path) or 21
-        )
+        _, _, num_classes = cli_flags.checkpoint_dataset_classes(FLAGS, path, saved)
         options = cli_flags.options_from_flags(FLAGS, path, num_classes)
     except (flags.ValidationError, ValueError) as err:
         cli_flags.print_flags_error(err)

@@ -109,7 +109,6 @@ def main():
     from deeplab.checkpoints import run_options
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.data import descriptors
     from deeplab.export import litert, staging
     from deeplab.export import saved_model as export_lib
     from deeplab.modeling import inference
@@ -121,11 +120,7 @@ def main():
             raise flags.ValidationError(f"--checkpoint_path={path}: {problem}")
         pyramid = cli_flags.check_inference_flags(FLAGS, "export")
         saved_fields, saved = run_options.saved_run_info(path)
-        dataset = FLAGS.dataset or saved.get("dataset")
-        info = descriptors.get_dataset_info(dataset) if dataset else None
-        num_classes = (
-            (info.num_classes if info else None) or inference.checkpoint_num_classes(path) or 21
-        )
+        dataset, info, num_classes = cli_flags.checkpoint_dataset_classes(FLAGS, path, saved)
         options = cli_flags.options_from_flags(FLAGS, path, num_classes)
         scales = cli_flags.parse_float_list(FLAGS.inference_scales, "inference_scales") or [1.0]
         crop = cli_flags.parse_int_list(FLAGS.crop_size, "crop_size")

@@ -969,3 +969,21 @@ def check_inference_flags(values=None, script: str = "eval") -> Optional[List[fl
             "frozen-graph export only (an --export_path ending in .pb)"
         )
     return pyramid
+
+
+def checkpoint_dataset_classes(flag_values, checkpoint_path: str, saved: dict):
+    """(dataset name, its info (None without a dataset), class count) of the model to rebuild
+    from `checkpoint_path`:
+    the dataset of --dataset or of the run's model_options.json (`saved`), else the class
+    count of the checkpoint's logits, else 21 (PASCAL VOC)."""
+    from deeplab.data import descriptors
+    from deeplab.modeling import inference
+
+    dataset = flag_values.dataset or saved.get("dataset")
+    info = descriptors.get_dataset_info(dataset) if dataset else None
+    num_classes = (
+        (info.num_classes if info else None)
+        or inference.checkpoint_num_classes(checkpoint_path)
+        or 21
+    )
+    return dataset, info, num_classes
