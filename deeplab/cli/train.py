@@ -43,15 +43,9 @@ SYNTHETIC_PRESET = {
 }
 
 cli_flags.define_model_flags()
-# Model options that the official train.py defines itself.
-flags.DEFINE_float("weight_decay", 4e-5, "The value of the weight decay for training.")
-flags.DEFINE_boolean(
-    "fine_tune_batch_norm",
-    True,
-    "Fine tune the batch norm parameters or not (False: BatchNorm uses and "
-    "keeps its moving statistics; gamma and beta still train).",
-)
-flags.DEFINE_boolean("upsample_logits", True, "Upsample logits during training.")
+# Model options that the official train.py defines itself (weight_decay, fine_tune_batch_norm,
+# upsample_logits).
+cli_flags.define_option_flags("train")
 
 # Logging and checkpoints.
 flags.DEFINE_string("train_logdir", None, "Where the checkpoint and logs are stored.")
@@ -248,10 +242,7 @@ def config_from_flags(values):
         values,
         num_classes=info.num_classes,
         crop_size=crop if len(crop) == 2 else None,
-        weight_decay=flat["weight_decay"],
-        fine_tune_batch_norm=flat["fine_tune_batch_norm"],
-        upsample_logits=flat["upsample_logits"],
-        batch_norm_decay=flat["batch_norm_decay"],
+        preset=SYNTHETIC_PRESET if dataset == "synthetic" else None,
     )
     try:
         label_weights = losses_lib.parse_label_weights(

@@ -29,7 +29,6 @@ ignores `add_flipped_images`; here the flipped image is always used when asked f
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Iterable, Optional, Sequence, Tuple
 
@@ -199,25 +198,6 @@ def _labels_at_logits_resolution(
 
 # ----------------------------------------------------------------------------------------------
 # Rebuilding a model for inference from a checkpoint.
-
-
-def merge_model_options(
-    flag_options: ModelOptions, explicit_fields: Iterable[str], saved: Optional[dict]
-) -> ModelOptions:
-    """Options saved by training, overridden by the fields given explicitly on the command line.
-
-    `flag_options` are the options built from flags (defaults included); `explicit_fields`
-    names the ModelOptions fields whose flags were present on the command line. Without saved
-    options the flag options are used as they are.
-    """
-    if not saved:
-        return flag_options
-    explicit = set(explicit_fields)
-    merged = dict(saved)
-    for field in dataclasses.fields(ModelOptions):
-        if field.name in explicit or field.name not in merged:
-            merged[field.name] = getattr(flag_options, field.name)
-    return ModelOptions(**merged)
 
 
 def inference_options(options: ModelOptions, image_pooling_crop_size=None) -> ModelOptions:
