@@ -292,7 +292,9 @@ def summary_arguments() -> Tuple[ModelOptions, List[int], bool]:
     crop = parse_int_list(values.crop_size, "crop_size")
     if not crop or len(crop) != 2:
         raise app.UsageError("--crop_size must be height,width")
-    return model_options_from_flags(values, num_classes=21), crop, values.json
+    # No dataset here: the recipe's dataset's class count, else PASCAL VOC's.
+    num_classes = recipes.get_recipe(values.recipe).num_classes if values.recipe else 21
+    return model_options_from_flags(values, num_classes=num_classes), crop, values.json
 
 
 def resolve_dataset(

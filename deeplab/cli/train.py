@@ -211,13 +211,23 @@ def _by_field_name(cls, values: dict, **explicit):
     return cls(**kwargs)
 
 
+# DataConfig fields whose train.py flag has another name (the official flag names).
+DATA_FLAGS = {
+    "dataset_name": "dataset",
+    "split": "train_split",
+    "crop_size": "train_crop_size",
+    "batch_size": "train_batch_size",
+}
+
+
 def config_from_flags(values):
     """Turns parsed flags into a `deeplab.training.TrainConfig` (ValidationError if bad).
 
-    TrainConfig and LearningRateConfig fields take the flag of the same name; the dataclasses
-    validate them.
+    TrainConfig, its DataConfig and LearningRateConfig fields take the flag of the same name
+    (DataConfig: or of `DATA_FLAGS`); the dataclasses validate them.
     """
     from deeplab.data import descriptors
+    from deeplab.data.config import DataConfig, DataConfigError
     from deeplab.training import LearningRateConfig, TrainConfig
     from deeplab.training import losses as losses_lib
 
@@ -249,18 +259,30 @@ def config_from_flags(values):
             cli_flags.parse_float_list(flat["label_weights"], "label_weights"),
             model_options.num_classes,
         )
+        data = _by_field_name(
+            DataConfig,
+            {**flat, **{field: flat[flag] for field, flag in DATA_FLAGS.items()}},
+            dataset_name=dataset,
+            dataset_dir=dataset_dir,
+            crop_size=crop,
+            is_training=True,
+            model_variant=model_options.model_variant,
+            num_classes=model_options.num_classes,
+        )
         return _by_field_name(
             TrainConfig,
             flat,
             model_options=model_options,
+            data=data,
             learning_rate=_by_field_name(LearningRateConfig, flat),
-            dataset=dataset,
-            dataset_dir=dataset_dir,
-            train_crop_size=crop,
             label_weights=label_weights,
             strategy=strategy,
             tpu=tpu,
         )
+    except DataConfigError as err:
+        raise flags.ValidationError(
+            f"--{DATA_FLAGS.get(err.field, err.field)}: {err.reason}"
+        ) from None
     except ValueError as err:
         raise flags.ValidationError(str(err)) from None
 
@@ -282,11 +304,11 @@ def main():
     from deeplab.checkpoints.official import CheckpointError
     from deeplab.training import LogdirLockedError, NonFiniteLossError, train
 
-    if config.dataset == "synthetic":
+    if config.data.dataset_name == "synthetic":
         from deeplab.data import synthetic
 
         try:
-            synthetic.ensure_synthetic_dataset(config.dataset_dir)
+            synthetic.ensure_synthetic_dataset(config.data.dataset_dir)
         except synthetic.NotASyntheticDirError as err:
             print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
             return 2
