@@ -332,12 +332,30 @@ def options_from_flags(
     return inference.inference_options(options)
 
 
-def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag: str):
-    """What eval.py and vis.py derive from their flags, as a SimpleNamespace: `dataset`,
-    `dataset_dir`, `info` (DatasetInfo), `options` (inference ModelOptions), `crop` (the
-    `crop_flag` size; 225x225 for the synthetic set unless given) and `scales` (floats of
-    `scales_flag`). Builds the synthetic set when it is used and missing. Raises ValueError
-    or absl's flags.ValidationError on bad flags."""
+def inference_settings_from_flags(values, options: ModelOptions, script: str):
+    """The inference flags of eval.py, vis.py or export.py (`script`) as the
+    `inference.InferenceSettings` of a model built from `options`, checked as the official
+    scripts use them (`check_inference_flags`)."""
+    from deeplab.modeling import inference
+
+    pyramid = check_inference_flags(values, script)
+    scales_flag = "inference_scales" if script == "export" else "eval_scales"
+    return inference.InferenceSettings.for_options(
+        options,
+        eval_scales=float_list_flag(values, scales_flag) or (1.0,),
+        add_flipped_images=values.add_flipped_images,
+        prediction_with_upsampled_logits=values.prediction_with_upsampled_logits,
+        image_pyramid=pyramid,
+        merge_method=values.merge_method,
+    )
+
+
+def cli_setup(flag_values, checkpoint_path: str, *, script: str, crop_flag: str):
+    """What eval.py and vis.py (`script`) derive from their flags, as a SimpleNamespace:
+    `dataset`, `dataset_dir`, `info` (DatasetInfo), `options` (inference ModelOptions),
+    `settings` (InferenceSettings) and `crop` (the `crop_flag` size; 225x225 for the synthetic
+    set unless given). Builds the synthetic set when it is used and missing. Raises ValueError
+    or absl's flags.Error on bad flags."""
     from deeplab.checkpoints import run_options
     from deeplab.data import synthetic
 
@@ -347,6 +365,7 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
         raise ValueError(f"--dataset_dir is required for --dataset={dataset}")
     info = descriptors.get_dataset_info(dataset)
     options = options_from_flags(flag_values, checkpoint_path, info.num_classes)
+    settings = inference_settings_from_flags(flag_values, options, script)
     if dataset == "synthetic" and not flag_values[crop_flag].present:
         crop = (225, 225)  # the synthetic images are at most 224 pixels
     else:
@@ -356,7 +375,6 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
                 f"--{crop_flag} must be two positive integers (height,width), "
                 f"got {flag_values[crop_flag].value}"
             )
-    scales = parse_float_list(flag_values[scales_flag].value, scales_flag) or [1.0]
     if dataset == "synthetic":
         synthetic.ensure_synthetic_dataset(dataset_dir)
     return SimpleNamespace(
@@ -364,39 +382,9 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
         dataset_dir=dataset_dir,
         info=info,
         options=options,
+        settings=settings,
         crop=tuple(crop),
-        scales=scales,
     )
-
-
-def cli_model_setup(
-    flag_values, checkpoint_path: str, *, script: str, crop_flag: str, scales_flag: str
-):
-    """`cli_setup` plus, for eval.py and vis.py (`script`), the inference `model`, its logits
-    `stride`, the `--image_pyramid` scales (`pyramid`, None for one scale) and the `predictor`
-    to call (the model, or its image pyramid).
-
-    On bad flags prints the error (naming the flag) to stderr and returns None.
-    """
-    try:
-        pyramid = check_inference_flags(flag_values, script)
-        setup = cli_setup(
-            flag_values, checkpoint_path, crop_flag=crop_flag, scales_flag=scales_flag
-        )
-    except (ValueError, flags.Error) as err:
-        print_flags_error(err)
-        return None
-    from deeplab.modeling import inference
-
-    setup.model, _ = inference.build_inference_model(setup.options)
-    setup.stride = inference.logits_output_stride(setup.options)
-    setup.pyramid = pyramid
-    setup.predictor = setup.model
-    if pyramid:
-        setup.predictor = inference.ImagePyramidModel(
-            setup.model, pyramid, flag_values.merge_method, setup.stride
-        )
-    return setup
 
 
 def eval_data_config(flag_values, setup, *, split: str, batch_size: int) -> DataConfig:
@@ -796,10 +784,4 @@ def check_inference_flags(values=None, script: str = "eval") -> Optional[List[fl
                 f"--{name} applies to single-scale inference only (as in the official "
                 f"scripts); drop --{scales_flag} / --add_flipped_images or --{name}"
             )
-    saved_model = script == "export" and not values.export_path.endswith(".pb")
-    if saved_model and (pyramid is not None or not values.prediction_with_upsampled_logits):
-        raise flags.ValidationError(
-            "--image_pyramid and --prediction_with_upsampled_logits=false are supported by the "
-            "frozen-graph export only (an --export_path ending in .pb)"
-        )
     return pyramid
