@@ -1,17 +1,15 @@
 """Writes the built-in synthetic dataset as official DeepLab TFRecords.
 
   python -m deeplab.cli.build_synthetic_data --output_dir=/tmp/synthetic
-writes train-0000x-of-00004.tfrecord and val-... shards (dataset 'synthetic').
+writes train-0000x-of-00004.tfrecord and val-... shards (dataset 'synthetic') into a new or
+empty folder, or one it built before (replacing only the files it wrote); any other folder is
+refused (exit 2), so a user's data is never overwritten.
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from deeplab.data import (
-    descriptors,
-    synthetic,
-)
+from deeplab.cli import flags as cli_flags
+from deeplab.data import descriptors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Where to write the TFRecords.")
@@ -25,22 +23,30 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(unused_argv):
-    paths = synthetic.build_synthetic_dataset(
-        FLAGS.output_dir,
-        seed=FLAGS.seed,
-        num_train=FLAGS.num_train,
-        num_val=FLAGS.num_val,
-        num_shards=FLAGS.num_shards,
-        min_size=FLAGS.min_size,
-        max_size=FLAGS.max_size,
-    )
+    """Builds the set; TensorFlow is imported here, after the quiet-log filter is in place."""
+    from deeplab.data import synthetic
+
+    try:
+        paths = synthetic.ensure_synthetic_dataset(
+            FLAGS.output_dir,
+            rebuild=True,
+            flag="--output_dir",
+            seed=FLAGS.seed,
+            num_train=FLAGS.num_train,
+            num_val=FLAGS.num_val,
+            num_shards=FLAGS.num_shards,
+            min_size=FLAGS.min_size,
+            max_size=FLAGS.max_size,
+        )
+    except synthetic.NotASyntheticDirError as err:
+        cli_flags.print_flags_error(err)
+        return 2
     print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
 
 
 def run() -> None:
     """The console script `deeplab-build-synthetic` and `python datasets/build_synthetic_data.py`."""
-    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
-    app.run(main)
+    cli_flags.run_command_line(lambda: main([]), usage=__doc__)
 
 
 if __name__ == "__main__":

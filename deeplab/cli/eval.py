@@ -1,4 +1,4 @@
-"""Evaluates DeepLab checkpoints: mIoU, per-class IoU, pixel accuracy, confusion matrix.
+r"""Evaluates DeepLab checkpoints: mIoU, per-class IoU, pixel accuracy, confusion matrix.
 
 Official command lines keep working, e.g. the model zoo's PASCAL VOC check (82.20%):
 
@@ -130,7 +130,7 @@ def main():
     """The command line; returns its exit status."""
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.evaluation import evaluate_checkpoint
+    from deeplab.evaluation import runner
 
     try:
         config = config_from_flags(FLAGS)
@@ -138,7 +138,10 @@ def main():
         cli_flags.print_flags_error(err)
         return 2
     try:
-        evaluate_checkpoint(config)
+        runner.evaluate_checkpoint(config)
+    except runner.BadEvalDataError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
     except CheckpointError as err:
         path = getattr(err, "prefix", None) or config.checkpoint_dir
         print(cli_checkpoint_error(err, config.model_options, path), file=sys.stderr)
@@ -148,7 +151,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-eval` and `python eval.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["checkpoint_dir"], usage=__doc__, output_flag="--eval_logdir"
+    )
 
 
 if __name__ == "__main__":

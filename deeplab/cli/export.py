@@ -1,4 +1,4 @@
-"""Exports a DeepLab checkpoint (ours or an official TF1 one) as a SavedModel for serving.
+r"""Exports a DeepLab checkpoint (ours or an official TF1 one) as a SavedModel for serving.
 
   python export.py --checkpoint_path=runs/demo --export_path=exported/demo
   python export.py --checkpoint_path=deeplabv3_pascal_trainval/model.ckpt \
@@ -105,7 +105,7 @@ def config_from_flags(values):
     from deeplab.checkpoints import run_options
     from deeplab.data import descriptors
     from deeplab.data.config import DataConfig
-    from deeplab.export import ExportConfig
+    from deeplab.export import ExportConfig, staging
     from deeplab.modeling import inference
 
     path = values.checkpoint_path
@@ -118,6 +118,8 @@ def config_from_flags(values):
     options = cli_flags.options_from_flags(values, path, num_classes)
     settings = cli_flags.inference_settings_from_flags(values, options, "export")
     crop = cli_flags.parse_int_list(values.crop_size, "crop_size")
+    if not values.export_path.endswith(".pb"):
+        staging.check_export_path(values.export_path)
     calibration = None
     if values.quantize and values.tflite and (values.dataset_dir or saved.get("dataset_dir")):
         name, folder = cli_flags.resolve_dataset(values.dataset, values.dataset_dir, saved)
@@ -166,7 +168,7 @@ def main():
     """The command line; returns its exit status."""
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.export import runner
+    from deeplab.export import runner, staging
 
     try:
         config = config_from_flags(FLAGS)
@@ -184,6 +186,9 @@ def main():
     except runner.QuantizerRangesError as err:
         cli_flags.print_flags_error(err)
         return 2
+    except staging.ExportPathError as err:
+        cli_flags.print_flags_error(err)
+        return 2
     except runner.LiteRTExportError as err:
         print(f"FATAL LiteRT export failed: {err}", file=sys.stderr)
         return 1
@@ -193,7 +198,10 @@ def main():
 def run() -> None:
     """The console script `deeplab-export` and `python export.py`: flags, then `main()`."""
     cli_flags.run_command_line(
-        main, required_flags=["checkpoint_path", "export_path"], usage=__doc__
+        main,
+        required_flags=["checkpoint_path", "export_path"],
+        usage=__doc__,
+        output_flag="--export_path",
     )
 
 

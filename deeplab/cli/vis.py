@@ -1,4 +1,4 @@
-"""Visualises DeepLab predictions: colour label maps, overlays, side-by-side figures.
+r"""Visualises DeepLab predictions: colour label maps, overlays, side-by-side figures.
 
   python vis.py --checkpoint_dir=runs/demo --vis_logdir=runs/demo/vis --max_number_of_iterations=1
   python vis.py --checkpoint_dir=CITYSCAPES_CKPT --dataset=cityscapes --dataset_dir=... \
@@ -62,6 +62,11 @@ flags.DEFINE_integer(
     "Checkpoints to visualise before stopping (0: keep waiting for new ones).",
 )
 flags.DEFINE_integer("eval_interval_secs", 60 * 5, "Minimum seconds between two checkpoints.")
+flags.DEFINE_float(
+    "eval_timeout_secs",
+    None,
+    "Stop after this many seconds without a new checkpoint (default: never).",
+)
 flags.DEFINE_integer("num_vis_examples", None, "Visualise only this many images (default: all).")
 flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the label colours in the overlay.")
 flags.DEFINE_boolean("save_figures", True, "Write the side-by-side matplotlib figures.")
@@ -139,9 +144,13 @@ def main():
         checkpoint_dir,
         eval_interval_secs=FLAGS.eval_interval_secs,
         max_number_of_evaluations=FLAGS.max_number_of_iterations,
+        timeout_secs=FLAGS.eval_timeout_secs,
     ):
         try:
-            logging.info("%s", load_checkpoint(model, path).summary())
+            path, report = checkpoint_polling.load_readable(
+                lambda p: load_checkpoint(model, p), path, checkpoint_dir
+            )
+            logging.info("%s", report.summary())
         except CheckpointError as err:
             print(cli_checkpoint_error(err, options, path), file=sys.stderr)
             return 1
@@ -203,7 +212,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-vis` and `python vis.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["checkpoint_dir"], usage=__doc__, output_flag="--vis_logdir"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ from deeplab.modeling.inference import InferenceSettings
 from deeplab.modeling.options import ModelOptions, options_summary
 
 
+class BadEvalDataError(RuntimeError):
+    """A bad example stopped the evaluation of a checkpoint (nothing written for it); the
+    message names the example's file, the problem and the fix."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """An evaluation job (field names are eval.py's flags). `model_options` are the inference
@@ -52,12 +57,15 @@ class EvalConfig:
 def evaluate_checkpoint(config: EvalConfig) -> List[Dict[str, object]]:
     """Runs the evaluation job of `config`; returns the results of each checkpoint evaluated
     (`loop.evaluate`). Raises `deeplab.checkpoints.CheckpointError` for a checkpoint that
-    cannot be loaded into the model."""
+    cannot be loaded into the model (a damaged one of a training dir falls back to the one
+    before it, `polling.load_readable`) and BadEvalDataError for a bad example."""
     import tensorflow as tf
 
     from deeplab.checkpoints import polling
     from deeplab.checkpoints.official import load_checkpoint, resolve_checkpoint_prefix
+    from deeplab.data.decode import bad_example_error
     from deeplab.data.pipeline import build_dataset, split_size
+    from deeplab.data.validate import bad_data_advice
     from deeplab.evaluation import loop
     from deeplab.evaluation import results as results_lib
     from deeplab.evaluation.metrics import format_iou_table
@@ -69,7 +77,7 @@ def evaluate_checkpoint(config: EvalConfig) -> List[Dict[str, object]]:
     model, _ = inference.build_inference_model(options)
     step_fn = loop.make_eval_step(model, options.num_classes, data.ignore_label, settings)
     num_images = split_size(data.dataset_name, data.dataset_dir, data.split)
-    writer = tf.summary.create_file_writer(config.eval_logdir)
+    writer = None  # created with the first results: nothing is written before
     tag = results_lib.metric_tag(settings.eval_scales, settings.add_flipped_images)
     class_names = None
     if info is not None and len(info.class_names) >= options.num_classes:
@@ -81,20 +89,34 @@ def evaluate_checkpoint(config: EvalConfig) -> List[Dict[str, object]]:
         max_number_of_evaluations=config.max_number_of_evaluations,
         timeout_secs=config.eval_timeout_secs,
     ):
-        logging.info("%s", load_checkpoint(model, path).summary())
+        path, report = polling.load_readable(
+            lambda p: load_checkpoint(model, p), path, config.checkpoint_dir
+        )
+        logging.info("%s", report.summary())
         prefix = resolve_checkpoint_prefix(path)
         step = polling.checkpoint_step(prefix)
-        results = loop.evaluate(
-            model,
-            build_dataset(data),
-            options.num_classes,
-            data.ignore_label,
-            settings,
-            class_names=class_names,
-            max_batches=config.max_eval_batches,
-            step_fn=step_fn,
-            num_batches=-(-num_images // data.batch_size) if num_images else None,
-        )
+        try:
+            results = loop.evaluate(
+                model,
+                build_dataset(data),
+                options.num_classes,
+                data.ignore_label,
+                settings,
+                class_names=class_names,
+                max_batches=config.max_eval_batches,
+                step_fn=step_fn,
+                num_batches=-(-num_images // data.batch_size) if num_images else None,
+            )
+        except tf.errors.OpError as err:
+            bad = bad_example_error(err)
+            if bad is None:
+                raise
+            raise BadEvalDataError(
+                f"{bad}\nEvaluation of {prefix} stopped; nothing was written for it.\n"
+                + bad_data_advice(
+                    data.dataset_name, data.dataset_dir, data.split, options.num_classes
+                )
+            ) from None
         extra = dict(
             checkpoint=prefix,
             step=step,
@@ -106,6 +128,7 @@ def evaluate_checkpoint(config: EvalConfig) -> List[Dict[str, object]]:
         paths = results_lib.write_result_files(
             results, config.eval_logdir, output_json=config.output_json, **extra
         )
+        writer = writer or tf.summary.create_file_writer(config.eval_logdir)
         results_lib.write_summaries(writer, results, step)
         with open(os.path.join(config.eval_logdir, "eval_history.jsonl"), "a") as f:
             record = results_lib.results_to_json(

@@ -89,7 +89,8 @@ class ExportConfig:
 def export(config: ExportConfig) -> str:
     """Runs the export job of `config`; returns the SavedModel directory or frozen graph path.
     Raises `deeplab.checkpoints.CheckpointError` (checkpoint does not fit the model),
-    QuantizerRangesError and LiteRTExportError."""
+    QuantizerRangesError, LiteRTExportError and `staging.ExportPathError`. A SavedModel export
+    (with its LiteRT model, unless `tflite_path` puts it elsewhere) is atomic."""
     from deeplab.checkpoints import official as checkpoints
     from deeplab.export import litert, qat
     from deeplab.export import saved_model as export_lib
@@ -154,8 +155,23 @@ def export(config: ExportConfig) -> str:
             model_options=options.as_dict(),
             quantize_delay_step=config.quantize_delay_step,
         )
+        # A LiteRT model inside the export folder is part of the (atomic) export.
+        inside = config.tflite and not config.tflite_path
         module = export_lib.export_saved_model(
-            model, config.export_path, options.num_classes, settings, metadata=metadata
+            model,
+            config.export_path,
+            options.num_classes,
+            settings,
+            metadata=metadata,
+            also=(
+                (
+                    lambda folder, module: _write_tflite(
+                        config, module, quantize, calibration, f"{folder}/model.tflite"
+                    )
+                )
+                if inside
+                else None
+            ),
         )
         print(
             f"SavedModel written to {config.export_path} (signatures: serving_default, "
@@ -164,15 +180,16 @@ def export(config: ExportConfig) -> str:
             + ")"
         )
     if config.tflite:
-        _write_tflite(config, module, quantize, calibration, export_dir)
+        tflite_path = config.tflite_path or os.path.join(export_dir, "model.tflite")
+        if config.frozen_graph or config.tflite_path:
+            _write_tflite(config, module, quantize, calibration, tflite_path)
+        _report_tflite(config, quantize, tflite_path)
     return config.export_path
 
 
-def _write_tflite(config: ExportConfig, module, quantize, calibration, export_dir: str) -> None:
-    from deeplab.export import litert
+def _write_tflite(config: ExportConfig, module, quantize, calibration, tflite_path: str) -> None:
     from deeplab.export import saved_model as export_lib
 
-    tflite_path = config.tflite_path or os.path.join(export_dir, "model.tflite")
     try:
         export_lib.export_tflite(
             module,
@@ -184,6 +201,11 @@ def _write_tflite(config: ExportConfig, module, quantize, calibration, export_di
         )
     except ValueError as err:
         raise LiteRTExportError(str(err)[:1000]) from None
+
+
+def _report_tflite(config: ExportConfig, quantize, tflite_path: str) -> None:
+    from deeplab.export import litert
+
     kind = "full-integer int8 " if quantize else ""
     outputs = litert.PREDICTIONS + (
         f", {litert.PROBABILITIES}" if config.tflite_probabilities else ""

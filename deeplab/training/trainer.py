@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from typing import Dict, Optional, Sequence
 
@@ -45,10 +46,18 @@ from deeplab.training import (
 from deeplab.training import losses as losses_lib
 
 MIXED_PRECISION = ("none", "float16", "bfloat16")
+# A resumed run whose loss or weights are not finite within this many steps of the checkpoint
+# it started from falls back to the checkpoint before it (down to the initial weights).
+FALLBACK_STEPS = 10
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving."""
+
+
+class BadDataError(RuntimeError):
+    """A bad training example stopped the run (after saving its progress); the message names
+    the example's file, the problem and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +98,8 @@ class TrainConfig:
     # Execution.
     strategy: str = "default"
     tpu: Optional[str] = None
+    # --strategy=multi_worker: how long to wait for the other workers to connect.
+    worker_connect_timeout_secs: float = 600
     mixed_precision: str = "none"
     jit_compile: bool = False
     # 1x1 convs traced as MatMuls in the training step (same sums; faster on CPU).
@@ -143,6 +154,10 @@ class TrainConfig:
         if self.max_checkpoints_to_keep < 1:
             raise ValueError(
                 f"--max_checkpoints_to_keep={self.max_checkpoints_to_keep} must be >= 1"
+            )
+        if self.worker_connect_timeout_secs <= 0:
+            raise ValueError(
+                f"--worker_connect_timeout_secs={self.worker_connect_timeout_secs} must be > 0"
             )
         if self.strategy not in distribute.STRATEGIES:
             raise ValueError(f"--strategy={self.strategy!r} is not one of {distribute.STRATEGIES}")
@@ -288,13 +303,24 @@ class Trainer:
         if config.data.seed is not None:
             keras.utils.set_random_seed(config.data.seed)
         _set_precision_policy(config.mixed_precision)
-        self.strategy = strategy or distribute.create_strategy(config.strategy, config.tpu)
+        self.strategy = strategy or distribute.create_strategy(
+            config.strategy, config.tpu, config.worker_connect_timeout_secs
+        )
         self.is_chief = distribute.is_chief(self.strategy)
         # Before anything slow, so that a second trainer on the same log dir stops at once.
         self.lock = logdir_lock.LogdirLock(config.train_logdir)
         if self.is_chief:
             self.lock.acquire()
+        try:
+            self._build(config, dataset_fn, model_fn)
+        except BaseException:
+            self.lock.release()  # e.g. a full disk stopping the event writer
+            raise
+
+    def _build(self, config: TrainConfig, dataset_fn, model_fn) -> None:
+        """Everything of the run but the lock: pipeline, model, optimizer, checkpoint, writer."""
         self.num_replicas = self.strategy.num_replicas_in_sync
+        self._fallbacks, self._initial_state, self._fallback_until = [], None, -1
         if config.data.batch_size % self.num_replicas:
             raise ValueError(
                 f"--train_batch_size={config.data.batch_size} must be divisible "
@@ -502,8 +528,22 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
 
+    def _state_variables(self) -> list:
+        """Every variable a checkpoint restores: model, optimizer, step (and QAT ranges)."""
+        return list(self.step_model.variables) + list(self.optimizer.variables) + [self.global_step]
+
     def _restore_or_initialize(self) -> int:
+        # The initial state, kept when resuming: the last fallback of a resumed run that
+        # diverges again at once (see _fall_back).
+        resuming = checkpointing.latest_checkpoint(self.config.train_logdir) is not None
+        initial = [v.numpy() for v in self._state_variables()] if resuming else None
         path = self.ckpt.restore_latest()
+        if path is not None:
+            earlier = checkpointing.all_checkpoints(self.config.train_logdir)
+            earlier = list(reversed(earlier[: earlier.index(path)])) if path in earlier else []
+            self._fallbacks = earlier + [None]  # None: the initial weights
+            self._initial_state = initial
+            self._fallback_until = int(self.global_step.numpy()) + FALLBACK_STEPS
         if path is None and self.config.tf_initial_checkpoint:
             _initialize_from_checkpoint(self.model, self.config)
         elif path is not None and self.config.tf_initial_checkpoint:
@@ -540,6 +580,32 @@ class Trainer:
             for local in self.strategy.experimental_local_results(batch)
         )
 
+    def _fall_back(self, what: str, step: int) -> Optional[int]:
+        """For a resumed run that diverges within FALLBACK_STEPS of where it started: restores
+        the checkpoint before that one (or, after the oldest, the initial weights), says so in
+        a warning line, and returns its step; None when there is nothing to fall back to."""
+        if step > self._fallback_until or not self._fallbacks:
+            return None
+        path = self._fallbacks.pop(0)
+        if path is None:
+            for variable, value in zip(self._state_variables(), self._initial_state):
+                variable.assign(value)
+            if self.config.tf_initial_checkpoint:
+                _initialize_from_checkpoint(self.model, self.config)
+            name = "the initial weights"
+        else:
+            self.ckpt.checkpoint.restore(path).assert_existing_objects_matched()
+            name = path
+        start = int(self.global_step.numpy())
+        print(
+            f"WARNING: {what}, {step - self._fallback_until + FALLBACK_STEPS} step(s) after "
+            f"resuming; falling back to {name} (step {start}).",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._fallback_until = start + FALLBACK_STEPS
+        return start
+
     def _stop_non_finite(self, what: str, suspect_step: Optional[int] = None) -> None:
         """Raises NonFiniteLossError naming the last good checkpoint (nothing is saved).
 
@@ -559,8 +625,34 @@ class Trainer:
         raise NonFiniteLossError(
             f"{what}; stopping without saving. The last good checkpoint is "
             f"{last or 'none (nothing saved yet)'}. Lower --base_learning_rate or check the "
-            "data, then run again to resume from it."
+            "data, then run again to resume from it (a resumed run that diverges again within "
+            f"{FALLBACK_STEPS} steps falls back to the checkpoints before it, down to the "
+            "initial weights; nothing needs deleting)."
         )
+
+    def _stop_bad_data(self, bad: Exception, step: int, last_saved_step: int) -> None:
+        """Saves the progress since the last checkpoint (when the weights are finite), then
+        raises BadDataError naming the example and what to do."""
+        saved = (
+            f"the last checkpoint is {checkpointing.latest_checkpoint(self.config.train_logdir)}"
+        )
+        # Not with several workers: a save is collective and the others may not stop here.
+        alone = distribute.task_info(self.strategy)[0] is None
+        if alone and step > last_saved_step and not _first_non_finite(self.model.variables):
+            saved = f"its progress is saved in {self.ckpt.save()}"
+        self.writer.flush()
+        config = self.config
+        from deeplab.data.validate import bad_data_advice
+
+        raise BadDataError(
+            f"{bad}\nTraining stopped at step {step}; {saved}.\n"
+            + bad_data_advice(
+                config.data.dataset_name,
+                config.data.dataset_dir,
+                config.data.split,
+                self.num_classes,
+            )
+        ) from None
 
     def run(self) -> Dict[str, float]:
         """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary.
@@ -606,7 +698,15 @@ class Trainer:
         while step < self.last_step:
             profiler.before_step(step)
             lr = self.current_learning_rate()
-            batch = next(iterator)
+            try:
+                batch = next(iterator)
+            except tf.errors.OpError as err:
+                from deeplab.data.decode import bad_example_error  # creates tensors on import
+
+                bad = bad_example_error(err)
+                if bad is None:
+                    raise
+                self._stop_bad_data(bad, step, last_saved_step)
             out = self._train_step(batch)
             step += 1
             scalars = {k: float(v.numpy()) for k, v in out.items()}
@@ -617,11 +717,17 @@ class Trainer:
                     if not math.isfinite(scalars["total_loss"])
                     else "The gradients are not finite"
                 )
+                suspect = step - 1 if self._finite_images(batch) else None
+                back = None if suspect is None else self._fall_back(f"{what} at step {step}", step)
+                if back is not None:
+                    step = last_saved_step = back
+                    progress = summaries.Progress(step, self.last_step, config.data.batch_size)
+                    continue
                 self._stop_non_finite(
                     f"{what} at step {step} (cross-entropy {scalars['losses/cross_entropy']}, "
                     f"regularization {scalars['losses/regularization']}); the update was not "
                     "applied",
-                    suspect_step=step - 1 if self._finite_images(batch) else None,
+                    suspect_step=suspect,
                 )
             scalars["learning_rate"] = lr
             profiler.after_step(step)
@@ -646,7 +752,13 @@ class Trainer:
             if due or step == self.last_step:
                 bad = _first_non_finite(self.model.variables + list(self.optimizer.variables))
                 if bad is not None:
-                    self._stop_non_finite(f"Variable {bad} is not finite after step {step}")
+                    what = f"Variable {bad} is not finite after step {step}"
+                    back = self._fall_back(what, step)
+                    if back is not None:
+                        step = last_saved_step = back
+                        progress = summaries.Progress(step, self.last_step, config.data.batch_size)
+                        continue
+                    self._stop_non_finite(what)
                 path = self.ckpt.save()
                 self.writer.flush()
                 logging.info("Saved checkpoint %s", path)
