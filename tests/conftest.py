@@ -463,10 +463,10 @@ def fixed_batches(num_images=4, crop=CROP, nan_from_step=None):
     return dataset_fn
 
 
-def make_config(logdir, options=None, steps=4, batch_size=4, **overrides):
+def make_config(logdir, options=None, steps=4, batch_size=4, dataset_dir=None, **overrides):
     options = options or tiny_options()
     data = DataConfig(
-        "synthetic", None, "train", crop_size=(CROP, CROP), batch_size=batch_size,
+        "synthetic", dataset_dir, "train", crop_size=(CROP, CROP), batch_size=batch_size,
         is_training=True, seed=1, num_classes=options.num_classes,
     )  # fmt: skip
     kwargs = dict(
