@@ -102,6 +102,7 @@ def train_case(
     """Times `steps` train steps of the Trainer after `warmup` (and the traced first one)."""
     import tensorflow as tf
 
+    from deeplab.data.config import DataConfig
     from deeplab.training import LearningRateConfig, TrainConfig, Trainer
 
     data = _synthetic_batch(batch, crop)
@@ -109,13 +110,12 @@ def train_case(
         config = TrainConfig(
             train_logdir=logdir,
             model_options=_model_options(crop, variant),
-            dataset="pascal_voc_seg",
-            train_crop_size=(crop, crop),
-            train_batch_size=batch,
+            data=DataConfig(
+                "pascal_voc_seg", None, "train", (crop, crop), batch, is_training=True, seed=0
+            ),
             learning_rate=LearningRateConfig(base_learning_rate=1e-4),
             mixed_precision=precision,
             jit_compile=jit,
-            seed=0,
         )
         trainer = Trainer(config, dataset_fn=lambda _: tf.data.Dataset.from_tensors(data).repeat())
         batch_iter = iter(trainer.dataset)

@@ -463,17 +463,19 @@ def fixed_batches(num_images=4, crop=CROP, nan_from_step=None):
     return dataset_fn
 
 
-def make_config(logdir, options=None, steps=4, **overrides):
+def make_config(logdir, options=None, steps=4, batch_size=4, dataset_dir=None, **overrides):
+    options = options or tiny_options()
+    data = DataConfig(
+        "synthetic", dataset_dir, "train", crop_size=(CROP, CROP), batch_size=batch_size,
+        is_training=True, seed=1, num_classes=options.num_classes,
+    )  # fmt: skip
     kwargs = dict(
         train_logdir=str(logdir),
-        model_options=options or tiny_options(),
-        dataset="synthetic",
-        train_crop_size=(CROP, CROP),
-        train_batch_size=4,
+        model_options=options,
+        data=data,
         learning_rate=LearningRateConfig(base_learning_rate=0.01, training_number_of_steps=steps),
         log_steps=2,
         save_interval_steps=2,
-        seed=1,
     )
     kwargs.update(overrides)
     return TrainConfig(**kwargs)

@@ -50,7 +50,7 @@ def test_a_bad_example_stops_training_in_a_few_lines_after_saving(
         tmp_path / "run",
         steps=50,
         dataset_dir=data_with_bad_examples,
-        train_batch_size=2,
+        batch_size=2,
         save_interval_steps=1000,
     )
     with pytest.raises(BadDataError) as err:

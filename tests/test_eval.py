@@ -55,7 +55,7 @@ def test_evaluate_counts_every_labelled_pixel_once(run):
         _val_dataset(run),
         options.num_classes,
         255,
-        logits_output_stride=inference.logits_output_stride(options),
+        inference.InferenceSettings.for_options(options),
         verbose=0,
         class_names=[f"c{i}" for i in range(7)],
         on_batch=lambda batch, predictions: seen.append(predictions.shape),

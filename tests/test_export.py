@@ -258,9 +258,7 @@ def test_multi_scale_flipped_export_matches_the_keras_model(run, tmp_path):
         model,
         str(tmp_path / "ms"),
         7,
-        eval_scales=(0.75, 1.25),
-        add_flipped_images=True,
-        logits_output_stride=stride,
+        inference.InferenceSettings((0.75, 1.25), True, stride),
         encoded_signature=False,
     )
     images = _images(45, 61, seed=5, batch=2)

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from deeplab import ModelOptions, build_deeplab
 from deeplab.checkpoints import run_options
@@ -129,10 +130,13 @@ def test_options_from_training_json_and_explicit_flags(tmp_path):
     (tmp_path / "model_options.json").write_text(json.dumps(saved, default=list))
     fields, data = run_options.saved_run_info(str(tmp_path / "ckpt-5"))
     assert data["dataset"] == "synthetic" and fields["depth_multiplier"] == 0.25
-    flag_options = ModelOptions(model_variant="xception_65", output_stride=8)
-    merged = inference.merge_model_options(flag_options, {"output_stride"}, fields)
-    assert merged.model_variant == "mobilenet_v2" and merged.output_stride == 8
-    final = inference.inference_options(merged)
+    values = flags.FlagValues()
+    cli_flags.define_model_flags(values)
+    values(["eval", "--output_stride=8"])  # explicit flags over the run's, the run's over defaults
+    final = cli_flags.options_from_flags(values, str(tmp_path / "ckpt-5"), num_classes=21)
+    assert final.depth_multiplier == 0.25 and final.output_stride == 8
+    assert final.decoder_output_stride == 4  # the run's (the flag's default is no decoder)
+    assert final.num_classes == TINY["num_classes"]  # the run's, not the dataset's 21
     assert final.crop_size is None and not final.upsample_logits
     assert run_options.find_model_options_file(str(tmp_path / "ckpt-5")) == str(
         tmp_path / "model_options.json"

@@ -30,17 +30,19 @@ import json, sys
 import numpy as np
 from absl import logging
 logging.set_verbosity(logging.INFO)
+from deeplab.data.config import DataConfig
 from deeplab.modeling.options import ModelOptions
 from deeplab.training import LearningRateConfig, TrainConfig, Trainer
 
 logdir, data_dir, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 options = ModelOptions(model_variant="mobilenet_v2", num_classes=7, atrous_rates=None,
                        decoder_output_stride=None, depth_multiplier=0.25, crop_size=(65, 65))
+data = DataConfig("synthetic", data_dir, "train", crop_size=(65, 65), batch_size=4,
+                  is_training=True, min_scale_factor=0.75, max_scale_factor=1.25, seed=5)
 config = TrainConfig(
-    train_logdir=logdir, model_options=options, dataset="synthetic", dataset_dir=data_dir,
-    train_crop_size=(65, 65), train_batch_size=4, min_scale_factor=0.75, max_scale_factor=1.25,
+    train_logdir=logdir, model_options=options, data=data,
     learning_rate=LearningRateConfig(base_learning_rate=0.01, training_number_of_steps=steps),
-    log_steps=1, save_interval_steps=2, strategy="multi_worker", seed=5)
+    log_steps=1, save_interval_steps=2, strategy="multi_worker")
 trainer = Trainer(config)
 result = trainer.run()
 np.savez(out, *[w.numpy() for w in trainer.model.weights])

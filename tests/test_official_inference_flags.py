@@ -75,9 +75,11 @@ def test_frozen_graph_with_the_official_inference_flags(model, tmp_path):
     frozen_graph.write_frozen_graph(
         model,
         path,
-        logits_output_stride=16,
-        image_pyramid=[0.75, 1.0],
-        prediction_with_upsampled_logits=False,
+        inference.InferenceSettings(
+            logits_output_stride=16,
+            image_pyramid=[0.75, 1.0],
+            prediction_with_upsampled_logits=False,
+        ),
         save_inference_graph=True,
     )
     assert (tmp_path / "inference_graph.pbtxt").exists()

@@ -39,20 +39,18 @@ def data_dir(tmp_path_factory, eval_fixtures):
 
 
 def _config(logdir, data_dir, steps, delay, **kwargs):
+    data = DataConfig(
+        "synthetic", data_dir, "train", crop_size=CROP, batch_size=4, is_training=True,
+        min_scale_factor=0.75, max_scale_factor=1.25, seed=1, num_classes=OPTIONS.num_classes,
+    )  # fmt: skip
     return TrainConfig(
         train_logdir=str(logdir),
         model_options=OPTIONS,
-        dataset="synthetic",
-        dataset_dir=data_dir,
-        train_crop_size=CROP,
-        train_batch_size=4,
-        min_scale_factor=0.75,
-        max_scale_factor=1.25,
+        data=data,
         learning_rate=LearningRateConfig(base_learning_rate=0.05, training_number_of_steps=steps),
         save_interval_steps=steps,
         log_steps=steps,
         quantize_delay_step=delay,
-        seed=1,
         **kwargs,
     )
 
@@ -158,8 +156,9 @@ def qat_run(tmp_path_factory, data_dir):
     """Float training, then fake quantization from step 150 on (Adam: a short run that predicts
     more than the background; about 1 minute of training on a quiet 2-core machine)."""
     logdir = tmp_path_factory.mktemp("qat_run")
-    config = _config(logdir, data_dir, QAT_STEPS, QAT_DELAY)
-    config.optimizer, config.adam_learning_rate = "adam", 0.01
+    config = _config(
+        logdir, data_dir, QAT_STEPS, QAT_DELAY, optimizer="adam", adam_learning_rate=0.01
+    )
     trainer = Trainer(config)
     result = trainer.run()
     return trainer, result, str(logdir)
@@ -257,9 +256,8 @@ def test_mixed_precision_is_refused_with_the_flag_named(tmp_path):
 
 def test_other_variants_are_refused_with_the_flag_named(tmp_path):
     config = _config(tmp_path, None, 2, 0)
-    config.model_options = OPTIONS.replace(model_variant="xception_65")
     with pytest.raises(ValueError, match="--quantize_delay_step=0.*mobilenet_v2.*xception_65"):
-        config.validate()
+        dataclasses.replace(config, model_options=OPTIONS.replace(model_variant="xception_65"))
 
 
 def test_float_checkpoint_has_no_ranges(tmp_path):

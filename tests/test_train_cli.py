@@ -168,10 +168,10 @@ print("RESULT " + json.dumps({
     "flag_crop": FLAGS.train_crop_size,
     "flag_batch": FLAGS.train_batch_size,
     "steps": config.learning_rate.training_number_of_steps,
-    "crop": list(config.train_crop_size),
-    "batch": config.train_batch_size,
+    "crop": list(config.data.crop_size),
+    "batch": config.data.batch_size,
     "decay": config.model_options.batch_norm_decay,
-    "dataset": config.dataset,
+    "dataset": config.data.dataset_name,
 }))
 """
 

@@ -207,8 +207,11 @@ def _official_l2(model, weight_decay):
 def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(
     tmp_path, fixed_batches, make_config, tiny_options
 ):
-    config = make_config(tmp_path, tiny_options(weight_decay=1e-3), steps=1)
-    config.learning_rate = LearningRateConfig(base_learning_rate=0.0, training_number_of_steps=1)
+    config = make_config(
+        tmp_path,
+        tiny_options(weight_decay=1e-3),
+        learning_rate=LearningRateConfig(base_learning_rate=0.0, training_number_of_steps=1),
+    )
     trainer = Trainer(config, dataset_fn=fixed_batches())
     # Conv and pointwise kernels and the logits kernel; not depthwise, BN or biases.
     want = _official_l2(trainer.model, 1e-3)
@@ -226,7 +229,7 @@ def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(
 def test_batch_of_one_summaries_and_rerun_when_done(
     tmp_path, fixed_batches, make_config, small_model
 ):
-    config = make_config(tmp_path, steps=3, train_batch_size=1, save_summaries_images=True)
+    config = make_config(tmp_path, steps=3, batch_size=1, save_summaries_images=True)
     result = Trainer(config, dataset_fn=fixed_batches(num_images=1), model_fn=small_model).run()
     assert result["step"] == 3 and np.isfinite(result["total_loss"])
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-3")

@@ -10,26 +10,9 @@ from __future__ import annotations
 from typing import List, Optional
 
 from deeplab.checkpoints.official import CheckpointMismatchError
-from deeplab.modeling.options import MODEL_VARIANTS, ModelOptions
+from deeplab.modeling.options import MODEL_VARIANTS, SHAPE_FIELDS, ModelOptions
+from deeplab.modeling.recipes import flag_text
 
-# ModelOptions fields that change variable shapes or the layer list, most likely first.
-SHAPE_FIELDS = (
-    "model_variant",
-    "num_classes",
-    "depth_multiplier",
-    "divisible_by",
-    "decoder_output_stride",
-    "atrous_rates",
-    "add_image_level_feature",
-    "aspp_with_separable_conv",
-    "decoder_use_separable_conv",
-    "aspp_convs_filters",
-    "decoder_filters",
-    "aspp_with_concat_projection",
-    "aspp_with_squeeze_and_excitation",
-    "decoder_use_sum_merge",
-    "decoder_output_is_logits",
-)
 # Official checkpoint scopes of each model variant.
 _VARIANT_SCOPES = {"MobilenetV2": "mobilenet_v2", **{v: v for v in MODEL_VARIANTS}}
 
@@ -41,11 +24,7 @@ def _plain(value):
 
 
 def _flag_value(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "(unset)" if value is None else str(value)
+    return "(unset)" if value is None else flag_text(value)
 
 
 def likely_field(

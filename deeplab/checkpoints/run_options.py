@@ -3,22 +3,20 @@ and export rebuild the same model (the ModelOptions fields plus the dataset, spl
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from deeplab.modeling.options import ModelOptions
+from deeplab.modeling.options import FIELD_NAMES, ModelOptions
 
 OPTIONS_FILENAME = "model_options.json"
 
 
 def write_model_options(logdir: str, model_options: ModelOptions, **extra) -> str:
     """Writes `model_options.json`: the ModelOptions fields plus `extra` (e.g. dataset)."""
-    data = dataclasses.asdict(model_options)
-    data.update(extra)
+    data = {**model_options.as_dict(), **extra}
     path = os.path.join(logdir, OPTIONS_FILENAME)
     tf.io.gfile.makedirs(logdir)
     with tf.io.gfile.GFile(path + ".tmp", "w") as f:
@@ -45,8 +43,7 @@ def _model_options_fields(data: dict) -> dict:
     `model_options`)."""
     if isinstance(data.get("model_options"), dict):
         data = data["model_options"]
-    fields = {f.name for f in dataclasses.fields(ModelOptions)}
-    return {k: v for k, v in data.items() if k in fields}
+    return {k: v for k, v in data.items() if k in FIELD_NAMES}
 
 
 def saved_run_info(checkpoint_path: Optional[str]) -> Tuple[Optional[dict], dict]:

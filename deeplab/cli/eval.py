@@ -19,11 +19,9 @@ TensorBoard summaries (`eval/miou_1.0_overall`, `eval/miou_1.0_class_<i>`, ...).
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
-from absl import flags, logging
+from absl import flags
 
 from deeplab.cli import flags as cli_flags
 
@@ -103,132 +101,51 @@ cli_flags.define_official_flags("eval")
 flags.adopt_module_key_flags(cli_flags)
 
 
+def config_from_flags(values):
+    """Turns parsed flags into a `deeplab.evaluation.EvalConfig` (ValueError or a flag error
+    naming the flag if bad)."""
+    from deeplab.evaluation import EvalConfig
+
+    setup = cli_flags.cli_setup(
+        values, values.checkpoint_dir, script="eval", crop_flag="eval_crop_size"
+    )
+    data = cli_flags.eval_data_config(
+        values, setup, split=values.eval_split, batch_size=values.eval_batch_size
+    )
+    return EvalConfig(
+        checkpoint_dir=values.checkpoint_dir,
+        model_options=setup.options,
+        data=data,
+        settings=setup.settings,
+        eval_logdir=values.eval_logdir,
+        eval_interval_secs=values.eval_interval_secs,
+        max_number_of_evaluations=values.max_number_of_evaluations,
+        eval_timeout_secs=values.eval_timeout_secs,
+        output_json=values.output_json,
+        max_eval_batches=values.max_eval_batches,
+    )
+
+
 def main():
     """The command line; returns its exit status."""
-    from deeplab.checkpoints import polling as checkpoint_polling
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
-    from deeplab.checkpoints.official import (
-        CheckpointError,
-        load_checkpoint,
-        resolve_checkpoint_prefix,
-    )
-    from deeplab.data.decode import bad_example_error
-    from deeplab.data.pipeline import build_dataset
-    from deeplab.data.validate import bad_data_advice
-    from deeplab.evaluation import loop as evaluation
-    from deeplab.evaluation import results as eval_results
-    from deeplab.modeling import inference
+    from deeplab.checkpoints.official import CheckpointError
+    from deeplab.evaluation import runner
 
-    checkpoint_dir = FLAGS.checkpoint_dir
-    setup = cli_flags.cli_model_setup(
-        FLAGS, checkpoint_dir, script="eval", crop_flag="eval_crop_size", scales_flag="eval_scales"
-    )
-    if setup is None:
+    try:
+        config = config_from_flags(FLAGS)
+    except (ValueError, flags.Error) as err:
+        cli_flags.print_flags_error(err)
         return 2
-    dataset, dataset_dir = setup.dataset, setup.dataset_dir
-    info, options = setup.info, setup.options
-    crop, scales, model, stride = setup.crop, setup.scales, setup.model, setup.stride
-    eval_logdir = FLAGS.eval_logdir or inference.default_output_dir(checkpoint_dir, "eval")
-    from deeplab.modeling.options import options_summary
-
-    logging.info("Model options: %s", options_summary(options))
-    step_fn = evaluation.make_eval_step(
-        setup.predictor,
-        options.num_classes,
-        info.ignore_label,
-        scales,
-        FLAGS.add_flipped_images,
-        stride,
-        prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
-    )
-    import tensorflow as tf
-
-    from deeplab.data.pipeline import split_size
-
-    num_images = split_size(dataset, dataset_dir, FLAGS.eval_split)
-    writer = None  # created with the first results: nothing is written before
-    tag = eval_results.metric_tag(scales, FLAGS.add_flipped_images)
-    for path in checkpoint_polling.checkpoints_to_evaluate(
-        checkpoint_dir,
-        eval_interval_secs=FLAGS.eval_interval_secs,
-        max_number_of_evaluations=FLAGS.max_number_of_evaluations,
-        timeout_secs=FLAGS.eval_timeout_secs,
-    ):
-        try:
-            path, report = checkpoint_polling.load_readable(
-                lambda p: load_checkpoint(model, p), path, checkpoint_dir
-            )
-        except CheckpointError as err:
-            print(cli_checkpoint_error(err, options, path), file=sys.stderr)
-            return 1
-        logging.info("%s", report.summary())
-        prefix = resolve_checkpoint_prefix(path)
-        step = checkpoint_polling.checkpoint_step(prefix)
-        data = build_dataset(
-            cli_flags.eval_data_config(
-                FLAGS, setup, split=FLAGS.eval_split, batch_size=FLAGS.eval_batch_size
-            )
-        )
-        try:
-            results = evaluation.evaluate(
-                model,
-                data,
-                options.num_classes,
-                info.ignore_label,
-                scales,
-                FLAGS.add_flipped_images,
-                logits_output_stride=stride,
-                class_names=info.class_names[: options.num_classes]
-                if len(info.class_names) >= options.num_classes
-                else None,
-                max_batches=FLAGS.max_eval_batches,
-                step_fn=step_fn,
-                num_batches=-(-num_images // FLAGS.eval_batch_size) if num_images else None,
-            )
-        except tf.errors.OpError as err:
-            bad = bad_example_error(err)
-            if bad is None:
-                raise
-            print(
-                f"ERROR: {bad}\nEvaluation of {prefix} stopped; nothing was written for it.\n"
-                + bad_data_advice(dataset, dataset_dir, FLAGS.eval_split, options.num_classes),
-                file=sys.stderr,
-            )
-            return 1
-        extra = dict(
-            checkpoint=prefix,
-            step=step,
-            dataset=dataset,
-            eval_split=FLAGS.eval_split,
-            eval_crop_size=list(crop),
-            metric_tag=tag,
-        )
-        paths = eval_results.write_result_files(
-            results, eval_logdir, output_json=FLAGS.output_json, **extra
-        )
-        writer = writer or tf.summary.create_file_writer(eval_logdir)
-        eval_results.write_summaries(writer, results, step)
-        with open(os.path.join(eval_logdir, "eval_history.jsonl"), "a") as f:
-            record = eval_results.results_to_json(
-                {k: v for k, v in results.items() if k != "confusion_matrix"}, **extra
-            )
-            f.write(json.dumps(record, allow_nan=False) + "\n")
-        from deeplab.evaluation.metrics import format_iou_table
-
-        print(
-            format_iou_table(
-                results,
-                results["class_names"],
-                title=f"{dataset}/{FLAGS.eval_split}, {prefix} (step {step}), "
-                f"{results['num_images']} images, scales {scales}"
-                + (", flipped" if FLAGS.add_flipped_images else ""),
-            )
-        )
-        print(
-            f"eval/{tag}_overall: {100 * results['miou']:.2f}%  results: "
-            f"{paths['json']}, {paths['confusion_png']}",
-            flush=True,
-        )
+    try:
+        runner.evaluate_checkpoint(config)
+    except runner.BadEvalDataError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    except CheckpointError as err:
+        path = getattr(err, "prefix", None) or config.checkpoint_dir
+        print(cli_checkpoint_error(err, config.model_options, path), file=sys.stderr)
+        return 1
     return 0
 
 

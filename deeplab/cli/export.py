@@ -19,11 +19,10 @@ written too; --quantize=int8 makes it full-integer, calibrated on training image
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
-from absl import flags, logging
+from absl import flags
 
 from deeplab.cli import flags as cli_flags
 
@@ -100,184 +99,96 @@ cli_flags.define_official_flags("export")
 flags.adopt_module_key_flags(cli_flags)
 
 
-class _LiteRTExportError(Exception):
-    """The LiteRT conversion failed (the export is not written)."""
+def config_from_flags(values):
+    """Turns parsed flags into a `deeplab.export.ExportConfig` (ValueError or a flag error
+    naming the flag if bad)."""
+    from deeplab.checkpoints import run_options
+    from deeplab.data.config import DataConfig
+    from deeplab.export import ExportConfig, staging
+
+    path = values.checkpoint_path
+    problem = cli_flags.checkpoint_source_problem(path)
+    if problem:
+        raise flags.ValidationError(f"--checkpoint_path={path}: {problem}")
+    _, saved = run_options.saved_run_info(path)
+    dataset, info, num_classes = cli_flags.checkpoint_dataset_classes(values, path, saved)
+    options = cli_flags.options_from_flags(values, path, num_classes)
+    settings = cli_flags.inference_settings_from_flags(values, options, "export")
+    crop = cli_flags.parse_int_list(values.crop_size, "crop_size")
+    if not values.export_path.endswith(".pb"):
+        staging.check_export_path(values.export_path)
+    calibration = None
+    if values.quantize and values.tflite and (values.dataset_dir or saved.get("dataset_dir")):
+        name, folder = cli_flags.resolve_dataset(values.dataset, values.dataset_dir, saved)
+        if not os.path.isdir(folder):
+            raise flags.ValidationError(
+                f"--dataset_dir {folder} (calibration images) does not exist"
+            )
+        calibration = DataConfig(
+            name,
+            folder,
+            saved.get("train_split") or "train",
+            crop_size=tuple(crop or (513, 513)),
+            batch_size=1,
+            is_training=True,
+        )
+    quantize_delay_step = values.quantize_delay_step
+    if quantize_delay_step is None:
+        quantize_delay_step = int(saved.get("quantize_delay_step", -1))
+    class_names = None
+    if info is not None and len(info.class_names) == options.num_classes:
+        class_names = tuple(info.class_names)
+    return ExportConfig(
+        checkpoint_path=path,
+        export_path=values.export_path,
+        model_options=options,
+        settings=settings,
+        dataset=dataset,
+        class_names=class_names,
+        min_resize_value=values.min_resize_value,
+        max_resize_value=values.max_resize_value,
+        resize_factor=values.resize_factor,
+        keep_aspect_ratio=values.keep_aspect_ratio,
+        save_inference_graph=values.save_inference_graph,
+        tflite=values.tflite,
+        tflite_path=values.tflite_path,
+        tflite_probabilities=values.tflite_probabilities,
+        crop_size=tuple(crop) if crop else None,
+        quantize=values.quantize,
+        calibration_data=calibration,
+        num_calibration_images=values.num_calibration_images,
+        quantize_delay_step=quantize_delay_step,
+    )
 
 
 def main():
     """The command line; returns its exit status."""
-    from deeplab.checkpoints import run_options
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.export import litert, staging
-    from deeplab.export import saved_model as export_lib
-    from deeplab.modeling import inference
+    from deeplab.export import runner, staging
 
-    path = FLAGS.checkpoint_path
     try:
-        problem = cli_flags.checkpoint_source_problem(path)
-        if problem:
-            raise flags.ValidationError(f"--checkpoint_path={path}: {problem}")
-        pyramid = cli_flags.check_inference_flags(FLAGS, "export")
-        saved_fields, saved = run_options.saved_run_info(path)
-        dataset, info, num_classes = cli_flags.checkpoint_dataset_classes(FLAGS, path, saved)
-        options = cli_flags.options_from_flags(FLAGS, path, num_classes)
-        scales = cli_flags.parse_float_list(FLAGS.inference_scales, "inference_scales") or [1.0]
-        crop = cli_flags.parse_int_list(FLAGS.crop_size, "crop_size")
-        if not FLAGS.export_path.endswith(".pb"):
-            staging.check_export_path(FLAGS.export_path)
-        if FLAGS.tflite and (not crop or len(crop) != 2):
-            raise flags.ValidationError("--crop_size must be height,width for --tflite")
-        calibration = None
-        if not FLAGS.tflite_probabilities and not FLAGS.tflite:
-            raise flags.ValidationError(
-                "--notflite_probabilities applies to the LiteRT model: add --tflite"
-            )
-        if FLAGS.quantize:
-            if not FLAGS.tflite:
-                raise flags.ValidationError("--quantize applies to the LiteRT model: add --tflite")
-            if FLAGS.num_calibration_images < 1:
-                raise flags.ValidationError("--num_calibration_images must be positive")
-            if not (FLAGS.dataset_dir or saved.get("dataset_dir")):
-                raise flags.ValidationError(
-                    f"--quantize={FLAGS.quantize} needs calibration images: give --dataset and "
-                    "--dataset_dir of the training set"
-                )
-            calibration_data = cli_flags.resolve_dataset(FLAGS.dataset, FLAGS.dataset_dir, saved)
-            if not os.path.isdir(calibration_data[1]):
-                raise flags.ValidationError(
-                    f"--dataset_dir {calibration_data[1]} (calibration images) does not exist"
-                )
-            calibration = litert.calibration_images(
-                *calibration_data,
-                crop,
-                FLAGS.num_calibration_images,
-                split=saved.get("train_split") or "train",
-            )
-    except (flags.ValidationError, ValueError) as err:
+        config = config_from_flags(FLAGS)
+    except (flags.Error, ValueError) as err:
         cli_flags.print_flags_error(err)
         return 2
-    from deeplab.modeling.options import options_summary
-
-    logging.info("Model options: %s", options_summary(options))
     try:
-        model, report = inference.build_inference_model(options, path)
+        runner.export(config)
     except CheckpointError as err:
-        print(cli_checkpoint_error(err, options, path), file=sys.stderr)
+        print(
+            cli_checkpoint_error(err, config.model_options, config.checkpoint_path),
+            file=sys.stderr,
+        )
         return 1
-    logging.info("%s", report.summary())
-    quantize_delay_step = FLAGS.quantize_delay_step
-    if quantize_delay_step is None:
-        quantize_delay_step = int(saved.get("quantize_delay_step", -1))
-    quantize = FLAGS.quantize
-    if quantize_delay_step >= 0:
-        from deeplab.checkpoints import official as checkpoints
-        from deeplab.export import qat
-
-        model = qat.quantize_model(model)
-        try:
-            qat.load_quantizer_ranges(model, checkpoints.resolve_checkpoint_prefix(path))
-        except ValueError as err:
-            print(f"FATAL Flags parsing error: --quantize_delay_step: {err}", file=sys.stderr)
-            return 2
-        quantize, calibration = "int8", qat.range_free_images(crop or (513, 513))
-    class_names = None
-    if info is not None and len(info.class_names) == options.num_classes:
-        class_names = list(info.class_names)
-    metadata = dict(
-        checkpoint=os.path.abspath(path),
-        dataset=dataset,
-        class_names=class_names,
-        model_options=dataclasses.asdict(options),
-        quantize_delay_step=quantize_delay_step,
-    )
-    settings = dict(
-        eval_scales=scales,
-        add_flipped_images=FLAGS.add_flipped_images,
-        logits_output_stride=inference.logits_output_stride(options),
-    )
-    export_dir = FLAGS.export_path
-    tflite_path = FLAGS.tflite_path or os.path.join(export_dir, "model.tflite")
-
-    def write_tflite(module, path):
-        try:
-            export_lib.export_tflite(
-                module,
-                path,
-                crop,
-                quantize=quantize,
-                representative_images=calibration,
-                probabilities=FLAGS.tflite_probabilities,
-            )
-        except ValueError as err:
-            raise _LiteRTExportError(str(err)[:1000]) from None
-
-    try:
-        if FLAGS.export_path.endswith(".pb"):
-            from deeplab.export import frozen_graph
-
-            export_dir = os.path.dirname(os.path.abspath(FLAGS.export_path))
-            tflite_path = FLAGS.tflite_path or os.path.join(export_dir, "model.tflite")
-            frozen_graph.write_frozen_graph(
-                model,
-                FLAGS.export_path,
-                save_inference_graph=FLAGS.save_inference_graph,
-                min_resize_value=FLAGS.min_resize_value,
-                max_resize_value=FLAGS.max_resize_value,
-                resize_factor=FLAGS.resize_factor,
-                keep_aspect_ratio=FLAGS.keep_aspect_ratio,
-                image_pyramid=pyramid,
-                merge_method=FLAGS.merge_method,
-                prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
-                **settings,
-            )
-            print(
-                f"Frozen inference graph written to {FLAGS.export_path} (input "
-                f"{frozen_graph.INPUT_NAME}:0 uint8 [1, H, W, 3]; outputs "
-                f"{frozen_graph.OUTPUT_NAME}:0, {frozen_graph.PROBABILITIES_NAME}:0; "
-                f"{options.num_classes} classes, scales {scales})"
-            )
-            if FLAGS.tflite:
-                module = export_lib.DeepLabServingModule(model, options.num_classes, **settings)
-                write_tflite(module, tflite_path)
-        else:
-            # The LiteRT model inside the export folder is part of the (atomic) export.
-            inside = FLAGS.tflite and not FLAGS.tflite_path
-            module = export_lib.export_saved_model(
-                model,
-                FLAGS.export_path,
-                options.num_classes,
-                metadata=metadata,
-                also=(
-                    (lambda folder, module: write_tflite(module, f"{folder}/model.tflite"))
-                    if inside
-                    else None
-                ),
-                **settings,
-            )
-            print(
-                f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
-                f"serve_encoded; {options.num_classes} classes, scales {scales}"
-                + (", flipped" if FLAGS.add_flipped_images else "")
-                + ")"
-            )
-            if FLAGS.tflite and not inside:
-                write_tflite(module, tflite_path)
+    except runner.QuantizerRangesError as err:
+        cli_flags.print_flags_error(err)
+        return 2
     except staging.ExportPathError as err:
         cli_flags.print_flags_error(err)
         return 2
-    except _LiteRTExportError as err:
+    except runner.LiteRTExportError as err:
         print(f"FATAL LiteRT export failed: {err}", file=sys.stderr)
         return 1
-    if FLAGS.tflite:
-        kind = "full-integer int8 " if quantize else ""
-        outputs = litert.PREDICTIONS + (
-            f", {litert.PROBABILITIES}" if FLAGS.tflite_probabilities else ""
-        )
-        print(
-            f"{kind}LiteRT model written to {tflite_path}\n  signature serving_default: image "
-            f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> {outputs}"
-        )
     return 0
 
 

@@ -20,16 +20,23 @@ from absl import app, flags
 
 from deeplab.data import descriptors
 from deeplab.data.config import DataConfig
-from deeplab.modeling.options import MODEL_VARIANTS, ModelOptions
+from deeplab.modeling import recipes
+from deeplab.modeling.options import OPTION_FIELDS, ModelOptions
+from deeplab.modeling.recipes import flag_text
 
 DEFAULT_SYNTHETIC_DIR = os.path.join("data", "synthetic")
 # What bad flags raise (absl's flag errors, ValidationError among them).
 FlagsError = flags.Error
 
 
-def define_int_list(name: str, default: Optional[str], help_text: str) -> None:
+def define_int_list(name: str, default: Optional[str], help_text: str, values=None) -> None:
     """Defines a list-of-integers flag that takes `a,b,c` and repeated `--name=a --name=b`."""
-    flags.DEFINE_multi_string(name, default, help_text + " (comma list or repeated flag)")
+    flags.DEFINE_multi_string(
+        name,
+        default,
+        help_text + " (comma list or repeated flag)",
+        flag_values=flags.FLAGS if values is None else values,
+    )
 
 
 def parse_int_list(values, flag_name: str) -> Optional[List[int]]:
@@ -194,143 +201,109 @@ def define_resize_flags() -> None:
     )
 
 
-def define_model_flags() -> None:
-    """Defines the model flags of the official common.py, once per process."""
-    if "model_variant" in flags.FLAGS:
+_DEFINE_BY_KIND = {
+    "int": flags.DEFINE_integer,
+    "float": flags.DEFINE_float,
+    "bool": flags.DEFINE_boolean,
+}
+
+
+def define_option_flags(scope: str, values=None) -> None:
+    """Defines the flag of every ModelOptions field declared for `scope` ("common": the model
+    flags of every command line; "train": those only the official train.py has), from the
+    field's declaration (`deeplab.modeling.options.option`), in `values` (default
+    `flags.FLAGS`)."""
+    values = flags.FLAGS if values is None else values
+    for field in OPTION_FIELDS:
+        meta = field.metadata
+        if meta["scope"] != scope:
+            continue
+        default, kind, text = meta["flag_default"], meta["flag"], meta["help"]
+        if kind == "enum":
+            flags.DEFINE_enum(field.name, default, list(meta["choices"]), text, flag_values=values)
+        elif kind == "int_list":
+            define_int_list(
+                field.name, None if default is None else flag_text(default), text, values
+            )
+        elif kind == "string":
+            flags.DEFINE_string(field.name, default or "", text, flag_values=values)
+        else:
+            _DEFINE_BY_KIND[kind](field.name, default, text, flag_values=values)
+
+
+def define_model_flags(values=None) -> None:
+    """Defines the model flags of the official common.py (from the ModelOptions declarations)
+    and --recipe, once per process (in `values`, default `flags.FLAGS`)."""
+    values = flags.FLAGS if values is None else values
+    if "model_variant" in values:
         return
+    define_option_flags("common", values)
     flags.DEFINE_enum(
-        "model_variant", "mobilenet_v2", list(MODEL_VARIANTS), "DeepLab model variant."
+        "recipe",
+        None,
+        sorted(recipes.RECIPES),
+        "A model-zoo configuration (README 'Model zoo'); model flags given on the command line "
+        "override it.",
+        flag_values=values,
     )
     flags.DEFINE_integer(
-        "num_classes", None, "Number of classes; default: the dataset's number of classes."
-    )
-    flags.DEFINE_integer(
-        "output_stride", 16, "Ratio of input to output spatial resolution (8, 16 or 32)."
-    )
-    define_int_list("atrous_rates", None, "Atrous rates of the ASPP branches, e.g. 6,12,18.")
-    define_int_list(
-        "decoder_output_stride",
-        None,
-        "Output stride of the low-level features the decoder uses (4 or 8); unset: no decoder.",
-    )
-    define_int_list(
-        "multi_grid", None, "Unit rates of the last Xception / ResNet block, e.g. 1,2,4."
-    )
-    define_int_list(
-        "image_pooling_crop_size",
-        None,
-        "Crop size (h,w) that sets the image-pooling window; unset: global pooling.",
-    )
-    flags.DEFINE_boolean("add_image_level_feature", True, "Add the image-pooling ASPP branch.")
-    flags.DEFINE_boolean(
-        "aspp_with_batch_norm",
-        True,
-        "Use batch norm in ASPP (the only setting this implementation supports).",
-    )
-    flags.DEFINE_boolean("aspp_with_separable_conv", True, "Separable convs in the ASPP branches.")
-    flags.DEFINE_boolean("decoder_use_separable_conv", True, "Separable convs in the decoder.")
-    flags.DEFINE_float("depth_multiplier", 1.0, "Channel multiplier of MobileNetV2.")
-    flags.DEFINE_integer(
-        "divisible_by",
-        None,
-        "MobileNetV2 channels are rounded to a multiple of this (default 8 at "
-        "depth_multiplier 1, else 1).",
-    )
-    flags.DEFINE_float(
-        "batch_norm_decay",
-        None,
-        "BatchNorm moving-average decay; unset keeps the official ones (0.9997, "
-        "MobileNetV2 and MobileNetV3 0.997, ResNet 0.95).",
-    )
-    flags.DEFINE_integer(
-        "logits_kernel_size", 1, "Kernel size of the logits conv (1 is the only supported value)."
-    )
-    define_head_flags()
-
-
-def define_head_flags() -> None:
-    """The official ASPP / decoder options of the MobileNetV3 (LR-ASPP-like) recipes."""
-    define_int_list(
-        "image_pooling_stride", "1,1", "Stride (h,w) of the ASPP image-pooling average pool."
-    )
-    flags.DEFINE_integer("aspp_convs_filters", 256, "Channels of the ASPP convolutions.")
-    flags.DEFINE_boolean(
-        "aspp_with_concat_projection", True, "Project the concatenated ASPP branches (1x1 conv)."
-    )
-    flags.DEFINE_boolean(
-        "aspp_with_squeeze_and_excitation",
-        False,
-        "Use the image-pooling feature as a sigmoid gate on the ASPP output instead of a branch.",
-    )
-    flags.DEFINE_boolean(
-        "image_se_uses_qsigmoid",
-        False,
-        "The image-pooling gate uses the hard sigmoid relu6(x + 3) * 0.16667.",
-    )
-    flags.DEFINE_boolean(
-        "decoder_use_sum_merge",
-        False,
-        "Merge the decoder's two inputs by a sum (one conv) instead of a concatenation.",
-    )
-    flags.DEFINE_integer("decoder_filters", 256, "Channels of the decoder convolutions.")
-    flags.DEFINE_boolean(
-        "decoder_output_is_logits",
-        False,
-        "The decoder output is the logits (no logits layer); needs decoder_filters=num_classes.",
-    )
-    flags.DEFINE_string(
-        "dense_prediction_cell_json",
-        "",
-        "A JSON file that specifies the dense prediction cell (replaces ASPP); the official "
-        "deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json resolves to the "
-        "packaged copy.",
+        "logits_kernel_size",
+        1,
+        "Kernel size of the logits conv (1 is the only supported value).",
+        flag_values=values,
     )
     # NAS backbones (nas_pnasnet, nas_hnasnet) are not implemented; their options change no
     # other variant, so they are accepted as officially. Bounded activations would change
     # Xception and the heads, so they stop in `model_options_from_flags`.
     flags.DEFINE_integer(
-        "nas_stem_output_num_conv_filters", 20, "NAS backbones only (not implemented here)."
+        "nas_stem_output_num_conv_filters",
+        20,
+        "NAS backbones only (not implemented here).",
+        flag_values=values,
     )
-    flags.DEFINE_boolean(
-        "nas_use_classification_head", False, "NAS backbones only (not implemented here)."
-    )
-    flags.DEFINE_boolean(
-        "nas_remove_os32_stride", False, "NAS backbones only (not implemented here)."
-    )
+    for name in ("nas_use_classification_head", "nas_remove_os32_stride"):
+        flags.DEFINE_boolean(
+            name, False, "NAS backbones only (not implemented here).", flag_values=values
+        )
     flags.DEFINE_boolean(
         "use_bounded_activation",
         False,
         "Bounded ReLU6 activations for quantization (only false is supported).",
+        flag_values=values,
     )
 
 
-# Model flags whose value is the ModelOptions field of the same name as it is.
-_MODEL_FLAGS_AS_IS = (
-    "model_variant",
-    "output_stride",
-    "aspp_convs_filters",
-    "aspp_with_concat_projection",
-    "aspp_with_squeeze_and_excitation",
-    "image_se_uses_qsigmoid",
-    "decoder_use_sum_merge",
-    "decoder_filters",
-    "decoder_output_is_logits",
-    "add_image_level_feature",
-    "aspp_with_separable_conv",
-    "decoder_use_separable_conv",
-    "depth_multiplier",
-    "divisible_by",
-    "batch_norm_decay",
-)
+def _option_from_flag(field, value):
+    """The ModelOptions value of `field` from its flag's parsed value."""
+    kind = field.metadata["flag"]
+    if kind == "int_list":
+        parsed = parse_int_list(value, field.name)
+        return tuple(parsed) if parsed else field.metadata["flag_default"]
+    if kind == "string":
+        return value or None
+    return value
+
+
+def _explicit(values, name: str) -> bool:
+    return name in values and values[name].present
 
 
 def model_options_from_flags(
-    values, *, num_classes: Optional[int] = None, crop_size=None, **overrides
+    values,
+    *,
+    num_classes: Optional[int] = None,
+    crop_size=None,
+    saved: Optional[dict] = None,
+    preset: Optional[dict] = None,
 ) -> ModelOptions:
-    """Builds ModelOptions from parsed model flags (a FlagValues, e.g. `flags.FLAGS`).
+    """The one place a command line's ModelOptions are resolved, from parsed model flags (a
+    FlagValues, e.g. `flags.FLAGS`). Each option takes, first to last: its flag when given on
+    the command line, the --recipe's flag, the training run's value (`saved`, its
+    model_options.json), `preset` (train.py's synthetic demo), the flag's default.
 
-    `num_classes` is used when `--num_classes` is unset; `crop_size` (the official crop size) sets
-    the image-pooling window when `--image_pooling_crop_size` is unset, as officially.
+    `num_classes` (the dataset's) is used when neither --num_classes nor `saved` gives one (a
+    recipe's class count is its dataset's); `crop_size` (the script's crop) sets the
+    image-pooling window when --image_pooling_crop_size is unset, as officially.
     """
     if not values.aspp_with_batch_norm:
         raise flags.ValidationError("--aspp_with_batch_norm=false is not supported")
@@ -340,24 +313,28 @@ def model_options_from_flags(
         raise flags.ValidationError(
             "--use_bounded_activation=true is not supported (only the official unbounded ReLUs)"
         )
-    pooling = parse_int_list(values.image_pooling_crop_size, "image_pooling_crop_size")
-    pooling_stride = parse_int_list(values.image_pooling_stride, "image_pooling_stride")
-    decoder = parse_int_list(values.decoder_output_stride, "decoder_output_stride")
-    n = values.num_classes if values.num_classes is not None else num_classes
-    if n is None:
+    # A recipe is its flags, as if given on the command line.
+    recipe = {}
+    if "recipe" in values and values.recipe:
+        recipe = dict(recipes.get_recipe(values.recipe).flags)
+    layers = [recipe, saved or {}, preset or {}]
+    kwargs = {}
+    for field in OPTION_FIELDS:
+        name = field.name
+        if _explicit(values, name):
+            kwargs[name] = _option_from_flag(field, values[name].value)
+            continue
+        given = [layer[name] for layer in layers if name in layer]
+        if given:
+            kwargs[name] = given[0]
+        elif name in values:
+            kwargs[name] = _option_from_flag(field, values[name].value)
+    if "num_classes" not in kwargs or kwargs["num_classes"] is None:
+        kwargs["num_classes"] = num_classes
+    if kwargs["num_classes"] is None:
         raise flags.ValidationError("--num_classes is required here")
-    kwargs = {name: values[name].value for name in _MODEL_FLAGS_AS_IS}
-    kwargs.update(
-        num_classes=n,
-        atrous_rates=parse_int_list(values.atrous_rates, "atrous_rates"),
-        decoder_output_stride=decoder,
-        crop_size=tuple(crop_size) if crop_size else None,
-        image_pooling_crop_size=tuple(pooling) if pooling else None,
-        image_pooling_stride=tuple(pooling_stride or (1, 1)),
-        multi_grid=parse_int_list(values.multi_grid, "multi_grid"),
-        dense_prediction_cell_json=values.dense_prediction_cell_json or None,
-    )
-    kwargs.update(overrides)
+    if crop_size:
+        kwargs["crop_size"] = tuple(crop_size)
     try:
         return ModelOptions(**kwargs)
     except ValueError as err:
@@ -378,33 +355,9 @@ def summary_arguments() -> Tuple[ModelOptions, List[int], bool]:
     crop = parse_int_list(values.crop_size, "crop_size")
     if not crop or len(crop) != 2:
         raise app.UsageError("--crop_size must be height,width")
-    return model_options_from_flags(values, num_classes=21), crop, values.json
-
-
-# Model flags of `deeplab.cli_flags.define_model_flags` -> the ModelOptions field they set.
-MODEL_FLAG_FIELDS = {
-    "model_variant": "model_variant",
-    "num_classes": "num_classes",
-    "output_stride": "output_stride",
-    "atrous_rates": "atrous_rates",
-    "decoder_output_stride": "decoder_output_stride",
-    "multi_grid": "multi_grid",
-    "image_pooling_crop_size": "image_pooling_crop_size",
-    "add_image_level_feature": "add_image_level_feature",
-    "aspp_with_separable_conv": "aspp_with_separable_conv",
-    "decoder_use_separable_conv": "decoder_use_separable_conv",
-    "depth_multiplier": "depth_multiplier",
-    "divisible_by": "divisible_by",
-    "image_pooling_stride": "image_pooling_stride",
-    "aspp_convs_filters": "aspp_convs_filters",
-    "aspp_with_concat_projection": "aspp_with_concat_projection",
-    "aspp_with_squeeze_and_excitation": "aspp_with_squeeze_and_excitation",
-    "image_se_uses_qsigmoid": "image_se_uses_qsigmoid",
-    "decoder_use_sum_merge": "decoder_use_sum_merge",
-    "decoder_filters": "decoder_filters",
-    "decoder_output_is_logits": "decoder_output_is_logits",
-    "dense_prediction_cell_json": "dense_prediction_cell_json",
-}
+    # No dataset here: the recipe's dataset's class count, else PASCAL VOC's.
+    num_classes = recipes.get_recipe(values.recipe).num_classes if values.recipe else 21
+    return model_options_from_flags(values, num_classes=num_classes), crop, values.json
 
 
 def resolve_dataset(
@@ -478,35 +431,47 @@ def check_checkpoint_source(flag_values, script: str) -> None:
 def options_from_flags(
     flag_values, checkpoint_path: Optional[str], num_classes: Optional[int]
 ) -> ModelOptions:
-    """Inference ModelOptions for a CLI: train.py's `model_options.json` next to the checkpoint
-    (when there is one) with every model flag given on the command line applied over it, else
-    the model flags (official checkpoints). `num_classes` is the default class count (the
-    dataset's). The result has global image pooling unless --image_pooling_crop_size is given
-    (on the command line or in the training run's options).
+    """Inference ModelOptions for a CLI (`model_options_from_flags` over train.py's
+    `model_options.json` next to the checkpoint, when there is one; `num_classes` is the
+    dataset's), made the inference model's (`inference.inference_options`): global image
+    pooling unless --image_pooling_crop_size is given (on the command line or in the training
+    run's options), logits not upsampled in the model, no weight decay.
     """
-    explicit = {
-        field
-        for flag, field in MODEL_FLAG_FIELDS.items()
-        if flag in flag_values and flag_values[flag].present
-    }
     from deeplab.checkpoints import run_options
     from deeplab.modeling import inference
 
     saved, _ = run_options.saved_run_info(checkpoint_path)
-    if saved and "num_classes" not in explicit and saved.get("num_classes"):
-        num_classes = int(saved["num_classes"])
-    flag_options = model_options_from_flags(flag_values, num_classes=num_classes, crop_size=None)
-    return inference.inference_options(inference.merge_model_options(flag_options, explicit, saved))
+    options = model_options_from_flags(flag_values, num_classes=num_classes, saved=saved)
+    return inference.inference_options(options)
 
 
-def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag: str):
-    """What eval.py and vis.py derive from their flags, as a SimpleNamespace: `dataset`,
-    `dataset_dir`, `info` (DatasetInfo), `options` (inference ModelOptions), `crop` (the
-    `crop_flag` size; 225x225 for the synthetic set unless given) and `scales` (floats of
-    `scales_flag`). Builds no data (`check_dataset_dir`). Raises ValueError or absl's
-    flags.ValidationError on bad flags."""
+def inference_settings_from_flags(values, options: ModelOptions, script: str):
+    """The inference flags of eval.py, vis.py or export.py (`script`) as the
+    `inference.InferenceSettings` of a model built from `options`, checked as the official
+    scripts use them (`check_inference_flags`)."""
+    from deeplab.modeling import inference
+
+    pyramid = check_inference_flags(values, script)
+    scales_flag = "inference_scales" if script == "export" else "eval_scales"
+    return inference.InferenceSettings.for_options(
+        options,
+        eval_scales=float_list_flag(values, scales_flag) or (1.0,),
+        add_flipped_images=values.add_flipped_images,
+        prediction_with_upsampled_logits=values.prediction_with_upsampled_logits,
+        image_pyramid=pyramid,
+        merge_method=values.merge_method,
+    )
+
+
+def cli_setup(flag_values, checkpoint_path: str, *, script: str, crop_flag: str):
+    """What eval.py and vis.py (`script`) derive from their flags, as a SimpleNamespace:
+    `dataset`, `dataset_dir`, `info` (DatasetInfo), `options` (inference ModelOptions),
+    `settings` (InferenceSettings) and `crop` (the `crop_flag` size; 225x225 for the synthetic
+    set unless given). Builds no data (`check_dataset_dir`). Raises ValueError or absl's
+    flags.Error on bad flags."""
     from deeplab.checkpoints import run_options
 
+    check_checkpoint_source(flag_values, script)
     _, saved = run_options.saved_run_info(checkpoint_path)
     dataset, dataset_dir = resolve_dataset(flag_values.dataset, flag_values.dataset_dir, saved)
     if dataset_dir is None:
@@ -514,6 +479,7 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
     check_dataset_dir(dataset, dataset_dir)
     info = descriptors.get_dataset_info(dataset)
     options = options_from_flags(flag_values, checkpoint_path, info.num_classes)
+    settings = inference_settings_from_flags(flag_values, options, script)
     if dataset == "synthetic" and not flag_values[crop_flag].present:
         crop = (225, 225)  # the synthetic images are at most 224 pixels
     else:
@@ -523,46 +489,14 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
                 f"--{crop_flag} must be two positive integers (height,width), "
                 f"got {flag_values[crop_flag].value}"
             )
-    scales = parse_float_list(flag_values[scales_flag].value, scales_flag) or [1.0]
     return SimpleNamespace(
         dataset=dataset,
         dataset_dir=dataset_dir,
         info=info,
         options=options,
+        settings=settings,
         crop=tuple(crop),
-        scales=scales,
     )
-
-
-def cli_model_setup(
-    flag_values, checkpoint_path: str, *, script: str, crop_flag: str, scales_flag: str
-):
-    """`cli_setup` plus, for eval.py and vis.py (`script`), the inference `model`, its logits
-    `stride`, the `--image_pyramid` scales (`pyramid`, None for one scale) and the `predictor`
-    to call (the model, or its image pyramid).
-
-    On bad flags prints the error (naming the flag) to stderr and returns None.
-    """
-    try:
-        check_checkpoint_source(flag_values, script)
-        pyramid = check_inference_flags(flag_values, script)
-        setup = cli_setup(
-            flag_values, checkpoint_path, crop_flag=crop_flag, scales_flag=scales_flag
-        )
-    except (ValueError, flags.Error) as err:
-        print_flags_error(err)
-        return None
-    from deeplab.modeling import inference
-
-    setup.model, _ = inference.build_inference_model(setup.options)
-    setup.stride = inference.logits_output_stride(setup.options)
-    setup.pyramid = pyramid
-    setup.predictor = setup.model
-    if pyramid:
-        setup.predictor = inference.ImagePyramidModel(
-            setup.model, pyramid, flag_values.merge_method, setup.stride
-        )
-    return setup
 
 
 def eval_data_config(flag_values, setup, *, split: str, batch_size: int) -> DataConfig:
@@ -962,12 +896,6 @@ def check_inference_flags(values=None, script: str = "eval") -> Optional[List[fl
                 f"--{name} applies to single-scale inference only (as in the official "
                 f"scripts); drop --{scales_flag} / --add_flipped_images or --{name}"
             )
-    saved_model = script == "export" and not values.export_path.endswith(".pb")
-    if saved_model and (pyramid is not None or not values.prediction_with_upsampled_logits):
-        raise flags.ValidationError(
-            "--image_pyramid and --prediction_with_upsampled_logits=false are supported by the "
-            "frozen-graph export only (an --export_path ending in .pb)"
-        )
     return pyramid
 
 

@@ -43,15 +43,9 @@ SYNTHETIC_PRESET = {
 }
 
 cli_flags.define_model_flags()
-# Model options that the official train.py defines itself.
-flags.DEFINE_float("weight_decay", 4e-5, "The value of the weight decay for training.")
-flags.DEFINE_boolean(
-    "fine_tune_batch_norm",
-    True,
-    "Fine tune the batch norm parameters or not (False: BatchNorm uses and "
-    "keeps its moving statistics; gamma and beta still train).",
-)
-flags.DEFINE_boolean("upsample_logits", True, "Upsample logits during training.")
+# Model options that the official train.py defines itself (weight_decay, fine_tune_batch_norm,
+# upsample_logits).
+cli_flags.define_option_flags("train")
 
 # Logging and checkpoints.
 flags.DEFINE_string("train_logdir", None, "Where the checkpoint and logs are stored.")
@@ -223,13 +217,23 @@ def _by_field_name(cls, values: dict, **explicit):
     return cls(**kwargs)
 
 
+# DataConfig fields whose train.py flag has another name (the official flag names).
+DATA_FLAGS = {
+    "dataset_name": "dataset",
+    "split": "train_split",
+    "crop_size": "train_crop_size",
+    "batch_size": "train_batch_size",
+}
+
+
 def config_from_flags(values):
     """Turns parsed flags into a `deeplab.training.TrainConfig` (ValidationError if bad).
 
-    TrainConfig and LearningRateConfig fields take the flag of the same name; the dataclasses
-    validate them.
+    TrainConfig, its DataConfig and LearningRateConfig fields take the flag of the same name
+    (DataConfig: or of `DATA_FLAGS`); the dataclasses validate them.
     """
     from deeplab.data import descriptors
+    from deeplab.data.config import DataConfig, DataConfigError
     from deeplab.training import LearningRateConfig, TrainConfig
     from deeplab.training import losses as losses_lib
 
@@ -256,28 +260,37 @@ def config_from_flags(values):
         values,
         num_classes=info.num_classes,
         crop_size=crop if len(crop) == 2 else None,
-        weight_decay=flat["weight_decay"],
-        fine_tune_batch_norm=flat["fine_tune_batch_norm"],
-        upsample_logits=flat["upsample_logits"],
-        batch_norm_decay=flat["batch_norm_decay"],
+        preset=SYNTHETIC_PRESET if dataset == "synthetic" else None,
     )
     try:
         label_weights = losses_lib.parse_label_weights(
             cli_flags.parse_float_list(flat["label_weights"], "label_weights"),
             model_options.num_classes,
         )
+        data = _by_field_name(
+            DataConfig,
+            {**flat, **{field: flat[flag] for field, flag in DATA_FLAGS.items()}},
+            dataset_name=dataset,
+            dataset_dir=dataset_dir,
+            crop_size=crop,
+            is_training=True,
+            model_variant=model_options.model_variant,
+            num_classes=model_options.num_classes,
+        )
         return _by_field_name(
             TrainConfig,
             flat,
             model_options=model_options,
+            data=data,
             learning_rate=_by_field_name(LearningRateConfig, flat),
-            dataset=dataset,
-            dataset_dir=dataset_dir,
-            train_crop_size=crop,
             label_weights=label_weights,
             strategy=strategy,
             tpu=tpu,
         )
+    except DataConfigError as err:
+        raise flags.ValidationError(
+            f"--{DATA_FLAGS.get(err.field, err.field)}: {err.reason}"
+        ) from None
     except ValueError as err:
         raise flags.ValidationError(str(err)) from None
 
@@ -307,13 +320,13 @@ def main():
         train,
     )
 
-    if config.dataset == "synthetic":
+    if config.data.dataset_name == "synthetic":
         from deeplab.data import synthetic
 
         try:
-            if not synthetic.is_built(config.dataset_dir):
-                print(f"Building the synthetic dataset in {config.dataset_dir}", flush=True)
-            synthetic.ensure_synthetic_dataset(config.dataset_dir)
+            if not synthetic.is_built(config.data.dataset_dir):
+                print(f"Building the synthetic dataset in {config.data.dataset_dir}", flush=True)
+            synthetic.ensure_synthetic_dataset(config.data.dataset_dir)
         except synthetic.NotASyntheticDirError as err:
             print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
             return 2

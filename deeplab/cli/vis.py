@@ -119,14 +119,14 @@ def main():
     from deeplab.modeling.layers import resize_labels
 
     checkpoint_dir = FLAGS.checkpoint_dir
-    setup = cli_flags.cli_model_setup(
-        FLAGS, checkpoint_dir, script="vis", crop_flag="vis_crop_size", scales_flag="eval_scales"
-    )
-    if setup is None:
+    try:
+        setup = cli_flags.cli_setup(FLAGS, checkpoint_dir, script="vis", crop_flag="vis_crop_size")
+    except (ValueError, flags.Error) as err:
+        cli_flags.print_flags_error(err)
         return 2
     dataset, dataset_dir = setup.dataset, setup.dataset_dir
     info, options = setup.info, setup.options
-    scales, model, stride = setup.scales, setup.model, setup.stride
+    model, _ = inference.build_inference_model(options)
     colormap = colormaps.get_colormap(
         _COLORMAP_DATASET[FLAGS.colormap_type] if FLAGS.colormap_type else dataset
     )
@@ -137,14 +137,7 @@ def main():
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def predict(images):
-        return inference.predict_labels(
-            setup.predictor,
-            images,
-            scales,
-            FLAGS.add_flipped_images,
-            stride,
-            prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
-        )
+        return setup.settings.predict_labels(model, images)
 
     convert = dataset == "cityscapes" or FLAGS.colormap_type == "cityscapes"
     for path in checkpoint_polling.checkpoints_to_evaluate(

@@ -1,7 +1,10 @@
-"""DataConfig: everything `pipeline.build_dataset` needs, validated once when it is made."""
+"""DataConfig: everything `pipeline.build_dataset` needs, validated and resolved once when it
+is made (`build_dataset` only builds)."""
 
 import dataclasses
 from typing import Optional, Tuple, Union
+
+from deeplab.data import descriptors
 
 DEFAULT_SHUFFLE_BUFFER = 256
 EVAL_SIZE_MULTIPLE = 16
@@ -14,6 +17,17 @@ class DataConfigError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = message
+
+
+def dataset_info(dataset_name: str) -> Optional[descriptors.DatasetInfo]:
+    """The descriptor of `dataset_name`; None for a TFDS dataset without one (its labels are
+    then not range-checked); ValueError naming the known datasets otherwise."""
+    try:
+        return descriptors.get_dataset_info(dataset_name)
+    except ValueError:
+        if dataset_name.startswith(descriptors.TFDS_PREFIX):
+            return None
+        raise
 
 
 def _check(ok: bool, field: str, message: str) -> None:
@@ -39,7 +53,7 @@ class DataConfig:
       keep_aspect_ratio: False resizes to a square (the official flag).
       seed: shuffle / augmentation seed; deterministic=True uses 0 when None.
       deterministic: fixed element order and augmentation (slower). Always on in evaluation,
-        which reads shards one after the other.
+        which reads shards one after the other (num_readers 1).
       cache: False, True (memory) or a file path prefix; caches decoded, validated examples
         before augmentation.
       num_readers: TFRecord shards read in parallel.
@@ -53,6 +67,10 @@ class DataConfig:
         crop_size + k * eval_size_multiple (kept whole, never cropped).
       num_classes: the model's class count; label values must lie in 0..num_classes-1 (or be
         the ignore label). None: the dataset's.
+      ignore_label: None: the dataset's (255 for an unregistered TFDS dataset).
+
+    The "None: automatic" fields are resolved when the config is made, so a DataConfig holds
+    the values the pipeline uses (`replace` keeps them: give the automatic ones again).
     """
 
     dataset_name: str
@@ -79,6 +97,7 @@ class DataConfig:
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
     eval_size_multiple: int = EVAL_SIZE_MULTIPLE
     num_classes: Optional[int] = None
+    ignore_label: Optional[int] = None
 
     def __post_init__(self):
         crop = self.crop_size
@@ -126,6 +145,33 @@ class DataConfig:
             "eval_size_multiple",
             f"{self.eval_size_multiple} must be >= 1",
         )
+        self._resolve_defaults()
+
+    def _resolve_defaults(self) -> None:
+        """Fills in the automatic ("None") fields from the dataset and the mode."""
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        info = self.dataset_info()
+        if self.num_classes is None and info is not None:
+            set_("num_classes", info.num_classes)
+        if self.ignore_label is None:
+            set_("ignore_label", info.ignore_label if info is not None else 255)
+        if not self.is_training:
+            # Evaluation: every image once, in file order (shard by shard).
+            set_("deterministic", True)
+            set_("num_readers", 1)
+        if self.deterministic and self.seed is None:
+            set_("seed", 0)
+        if self.repeat is None:
+            set_("repeat", -1 if self.is_training else 1)
+        if self.drop_remainder is None:
+            set_("drop_remainder", self.is_training)
+
+    def dataset_info(self) -> Optional[descriptors.DatasetInfo]:
+        """The dataset's descriptor (`dataset_info`)."""
+        try:
+            return dataset_info(self.dataset_name)
+        except ValueError as err:
+            raise DataConfigError("dataset_name", str(err)) from None
 
     def resize_and_scale(self) -> dict:
         """The resize-to-range and random-scale fields, as `preprocess` takes them."""

@@ -14,16 +14,7 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab.data import decode, descriptors, preprocess, readers
-from deeplab.data.config import DataConfig
-
-
-def _resolve_info(dataset_name):
-    try:
-        return descriptors.get_dataset_info(dataset_name)
-    except ValueError:
-        if dataset_name.startswith(descriptors.TFDS_PREFIX):
-            return None  # An unregistered TFDS dataset: labels are not range-checked.
-        raise
+from deeplab.data.config import DataConfig, dataset_info
 
 
 def _source(
@@ -94,7 +85,7 @@ def split_size(dataset_name, dataset_dir, split, from_files=False):
     """Number of examples of a split (for progress bars): the descriptor's count for the
     official datasets (unless `from_files`), else the records of the split's TFRecord shards
     or its listed folder pairs; None when unknown (e.g. TFDS)."""
-    info = _resolve_info(dataset_name)
+    info = dataset_info(dataset_name)
     official = info is not None and dataset_name != "synthetic" and not from_files
     if official and info.splits.get(split):
         return int(info.splits[split])
@@ -129,7 +120,7 @@ def example_problems(dataset_name, dataset_dir, split, num_classes=None):
     """Every example of a split, in file order, as {'source', 'error'} ('' when the example
     decodes, its label matches the image size and its values are classes (0..num_classes-1,
     default: the dataset's) or the ignore label): for checking a whole split at once."""
-    info = _resolve_info(dataset_name)
+    info = dataset_info(dataset_name)
     ignore_label = info.ignore_label if info else 255
     if num_classes is None:
         num_classes = info.num_classes if info else None
@@ -169,20 +160,7 @@ def build_dataset(config: DataConfig, input_context=None):
     deterministic, num_readers, seed = config.deterministic, config.num_readers, config.seed
     repeat, drop_remainder, batch_size = config.repeat, config.drop_remainder, config.batch_size
     skip_bad_examples, model_variant = config.skip_bad_examples, config.model_variant
-    info = _resolve_info(dataset_name)
-    ignore_label = info.ignore_label if info else 255
-    num_classes = config.num_classes
-    if num_classes is None:
-        num_classes = info.num_classes if info else None
-    if not is_training:
-        # Evaluation: every image once, in file order (shard by shard).
-        deterministic, num_readers = True, 1
-    if deterministic and seed is None:
-        seed = 0
-    if repeat is None:
-        repeat = -1 if is_training else 1
-    if drop_remainder is None:
-        drop_remainder = is_training
+    num_classes, ignore_label, info = config.num_classes, config.ignore_label, config.dataset_info()
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
 

@@ -22,13 +22,15 @@ from deeplab.evaluation import metrics as metrics_lib
 from deeplab.modeling import inference
 
 
-def make_eval_step(model, num_classes: int, ignore_label: int, *args, **kwargs) -> Callable:
-    """A compiled function (images, labels) -> (predictions int32 [B, H, W], confusion int64).
-
-    The remaining arguments are those of `inference.predict_labels` after `images`
-    (`eval_scales`, `add_flipped_images`, `logits_output_stride`,
-    `prediction_with_upsampled_logits`).
-    """
+def make_eval_step(
+    model,
+    num_classes: int,
+    ignore_label: int,
+    settings: Optional[inference.InferenceSettings] = None,
+) -> Callable:
+    """A compiled function (images, labels) -> (predictions int32 [B, H, W], confusion int64):
+    `settings.predict_labels` (default: single scale, no flip)."""
+    settings = settings or inference.InferenceSettings()
 
     @tf.function(
         input_signature=[
@@ -37,7 +39,7 @@ def make_eval_step(model, num_classes: int, ignore_label: int, *args, **kwargs) 
         ]
     )
     def step(images, labels):
-        predictions = inference.predict_labels(model, images, *args, **kwargs)
+        predictions = settings.predict_labels(model, images)
         labels = tf.reshape(labels, tf.shape(predictions))
         cm = metrics_lib.batch_confusion_matrix(labels, predictions, num_classes, ignore_label)
         return predictions, cm
@@ -50,10 +52,8 @@ def evaluate(
     dataset,
     num_classes: int,
     ignore_label: int,
-    eval_scales: Sequence[float] = (1.0,),
-    add_flipped_images: bool = False,
+    settings: Optional[inference.InferenceSettings] = None,
     *,
-    logits_output_stride: Optional[int] = None,
     class_names: Optional[Sequence[str]] = None,
     max_batches: Optional[int] = None,
     verbose: int = 1,
@@ -61,7 +61,8 @@ def evaluate(
     on_batch: Optional[Callable] = None,
     num_batches: Optional[int] = None,
 ) -> Dict[str, object]:
-    """Evaluates `model` on `dataset` (each element seen once).
+    """Evaluates `model` on `dataset` (each element seen once) with the inference `settings`
+    (default: single scale, no flip).
 
     Returns a dict: `miou`, `pixel_accuracy`, `per_class_iou` (list in class order, NaN for
     classes absent from labels and predictions), `per_class_accuracy`, `mean_class_accuracy`,
@@ -73,11 +74,9 @@ def evaluate(
     save visualisations). `num_batches` (e.g. from the split size) sets the progress bar's length
     when the dataset's cardinality is unknown.
     """
-    scales = tuple(float(s) for s in eval_scales) or (1.0,)
+    settings = settings or inference.InferenceSettings()
     if step_fn is None:
-        step_fn = make_eval_step(
-            model, num_classes, ignore_label, scales, add_flipped_images, logits_output_stride
-        )
+        step_fn = make_eval_step(model, num_classes, ignore_label, settings)
     total = np.zeros((num_classes, num_classes), np.int64)
     num_images = 0
     target = None
@@ -126,8 +125,8 @@ def evaluate(
         class_names=list(class_names)
         if class_names
         else [f"class_{i}" for i in range(num_classes)],
-        eval_scales=list(scales),
-        add_flipped_images=bool(add_flipped_images),
+        eval_scales=list(settings.eval_scales),
+        add_flipped_images=settings.add_flipped_images,
         seconds=time.time() - start,
     )
     return results

@@ -17,7 +17,7 @@ back to the input size (labels nearest, probabilities bilinear; align_corners=Tr
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Optional
 
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import (
@@ -34,27 +34,20 @@ PROBABILITIES_NAME = "SemanticProbabilities"
 
 def inference_function(
     model,
+    settings: Optional[inference.InferenceSettings] = None,
     *,
-    eval_scales: Sequence[float] = (1.0,),
-    add_flipped_images: bool = False,
-    logits_output_stride: Optional[int] = None,
     min_resize_value: Optional[int] = None,
     max_resize_value: Optional[int] = None,
     resize_factor: Optional[int] = None,
     keep_aspect_ratio: bool = True,
-    image_pyramid: Optional[Sequence[float]] = None,
-    merge_method: str = "max",
-    prediction_with_upsampled_logits: bool = True,
 ):
-    """The concrete function of the frozen graph (variables not yet folded). `image_pyramid`,
-    `merge_method` and `prediction_with_upsampled_logits` are the official flags (single-scale
-    inference only; see `deeplab.inference.ImagePyramidModel` and `predict_labels`)."""
+    """The concrete function of the frozen graph (variables not yet folded), predicting with
+    the inference `settings` (all of them: also the official `image_pyramid`, `merge_method`
+    and `prediction_with_upsampled_logits`; see `deeplab.modeling.inference`)."""
     from deeplab.data import preprocess
 
-    if image_pyramid:
-        model = inference.ImagePyramidModel(
-            model, image_pyramid, merge_method, logits_output_stride
-        )
+    settings = settings or inference.InferenceSettings()
+    predictor = settings.predictor(model)
 
     def serve(image):
         size = tf.shape(image)[1:3]
@@ -69,17 +62,13 @@ def inference_function(
                 keep_aspect_ratio=keep_aspect_ratio,
             )
             images = resized[tf.newaxis]
-        if prediction_with_upsampled_logits:
-            probabilities = inference.predict_probabilities(
-                model, images, eval_scales, add_flipped_images, logits_output_stride
-            )
+        if settings.prediction_with_upsampled_logits:
+            probabilities = settings.predict_probabilities(model, images)
             predictions = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         else:  # the official predict_labels: softmax, then bilinear upsampling
-            predictions = inference.predict_labels(
-                model, images, prediction_with_upsampled_logits=False
-            )
+            predictions = settings.predict_labels(model, images)
             probabilities = resize_bilinear(
-                tf.nn.softmax(model(images, training=False), axis=-1), tf.shape(images)[1:3]
+                tf.nn.softmax(predictor(images, training=False), axis=-1), tf.shape(images)[1:3]
             )
         if min_resize_value or max_resize_value:
             predictions = resize_labels(predictions, size)
@@ -95,12 +84,18 @@ def inference_function(
 
 
 def write_frozen_graph(
-    model, export_path: str, *, save_inference_graph: bool = False, **kwargs
+    model,
+    export_path: str,
+    settings: Optional[inference.InferenceSettings] = None,
+    *,
+    save_inference_graph: bool = False,
+    **kwargs,
 ) -> tf.compat.v1.GraphDef:
     """Writes the frozen inference graph of `model` to `export_path` (a `.pb` file); with
     `save_inference_graph` also the graph before freezing as `inference_graph.pbtxt` next to
-    it (the official flag). `kwargs` go to `inference_function`. Returns the GraphDef."""
-    concrete = inference_function(model, **kwargs)
+    it (the official flag). `settings` and `kwargs` (the resize flags) go to
+    `inference_function`. Returns the GraphDef."""
+    concrete = inference_function(model, settings, **kwargs)
     graph_def = convert_variables_to_constants_v2(concrete).graph.as_graph_def()
     folder = os.path.dirname(os.path.abspath(export_path))
     tf.io.gfile.makedirs(folder)

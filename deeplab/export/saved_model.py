@@ -154,16 +154,16 @@ class DeepLabServingModule:
         self,
         model,
         num_classes: int,
-        *,
-        eval_scales: Sequence[float] = (1.0,),
-        add_flipped_images: bool = False,
-        logits_output_stride: Optional[int] = None,
+        settings: Optional[inference.InferenceSettings] = None,
     ):
         self.model = model
         self.num_classes = int(num_classes)
-        self.eval_scales = tuple(float(s) for s in eval_scales) or (1.0,)
-        self.add_flipped_images = bool(add_flipped_images)
-        self.logits_output_stride = logits_output_stride
+        self.settings = settings or inference.InferenceSettings()
+        if self.settings.image_pyramid or not self.settings.prediction_with_upsampled_logits:
+            raise ValueError(
+                "image_pyramid and prediction_with_upsampled_logits=False are supported by the "
+                "frozen-graph export only"
+            )
         self.predict = tf.function(
             self._predict,
             input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")],
@@ -197,13 +197,7 @@ class DeepLabServingModule:
         return root
 
     def _outputs(self, images):
-        probabilities = inference.predict_probabilities(
-            self.model,
-            tf.cast(images, tf.float32),
-            self.eval_scales,
-            self.add_flipped_images,
-            self.logits_output_stride,
-        )
+        probabilities = self.settings.predict_probabilities(self.model, tf.cast(images, tf.float32))
         probabilities = tf.ensure_shape(probabilities, [None, None, None, self.num_classes])
         return {
             "semantic_predictions": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
@@ -219,7 +213,7 @@ class DeepLabServingModule:
         of the resized logits). For full-integer models, where a softmax at the image size
         costs a third of the network (an int8 softmax has no XNNPACK kernel). Single scale,
         no flip; otherwise the same as `_predict`."""
-        if self.eval_scales != (1.0,) or self.add_flipped_images:
+        if self.settings.multi_scale:
             return self._outputs(images)
         images = tf.cast(images, tf.float32)
         size = tf.shape(images)[1:3]
@@ -315,15 +309,14 @@ def export_saved_model(
     model,
     export_path: str,
     num_classes: int,
+    settings: Optional[inference.InferenceSettings] = None,
     *,
-    eval_scales: Sequence[float] = (1.0,),
-    add_flipped_images: bool = False,
-    logits_output_stride: Optional[int] = None,
     metadata: Optional[Dict[str, object]] = None,
     encoded_signature: bool = True,
     also: Optional[Callable[[str, "DeepLabServingModule"], None]] = None,
 ) -> DeepLabServingModule:
-    """Writes a SavedModel with the `serving_default` and `serve_encoded` signatures.
+    """Writes a SavedModel with the `serving_default` and `serve_encoded` signatures, which
+    predict with the inference `settings` (default: single scale, no flip).
 
     `encoded_signature=False` leaves out `serve_encoded` (faster to export).
     `metadata` (e.g. model options, class names) is stored as
@@ -334,13 +327,7 @@ def export_saved_model(
     swapped in, replacing a previous export whole; a failure leaves the previous one.
     Returns the serving module (its `predict` is what the SavedModel serves).
     """
-    module = DeepLabServingModule(
-        model,
-        num_classes,
-        eval_scales=eval_scales,
-        add_flipped_images=add_flipped_images,
-        logits_output_stride=logits_output_stride,
-    )
+    module = DeepLabServingModule(model, num_classes, settings)
     signatures = {SERVING_DEFAULT: module.predict.get_concrete_function()}
     if encoded_signature:
         signatures[SERVE_ENCODED] = module.predict_encoded.get_concrete_function()
@@ -363,8 +350,8 @@ def export_saved_model(
             },
         },
         "num_classes": int(num_classes),
-        "inference_scales": list(module.eval_scales),
-        "add_flipped_images": module.add_flipped_images,
+        "inference_scales": list(module.settings.eval_scales),
+        "add_flipped_images": module.settings.add_flipped_images,
     }
     if not encoded_signature:
         del info["signatures"][SERVE_ENCODED]
@@ -428,7 +415,8 @@ def tflite_from_model(
     """The LiteRT model (bytes) of a DeepLab Keras model at a fixed input size, as
     `export_tflite` writes it; `quantize="int8"` with `representative_images` for int8;
     `probabilities=False` for the predictions alone."""
-    module = DeepLabServingModule(model, num_classes, logits_output_stride=logits_output_stride)
+    settings = inference.InferenceSettings(logits_output_stride=logits_output_stride)
+    module = DeepLabServingModule(model, num_classes, settings)
     return _tflite_content(
         module,
         input_size,

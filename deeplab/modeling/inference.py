@@ -197,27 +197,81 @@ def _labels_at_logits_resolution(
     return resize_labels(labels, tf.shape(images)[1:3])
 
 
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings:
+    """How eval, vis and export predict (the official inference flags), validated when made.
+
+    `eval_scales` and `add_flipped_images`: multi-scale / flipped inference
+    (`predict_probabilities`); `logits_output_stride`: the logits grid of a model built with
+    `upsample_logits=False` (`for_options` sets it); `prediction_with_upsampled_logits`
+    (false: argmax at the logits resolution, `predict_labels`), `image_pyramid` and
+    `merge_method` (`ImagePyramidModel`) apply to single-scale inference only, as officially.
+    """
+
+    eval_scales: Tuple[float, ...] = (1.0,)
+    add_flipped_images: bool = False
+    logits_output_stride: Optional[int] = None
+    prediction_with_upsampled_logits: bool = True
+    image_pyramid: Optional[Tuple[float, ...]] = None
+    merge_method: str = "max"
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("eval_scales", _normalize_scales(self.eval_scales))
+        pyramid = _normalize_scales(self.image_pyramid) if self.image_pyramid else None
+        set_("image_pyramid", None if pyramid == (1.0,) else pyramid)
+        set_("add_flipped_images", bool(self.add_flipped_images))
+        if self.merge_method not in ("max", "avg"):
+            raise ValueError(f"merge_method must be 'max' or 'avg', got {self.merge_method!r}")
+        single_scale_only = self.image_pyramid or not self.prediction_with_upsampled_logits
+        if single_scale_only and self.multi_scale:
+            raise ValueError(
+                "image_pyramid and prediction_with_upsampled_logits=False apply to single-scale "
+                "inference only (one eval scale, no flipping), as in the official scripts"
+            )
+
+    @classmethod
+    def for_options(cls, options: ModelOptions, **settings) -> "InferenceSettings":
+        """Settings for a model built from `options` (its logits output stride)."""
+        return cls(logits_output_stride=logits_output_stride(options), **settings)
+
+    @property
+    def multi_scale(self) -> bool:
+        """More than one prediction is averaged (several scales, or flipping)."""
+        return self.eval_scales != (1.0,) or self.add_flipped_images
+
+    def predictor(self, model):
+        """What to call for the logits: `model`, or its `ImagePyramidModel`."""
+        if not self.image_pyramid:
+            return model
+        return ImagePyramidModel(
+            model, self.image_pyramid, self.merge_method, self.logits_output_stride
+        )
+
+    def predict_probabilities(self, model, images):
+        """`predict_probabilities` of `model` with these settings."""
+        return predict_probabilities(
+            self.predictor(model),
+            images,
+            self.eval_scales,
+            self.add_flipped_images,
+            self.logits_output_stride,
+        )
+
+    def predict_labels(self, model, images):
+        """`predict_labels` of `model` with these settings."""
+        return predict_labels(
+            self.predictor(model),
+            images,
+            self.eval_scales,
+            self.add_flipped_images,
+            self.logits_output_stride,
+            prediction_with_upsampled_logits=self.prediction_with_upsampled_logits,
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # Rebuilding a model for inference from a checkpoint.
-
-
-def merge_model_options(
-    flag_options: ModelOptions, explicit_fields: Iterable[str], saved: Optional[dict]
-) -> ModelOptions:
-    """Options saved by training, overridden by the fields given explicitly on the command line.
-
-    `flag_options` are the options built from flags (defaults included); `explicit_fields`
-    names the ModelOptions fields whose flags were present on the command line. Without saved
-    options the flag options are used as they are.
-    """
-    if not saved:
-        return flag_options
-    explicit = set(explicit_fields)
-    merged = dict(saved)
-    for field in dataclasses.fields(ModelOptions):
-        if field.name in explicit or field.name not in merged:
-            merged[field.name] = getattr(flag_options, field.name)
-    return ModelOptions(**merged)
 
 
 def inference_options(options: ModelOptions, image_pooling_crop_size=None) -> ModelOptions:

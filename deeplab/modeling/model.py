@@ -9,7 +9,8 @@ logits/semantic -> bilinear upsampling (align_corners) to the input size. With
 
 from __future__ import annotations
 
-from typing import List
+import inspect
+from typing import List, Optional
 
 import keras
 
@@ -17,7 +18,7 @@ from deeplab.modeling import dense_prediction_cell
 from deeplab.modeling.backbones import mobilenet_v2, mobilenet_v3, resnet_v1_beta, xception
 from deeplab.modeling.heads import aspp, decoder, head_style, image_pooling_window, logits_layer
 from deeplab.modeling.layers import ConvStyle, ResizeBilinear, ScaleToUnitRange, layer_name
-from deeplab.modeling.options import ModelOptions
+from deeplab.modeling.options import OPTION_FIELDS, ModelOptions
 
 # With `decoder_output_is_logits` the decoder output is the logits, named as the official tensor.
 DECODER_LOGITS_LAYER = "semantic"
@@ -168,36 +169,10 @@ def build_deeplab_from_options(
     return keras.Model(images, logits, name=name)
 
 
-def build_deeplab(
-    model_variant: str = "xception_65",
-    num_classes: int = 21,
-    output_stride: int = 16,
-    atrous_rates=(6, 12, 18),
-    decoder_output_stride=4,
-    crop_size=None,
-    add_image_level_feature: bool = True,
-    aspp_with_separable_conv: bool = True,
-    decoder_use_separable_conv: bool = True,
-    multi_grid=None,
-    depth_multiplier: float = 1.0,
-    divisible_by=None,
-    weight_decay: float = 4e-5,
-    fine_tune_batch_norm: bool = True,
-    upsample_logits: bool = True,
-    batch_norm_decay=None,
-    image_pooling_crop_size=None,
-    image_pooling_stride=(1, 1),
-    aspp_convs_filters: int = 256,
-    aspp_with_concat_projection: bool = True,
-    aspp_with_squeeze_and_excitation: bool = False,
-    image_se_uses_qsigmoid: bool = False,
-    decoder_use_sum_merge: bool = False,
-    decoder_filters: int = 256,
-    decoder_output_is_logits: bool = False,
-    dense_prediction_cell_json=None,
-    name: str = "deeplab",
-) -> keras.Model:
-    """DeepLabV3+ as a Keras functional model; keyword arguments are the official flags.
+def build_deeplab(*, recipe: Optional[str] = None, name: str = "deeplab", **options) -> keras.Model:
+    """DeepLabV3+ as a Keras functional model; keyword arguments are the ModelOptions fields
+    (the official flags, with the library defaults listed below), over the named model-zoo
+    `recipe` (`deeplab.modeling.recipes`) when one is given.
 
     Input: float32 images [N, H, W, 3] with values 0..255, any H and W. Output: float32 logits
     [N, H, W, num_classes] resized bilinearly (align_corners=True) to the input size, or the
@@ -206,46 +181,36 @@ def build_deeplab(
 
     `crop_size` only sets the image-pooling window as the official code does
     (`image_pooling_crop_size` takes precedence); None pools globally, which equals the
-    official graph at the crop size and works for any size. The MobileNetV3 head options
-    (`image_pooling_stride`, `aspp_convs_filters`, `aspp_with_concat_projection`,
-    `aspp_with_squeeze_and_excitation`, `image_se_uses_qsigmoid`, `decoder_use_sum_merge`,
-    `decoder_filters`, `decoder_output_is_logits`) have the official defaults.
-    `fine_tune_batch_norm=False` keeps every BatchNorm on its moving statistics (gamma and
-    beta still train). `batch_norm_decay=None` keeps the official moving-average decays.
+    official graph at the crop size and works for any size. `fine_tune_batch_norm=False` keeps
+    every BatchNorm on its moving statistics (gamma and beta still train).
     `dense_prediction_cell_json` (a JSON cell description file, or the official
     `deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json`) replaces ASPP by the
     dense prediction cell (`atrous_rates` and `add_image_level_feature` are then unused).
     Layer names are the official variable scopes with '/' -> '.'.
     """
-    options = ModelOptions(
-        model_variant=model_variant,
-        num_classes=num_classes,
-        output_stride=output_stride,
-        atrous_rates=atrous_rates,
-        decoder_output_stride=decoder_output_stride,
-        crop_size=crop_size,
-        add_image_level_feature=add_image_level_feature,
-        aspp_with_separable_conv=aspp_with_separable_conv,
-        decoder_use_separable_conv=decoder_use_separable_conv,
-        multi_grid=multi_grid,
-        depth_multiplier=depth_multiplier,
-        divisible_by=divisible_by,
-        weight_decay=weight_decay,
-        fine_tune_batch_norm=fine_tune_batch_norm,
-        upsample_logits=upsample_logits,
-        batch_norm_decay=batch_norm_decay,
-        image_pooling_crop_size=image_pooling_crop_size,
-        image_pooling_stride=image_pooling_stride,
-        aspp_convs_filters=aspp_convs_filters,
-        aspp_with_concat_projection=aspp_with_concat_projection,
-        aspp_with_squeeze_and_excitation=aspp_with_squeeze_and_excitation,
-        image_se_uses_qsigmoid=image_se_uses_qsigmoid,
-        decoder_use_sum_merge=decoder_use_sum_merge,
-        decoder_filters=decoder_filters,
-        decoder_output_is_logits=decoder_output_is_logits,
-        dense_prediction_cell_json=dense_prediction_cell_json,
+    if recipe is not None:
+        model_options = ModelOptions.from_recipe(recipe, **options)
+    else:
+        model_options = ModelOptions(**options)
+    return build_deeplab_from_options(model_options, name=name)
+
+
+# `build_deeplab`'s signature and docstring list every option as it is declared.
+build_deeplab.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter("recipe", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default="deeplab"),
+    ]
+    + [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+        for f in OPTION_FIELDS
+    ],
+    return_annotation=keras.Model,
+)
+if build_deeplab.__doc__:  # (python -OO strips docstrings)
+    build_deeplab.__doc__ += "\n    Options (default): " + "; ".join(
+        f"`{f.name}` ({f.default!r}) {f.metadata['help']}" for f in OPTION_FIELDS
     )
-    return build_deeplab_from_options(options, name=name)
 
 
 def weight_layers(model: keras.Model) -> List[keras.layers.Layer]:

@@ -23,7 +23,7 @@ import dataclasses
 import math
 import sys
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -31,7 +31,7 @@ from absl import logging
 
 from deeplab.checkpoints import polling as checkpoint_polling
 from deeplab.checkpoints import run_options
-from deeplab.data.config import DataConfig, DataConfigError
+from deeplab.data.config import DataConfig
 from deeplab.export import qat
 from deeplab.modeling.options import ModelOptions
 from deeplab.training import (
@@ -60,26 +60,15 @@ class BadDataError(RuntimeError):
     the example's file, the problem and the fix."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs (field names are the official flag names)."""
+    """Everything a training run needs (field names are the official flag names), validated
+    when it is made. `data` is the training input pipeline (`is_training=True`); its class
+    count is the model's."""
 
     train_logdir: str
     model_options: ModelOptions
-    # Data.
-    dataset: str = "synthetic"
-    dataset_dir: Optional[str] = None
-    train_split: str = "train"
-    train_crop_size: Tuple[int, int] = (513, 513)
-    train_batch_size: int = 8
-    min_resize_value: Optional[int] = None
-    max_resize_value: Optional[int] = None
-    resize_factor: Optional[int] = None
-    keep_aspect_ratio: bool = True
-    min_scale_factor: float = 0.5
-    max_scale_factor: float = 2.0
-    scale_factor_step_size: float = 0.25
-    skip_bad_examples: bool = False
+    data: DataConfig
     # Learning rate and optimizer.
     learning_rate: schedules.LearningRateConfig = dataclasses.field(
         default_factory=schedules.LearningRateConfig
@@ -117,30 +106,24 @@ class TrainConfig:
     pointwise_convs_as_matmul: bool = True
     # Quantization-aware training from this global step on (< 0: float training).
     quantize_delay_step: int = -1
-    seed: Optional[int] = None
-    deterministic: bool = False
 
     def __post_init__(self):
+        if self.data.num_classes != self.model_options.num_classes:
+            # Labels are checked against the model's class count.
+            data = self.data.replace(num_classes=self.model_options.num_classes)
+            object.__setattr__(self, "data", data)
         self.validate()
-
-    def data_config(self, **changes) -> DataConfig:
-        """The training input pipeline's DataConfig (`changes` applied)."""
-        fields = {data: getattr(self, train) for data, train in _DATA_FIELDS.items()}
-        fields.update(changes)
-        return DataConfig(is_training=True, num_classes=self.model_options.num_classes, **fields)
 
     def validate(self) -> None:
         """Raises ValueError naming the offending flag."""
         if not self.train_logdir:
             raise ValueError("--train_logdir is required")
-        try:
-            self.data_config()
-        except DataConfigError as err:
-            raise ValueError(f"--{_DATA_FIELDS[err.field]}: {err.reason}") from None
+        if not self.data.is_training:
+            raise ValueError("TrainConfig.data must be a training DataConfig (is_training=True)")
         stride = self.model_options.output_stride
-        if min(self.train_crop_size) <= stride:
+        if min(self.data.crop_size) <= stride:
             raise ValueError(
-                f"--train_crop_size={','.join(map(str, self.train_crop_size))} must be larger "
+                f"--train_crop_size={','.join(map(str, self.data.crop_size))} must be larger "
                 f"than --output_stride={stride} on both sides (e.g. {4 * stride + 1})"
             )
         if self.optimizer not in optimizers.OPTIMIZERS:
@@ -199,39 +182,11 @@ class TrainConfig:
             )
 
 
-# DataConfig field -> the TrainConfig field (and flag) that sets it.
-_DATA_FIELDS = {
-    "dataset_name": "dataset",
-    "dataset_dir": "dataset_dir",
-    "split": "train_split",
-    "crop_size": "train_crop_size",
-    "batch_size": "train_batch_size",
-    "min_resize_value": "min_resize_value",
-    "max_resize_value": "max_resize_value",
-    "resize_factor": "resize_factor",
-    "keep_aspect_ratio": "keep_aspect_ratio",
-    "min_scale_factor": "min_scale_factor",
-    "max_scale_factor": "max_scale_factor",
-    "scale_factor_step_size": "scale_factor_step_size",
-    "seed": "seed",
-    "deterministic": "deterministic",
-    "skip_bad_examples": "skip_bad_examples",
-}
-
-
-def _dataset_info(name: str):
-    from deeplab.data import descriptors
-
-    return descriptors.get_dataset_info(name)
-
-
 def _make_dataset_fn(config: TrainConfig):
     from deeplab.data import pipeline
 
-    data_config = config.data_config()
-
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return pipeline.build_dataset(data_config, input_context)
+        return pipeline.build_dataset(config.data, input_context)
 
     return dataset_fn
 
@@ -344,10 +299,9 @@ class Trainer:
         dataset_fn=None,
         model_fn=None,
     ):
-        config.validate()  # again: TrainConfig is mutable
         self.config = config
-        if config.seed is not None:
-            keras.utils.set_random_seed(config.seed)
+        if config.data.seed is not None:
+            keras.utils.set_random_seed(config.data.seed)
         _set_precision_policy(config.mixed_precision)
         self.strategy = strategy or distribute.create_strategy(
             config.strategy, config.tpu, config.worker_connect_timeout_secs
@@ -367,15 +321,14 @@ class Trainer:
         """Everything of the run but the lock: pipeline, model, optimizer, checkpoint, writer."""
         self.num_replicas = self.strategy.num_replicas_in_sync
         self._fallbacks, self._initial_state, self._fallback_until = [], None, -1
-        if config.train_batch_size % self.num_replicas:
+        if config.data.batch_size % self.num_replicas:
             raise ValueError(
-                f"--train_batch_size={config.train_batch_size} must be divisible "
+                f"--train_batch_size={config.data.batch_size} must be divisible "
                 f"by the number of replicas ({self.num_replicas})"
             )
-        info = _dataset_info(config.dataset)
         self.num_classes = config.model_options.num_classes
-        self.ignore_label = info.ignore_label
-        self.dataset_name = config.dataset
+        self.ignore_label = config.data.ignore_label
+        self.dataset_name = config.data.dataset_name
         self.lr_config = config.learning_rate
         self.last_step = self.lr_config.training_number_of_steps
 
@@ -436,7 +389,7 @@ class Trainer:
         )
         self.writer = summaries.SummaryWriter(
             config.train_logdir if self.is_chief else None,
-            dataset_name=config.dataset,
+            dataset_name=config.data.dataset_name,
             num_classes=self.num_classes,
             ignore_label=self.ignore_label,
         )
@@ -605,10 +558,10 @@ class Trainer:
             run_options.write_model_options(
                 self.config.train_logdir,
                 self.config.model_options,
-                dataset=self.config.dataset,
-                dataset_dir=self.config.dataset_dir,
-                train_split=self.config.train_split,
-                train_crop_size=list(self.config.train_crop_size),
+                dataset=self.config.data.dataset_name,
+                dataset_dir=self.config.data.dataset_dir,
+                train_split=self.config.data.split,
+                train_crop_size=list(self.config.data.crop_size),
                 quantize_delay_step=self.config.quantize_delay_step,
             )
 
@@ -694,7 +647,10 @@ class Trainer:
         raise BadDataError(
             f"{bad}\nTraining stopped at step {step}; {saved}.\n"
             + bad_data_advice(
-                config.dataset, config.dataset_dir, config.train_split, self.num_classes
+                config.data.dataset_name,
+                config.data.dataset_dir,
+                config.data.split,
+                self.num_classes,
             )
         ) from None
 
@@ -723,14 +679,14 @@ class Trainer:
         logging.info(
             "Training %s on %s/%s from step %d to %d: %d replica(s), global batch %d",
             config.model_options.model_variant,
-            config.dataset,
-            config.train_split,
+            config.data.dataset_name,
+            config.data.split,
             start,
             self.last_step,
             self.num_replicas,
-            config.train_batch_size,
+            config.data.batch_size,
         )
-        progress = summaries.Progress(start, self.last_step, config.train_batch_size)
+        progress = summaries.Progress(start, self.last_step, config.data.batch_size)
         iterator = iter(self.dataset)
         step = start
         last_save_time = time.monotonic()
@@ -765,7 +721,7 @@ class Trainer:
                 back = None if suspect is None else self._fall_back(f"{what} at step {step}", step)
                 if back is not None:
                     step = last_saved_step = back
-                    progress = summaries.Progress(step, self.last_step, config.train_batch_size)
+                    progress = summaries.Progress(step, self.last_step, config.data.batch_size)
                     continue
                 self._stop_non_finite(
                     f"{what} at step {step} (cross-entropy {scalars['losses/cross_entropy']}, "
@@ -800,7 +756,7 @@ class Trainer:
                     back = self._fall_back(what, step)
                     if back is not None:
                         step = last_saved_step = back
-                        progress = summaries.Progress(step, self.last_step, config.train_batch_size)
+                        progress = summaries.Progress(step, self.last_step, config.data.batch_size)
                         continue
                     self._stop_non_finite(what)
                 path = self.ckpt.save()
@@ -815,7 +771,7 @@ class Trainer:
             "steps_run": step - start,
             "already_done": False,
             "seconds": elapsed,
-            "images_per_second": (step - start) * config.train_batch_size / max(elapsed, 1e-9),
+            "images_per_second": (step - start) * config.data.batch_size / max(elapsed, 1e-9),
         }
         # The run's average, not the last logging window's.
         result.update({k: v for k, v in scalars.items() if k != "images_per_second"})
