@@ -16,9 +16,7 @@ from deeplab.checkpoints.official import load_checkpoint
 from deeplab.export import litert
 from deeplab.export import saved_model as export_lib
 from deeplab.modeling import inference
-
-# Every test needs the tiny trained DeepLab run and exports it in a subprocess.
-pytestmark = pytest.mark.slow
+from tests import helpers
 
 # Every test needs the tiny trained DeepLab run and exports it in a subprocess.
 pytestmark = pytest.mark.slow
@@ -28,9 +26,9 @@ TFLITE_SIZE = (65, 65)
 
 
 @pytest.fixture(scope="module")
-def exported(run, tmp_path_factory, eval_fixtures):
+def exported(run, tmp_path_factory):
     export_dir = tmp_path_factory.mktemp("export") / "saved_model"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
         f"--export_path={export_dir}",
@@ -273,10 +271,8 @@ def test_multi_scale_flipped_export_matches_the_keras_model(run, tmp_path):
     np.testing.assert_allclose(out["semantic_probabilities"].numpy(), expected, atol=1e-5)
 
 
-def test_official_checkpoint_exported_directly_gives_the_official_predictions(
-    tmp_path, eval_fixtures
-):
-    folder = eval_fixtures.official_fixture_dir()
+def test_official_checkpoint_exported_directly_gives_the_official_predictions(tmp_path):
+    folder = helpers.official_fixture_dir()
     if folder is None:
         pytest.skip(
             "official fixture not found (tests/fixtures/mobilenet_v2_os8 or "
@@ -284,7 +280,7 @@ def test_official_checkpoint_exported_directly_gives_the_official_predictions(
         )
     export_dir = tmp_path / "official"
     # The official export flags of this checkpoint; the class count is read from it (21).
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli(
         "export.py",
         f"--checkpoint_path={folder}",
         f"--export_path={export_dir}",

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from deeplab.export import litert
+from tests import helpers
 
 SIZE = (97, 97)  # holds every image of the fixture set (48..96 pixels a side) unresized
 
 
 @pytest.fixture(scope="module")
-def exports(run, tmp_path_factory, eval_fixtures):
+def exports(run, tmp_path_factory):
     """The float32 and the int8 LiteRT models of the fixture run, written by export.py."""
     root = tmp_path_factory.mktemp("litert")
     paths = {}
@@ -23,7 +24,7 @@ def exports(run, tmp_path_factory, eval_fixtures):
         ("int8_predictions", ["--quantize=int8", "--notflite_probabilities"]),
     ):
         paths[name] = str(root / name / "model.tflite")
-        result = eval_fixtures.run_cli(
+        result = helpers.run_cli(
             "export.py",
             f"--checkpoint_path={run.run_dir}",
             f"--export_path={root / name}",
@@ -112,15 +113,15 @@ def test_predictions_only_models_give_the_same_predictions(exports, run):
 
 
 @pytest.mark.slow
-def test_quantize_errors_name_the_flag(run, tmp_path, eval_fixtures):
-    no_tflite = eval_fixtures.run_cli(
+def test_quantize_errors_name_the_flag(run, tmp_path):
+    no_tflite = helpers.run_cli(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
         f"--export_path={tmp_path / 'a'}",
         "--quantize=int8",
     )
     assert no_tflite.returncode == 2 and "--tflite" in no_tflite.stderr
-    no_tflite = eval_fixtures.run_cli(
+    no_tflite = helpers.run_cli(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
         f"--export_path={tmp_path / 'c'}",
@@ -128,7 +129,7 @@ def test_quantize_errors_name_the_flag(run, tmp_path, eval_fixtures):
     )
     assert no_tflite.returncode == 2
     assert "--notflite_probabilities" in no_tflite.stderr and "--tflite" in no_tflite.stderr
-    missing_dir = eval_fixtures.run_cli(
+    missing_dir = helpers.run_cli(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
         f"--export_path={tmp_path / 'b'}",

@@ -20,8 +20,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Training in a subprocess with two logical devices.
-pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
 import json, sys
@@ -31,7 +29,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from deeplab.training import LearningRateConfig, Trainer
-from tests.conftest import fixed_batches, make_config
+from tests.helpers import fixed_batches, make_config
 
 logdir, jit = sys.argv[1], sys.argv[2] == "1"
 

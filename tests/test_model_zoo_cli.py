@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab.data import synthetic
+from tests import helpers
 
 
 def mobilenet_v3_recipe_flags(variant, num_classes, pooling_crop):
@@ -83,10 +84,10 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANT_FLAGS))
-def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
+def test_train_eval_export(variant, data_dir, tmp_path):
     model_flags = VARIANT_FLAGS[variant]
     logdir = tmp_path / "train"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli(
         "train.py",
         *model_flags,
         f"--train_logdir={logdir}",
@@ -110,7 +111,7 @@ def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
     assert saved["dense_prediction_cell_json"] == (cell[0] if cell else None)
 
     metrics = tmp_path / "metrics.json"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli(
         "eval.py",
         f"--checkpoint_dir={logdir}",
         f"--dataset_dir={data_dir}",
@@ -122,10 +123,10 @@ def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
     with open(metrics) as f:
         evaluated = json.load(f)
     assert 0.0 <= evaluated["miou"] <= 1.0
-    assert len(evaluated["per_class_iou"]) == eval_fixtures.NUM_CLASSES
+    assert len(evaluated["per_class_iou"]) == helpers.NUM_CLASSES
 
     export_dir = tmp_path / "export"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli(
         "export.py", f"--checkpoint_path={logdir}", f"--export_path={export_dir}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -135,5 +136,5 @@ def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
     out = serve(images=tf.constant(images))
     assert out["semantic_predictions"].shape == (1, 100, 130)
     probabilities = out["semantic_probabilities"].numpy()
-    assert probabilities.shape == (1, 100, 130, eval_fixtures.NUM_CLASSES)
+    assert probabilities.shape == (1, 100, 130, helpers.NUM_CLASSES)
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)

@@ -23,6 +23,7 @@ from benchmarks.inference import randomize_batch_norms as _randomize_batch_norms
 from deeplab import build_deeplab
 from deeplab.checkpoints.official import load_official_checkpoint
 from deeplab.export import inference_rewrites as optimize
+from tests import helpers
 
 # Full DeepLab models (Xception and MobileNetV2) folded and compared with the originals.
 pytestmark = pytest.mark.slow
@@ -35,8 +36,8 @@ def _images(shape, seed=1):
 
 
 @pytest.fixture(scope="module")
-def official(model_fixtures):
-    model = build_deeplab(**model_fixtures.fixture_flags())
+def official():
+    model = build_deeplab(**helpers.fixture_flags())
     load_official_checkpoint(model, os.path.join(FIXTURE, "model.ckpt"))
     images = np.load(os.path.join(FIXTURE, "input.npy")).astype(np.float32)
     return model, images
