@@ -409,22 +409,33 @@ def trained_run(tmp_path_factory) -> TrainedRun:
     )
 
 
-def run_cli(script, *args, timeout=600, cwd=None):
-    """Runs one of the repo's CLIs (train.py, eval.py, vis.py, export.py) or modules (e.g.
-    `deeplab.summary`, run as `python -m`) in a fresh Python process."""
+def cli_env():
+    """The environment of a CLI subprocess: this checkout first on PYTHONPATH, TensorFlow's C++
+    notices off unless asked for, no GPU."""
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def cli_command(script):
+    """The argv start of one of the repo's CLIs (train.py, eval.py, vis.py, export.py) or
+    modules (e.g. `deeplab.summary`, run as `python -m`)."""
+    if script.endswith(".py"):
+        return [sys.executable, os.path.join(REPO, script)]
+    return [sys.executable, "-m", script]
+
+
+def run_cli(script, *args, timeout=600, cwd=None, env=None):
+    """Runs a CLI (`cli_command`) in a fresh Python process (`cli_env()` unless `env`)."""
     return subprocess.run(
-        [sys.executable]
-        + ([os.path.join(REPO, script)] if script.endswith(".py") else ["-m", script])
-        + list(args),
+        cli_command(script) + list(args),
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd or REPO,
-        env=env,
+        env=env or cli_env(),
     )
 
 
