@@ -267,7 +267,7 @@ def test_build_deeplab_keyword():
 @pytest.mark.slow
 def test_summary_cli_with_the_official_flags_prints_the_official_figures(tmp_path):
     fact = helpers.facts()[KEY]
-    result = helpers.run_cli(
+    result = helpers.run_cli_in_process(
         "deeplab.summary", *fact["official_flags_argv"], "--num_classes=19", "--crop_size=1025,2049"
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -276,7 +276,7 @@ def test_summary_cli_with_the_official_flags_prints_the_official_figures(tmp_pat
     # The official figure is 502.159B (model zoo: 502.07B).
     assert "official TF1 profiler count (predict_labels graph, float ops / 2): 502.159B" in totals
     assert "meta_architecture/branch1" in result.stdout
-    bad = helpers.run_cli(
+    bad = helpers.run_cli_in_process(
         "deeplab.summary",
         "--model_variant=xception_71",
         f"--dense_prediction_cell_json={tmp_path}/x.json",

@@ -1,6 +1,8 @@
 """train.py -> eval.py -> export.py for the model-zoo variants on the synthetic set, with the
 official model flags (MobileNetV3: the official Cityscapes recipe), at a small crop (a few
-training steps; the point is that every CLI builds, trains, restores and exports these graphs)."""
+training steps; the point is that every CLI builds, trains, restores and exports these graphs).
+The CLIs' main() run in this process (their end-to-end subprocess runs are in test_train_cli,
+test_eval, test_vis, test_export)."""
 
 import json
 
@@ -87,7 +89,7 @@ def data_dir(tmp_path_factory):
 def test_train_eval_export(variant, data_dir, tmp_path):
     model_flags = VARIANT_FLAGS[variant]
     logdir = tmp_path / "train"
-    result = helpers.run_cli(
+    result = helpers.run_cli_in_process(
         "train.py",
         *model_flags,
         f"--train_logdir={logdir}",
@@ -111,7 +113,7 @@ def test_train_eval_export(variant, data_dir, tmp_path):
     assert saved["dense_prediction_cell_json"] == (cell[0] if cell else None)
 
     metrics = tmp_path / "metrics.json"
-    result = helpers.run_cli(
+    result = helpers.run_cli_in_process(
         "eval.py",
         f"--checkpoint_dir={logdir}",
         f"--dataset_dir={data_dir}",
@@ -126,7 +128,7 @@ def test_train_eval_export(variant, data_dir, tmp_path):
     assert len(evaluated["per_class_iou"]) == helpers.NUM_CLASSES
 
     export_dir = tmp_path / "export"
-    result = helpers.run_cli(
+    result = helpers.run_cli_in_process(
         "export.py", f"--checkpoint_path={logdir}", f"--export_path={export_dir}"
     )
     assert result.returncode == 0, result.stderr[-3000:]

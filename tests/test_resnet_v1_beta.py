@@ -216,7 +216,7 @@ def test_bad_options_name_the_flag_and_the_allowed_values(bad, message):
 @pytest.mark.parametrize("key", CONFIGS)
 def test_summary_cli_with_the_official_flags_prints_the_official_figures(key):
     fact = helpers.facts()[key]
-    result = helpers.run_cli(
+    result = helpers.run_cli_in_process(
         "deeplab.summary",
         *fact["official_flags_argv"],
         f"--num_classes={fact['num_classes']}",
