@@ -5,11 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.inference import model_options, randomize_batch_norms
-from benchmarks.pointwise_matmul import loss_and_gradients
+from deeplab.modeling.batch_norm_statistics import randomize_batch_norms
 from deeplab.modeling.model import build_deeplab_from_options
+from deeplab.modeling.options import ModelOptions
 from deeplab.training import Trainer, pointwise_matmul
-from deeplab.training.pointwise_matmul import pointwise_conv, pointwise_convs_as_matmul
+from deeplab.training.pointwise_matmul import (
+    loss_and_gradients,
+    pointwise_conv,
+    pointwise_convs_as_matmul,
+)
 from tests import helpers
 
 
@@ -89,8 +93,14 @@ def test_one_training_step_changes_gradients_no_more_than_float32_rounding(monke
     (ReLU masks flip, the gradients are small), so the rewrite is held to that reference."""
     crop = 65
     keras.utils.set_random_seed(0)
-    options = model_options(
-        "xception_65", 16, num_classes=21, crop_size=(crop, crop), fine_tune_batch_norm=True
+    options = ModelOptions(
+        model_variant="xception_65",
+        output_stride=16,
+        atrous_rates=(6, 12, 18),
+        decoder_output_stride=4,
+        num_classes=21,
+        crop_size=(crop, crop),
+        fine_tune_batch_norm=True,
     )
     model = build_deeplab_from_options(options, input_size=(crop, crop))
     randomize_batch_norms(model)
