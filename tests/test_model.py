@@ -174,14 +174,7 @@ def test_weight_decay_on_conv_and_pointwise_weights_only():
 
 @pytest.mark.slow
 def test_frozen_batch_norm_keeps_moving_statistics_and_trains_gamma():
-    model = build_deeplab(
-        model_variant="mobilenet_v2",
-        num_classes=3,
-        atrous_rates=None,
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-        fine_tune_batch_norm=False,
-    )
+    model = helpers.tiny_model(num_classes=3, crop_size=None, fine_tune_batch_norm=False)
     bn = model.get_layer("MobilenetV2.Conv.BatchNorm")
     before = bn.moving_mean.numpy().copy()
     images = tf.random.uniform([2, 33, 33, 3], 0, 255)
@@ -194,13 +187,7 @@ def test_frozen_batch_norm_keeps_moving_statistics_and_trains_gamma():
 
 @pytest.mark.slow
 def test_fine_tuned_batch_norm_updates_moving_statistics():
-    model = build_deeplab(
-        model_variant="mobilenet_v2",
-        num_classes=3,
-        atrous_rates=None,
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-    )
+    model = helpers.tiny_model(num_classes=3, crop_size=None)
     bn = model.get_layer("MobilenetV2.Conv.BatchNorm")
     before = bn.moving_mean.numpy().copy()
     model(tf.random.uniform([2, 33, 33, 3], 0, 255), training=True)
@@ -209,12 +196,8 @@ def test_fine_tuned_batch_norm_updates_moving_statistics():
 
 @pytest.mark.slow
 def test_last_layers_follow_official_exclude_list():
-    model = build_deeplab(
-        model_variant="mobilenet_v2",
-        num_classes=3,
-        atrous_rates=(6,),
-        decoder_output_stride=4,
-        depth_multiplier=0.25,
+    model = helpers.tiny_model(
+        num_classes=3, crop_size=None, atrous_rates=(6,), decoder_output_stride=4
     )
     assert [layer.name for layer in last_layers(model, logits_only=True)] == ["logits.semantic"]
     names = {layer.name for layer in last_layers(model)}
@@ -231,15 +214,8 @@ def test_last_layers_follow_official_exclude_list():
 
 @pytest.mark.slow
 def test_image_pooling_window_from_crop_size_equals_global_at_crop_size():
-    kwargs = dict(
-        model_variant="mobilenet_v2",
-        num_classes=4,
-        atrous_rates=(6,),
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-    )
-    fixed = build_deeplab(crop_size=(65, 65), **kwargs)
-    free = build_deeplab(crop_size=None, **kwargs)
+    fixed = helpers.tiny_model(num_classes=4, atrous_rates=(6,), crop_size=(65, 65))
+    free = helpers.tiny_model(num_classes=4, atrous_rates=(6,), crop_size=None)
     free.set_weights(fixed.get_weights())
     images = tf.random.uniform([1, 65, 65, 3], 0, 255, seed=1)
     np.testing.assert_allclose(fixed(images), free(images), atol=1e-5)
@@ -263,13 +239,7 @@ def test_bad_options_raise_naming_the_flag(bad, message):
 
 @pytest.mark.slow
 def test_static_input_size_builds_static_shapes():
-    options = ModelOptions(
-        model_variant="mobilenet_v2",
-        num_classes=3,
-        atrous_rates=None,
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-    )
+    options = helpers.tiny_options(num_classes=3, crop_size=None)
     model = build_deeplab_from_options(options, input_size=(65, 97))
     assert tuple(model.output.shape) == (None, 65, 97, 3)
 
