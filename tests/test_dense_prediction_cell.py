@@ -35,10 +35,16 @@ def dpc_options(**changes):
     return ModelOptions(**kwargs)
 
 
+@pytest.fixture(scope="module")
+def dpc_model():
+    """Xception-71 + the official cell (the Cityscapes recipe), built once for the module."""
+    return build_deeplab_from_options(dpc_options())
+
+
 @pytest.mark.slow
-def test_variables_match_official_checkpoint_exactly():
+def test_variables_match_official_checkpoint_exactly(dpc_model):
     fact = helpers.facts()[KEY]
-    model = build_deeplab_from_options(dpc_options())
+    model = dpc_model
     ours = {name: list(v.shape) for name, v in official_variables(model).items()}
     assert ours == helpers.official_variables("xception_71_19classes_dpc.txt")
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == fact["trainable_params"]
@@ -88,8 +94,8 @@ def _producer(tensor):
 
 
 @pytest.mark.slow
-def test_cell_dataflow_follows_the_description():
-    model = build_deeplab_from_options(dpc_options())
+def test_cell_dataflow_follows_the_description(dpc_model):
+    model = dpc_model
     inputs = {
         i: _producer(model.get_layer(f"meta_architecture.branch{i}_depthwise").input)
         for i in range(5)
