@@ -17,6 +17,7 @@ _CONSOLE_SCRIPTS = {
     "deeplab-build-cityscapes": "deeplab.cli.build_cityscapes_data:run",
     "deeplab-build-ade20k": "deeplab.cli.build_ade20k_data:run",
     "deeplab-build-synthetic": "deeplab.cli.build_synthetic_data:run",
+    "deeplab-validate-data": "deeplab.cli.validate_data:run",
 }
 
 setup(

@@ -494,6 +494,7 @@ def run_cli_in_process(script, *args):
 
     stdout, stderr = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(stderr)
+    handler.setFormatter(absl_logging.PythonFormatter())  # the command line's log lines
     absl_logger = logging.getLogger("absl")
     verbosity = absl_logging.get_verbosity()
     with cli_flags_defined(script) as module:

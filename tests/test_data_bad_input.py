@@ -217,6 +217,21 @@ def test_garbled_record_is_named_and_intact_shards_read_whole(tmp_path):
     assert _read(str(tmp_path), skip=True) == ["c0"]
 
 
+@pytest.mark.slow
+def test_records_lost_after_a_break_are_counted_as_skipped(tmp_path, capfd):
+    rng = np.random.default_rng(8)
+    (shard,) = _shards(tmp_path, rng, [[f"d{i}" for i in range(6)]])
+    size0 = len(next(iter(tf.data.TFRecordDataset(shard))).numpy()) + 16
+    data = bytearray(open(shard, "rb").read())
+    data[size0 + 30] ^= 0xFF  # d1's data garbled: d1..d5 are lost
+    open(shard, "wb").write(bytes(data))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="5 record"):
+        _read(str(tmp_path))
+    capfd.readouterr()
+    assert _read(str(tmp_path), skip=True) == ["d0"]
+    assert "skipped so far: 5" in _log_until(capfd, "skipped so far: 5")
+
+
 def test_labels_are_checked_against_the_models_class_count(tmp_path):
     rng = np.random.default_rng(7)
     image, label = helpers.random_pair(rng, 8, 10, 7)

@@ -5,7 +5,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,7 +19,7 @@ from deeplab.evaluation import results as eval_results
 from deeplab.modeling import inference
 from tests import helpers
 
-# Every test needs the tiny trained DeepLab run; the CLI tests run eval.py.
+# Every test needs the tiny trained DeepLab run; the end-to-end test runs eval.py.
 pytestmark = pytest.mark.slow
 
 
@@ -104,13 +103,9 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
     first, second = helpers.CHECKPOINT_STEPS
     _copy_checkpoint(run, train_dir, first)
     output_json = tmp_path / "out" / "metrics.json"
-    env = dict(
-        os.environ, PYTHONPATH=helpers.REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""
-    )
     process = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(helpers.REPO, "eval.py"),
+        helpers.cli_command("eval.py")
+        + [
             f"--checkpoint_dir={train_dir}",
             "--eval_crop_size=97,97",
             "--eval_batch_size=3",
@@ -124,7 +119,7 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env=helpers.cli_env(),
         cwd=helpers.REPO,
     )
     history = train_dir / "eval" / "eval_history.jsonl"
@@ -170,7 +165,7 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
 
 
 def test_eval_cli_rejects_bad_flags(run):
-    result = helpers.run_cli(
+    result = helpers.run_cli_in_process(
         "eval.py",
         f"--checkpoint_dir={run.run_dir}",
         "--output_stride=7",

@@ -20,6 +20,7 @@ CONSOLE_SCRIPTS = {
     "deeplab-build-cityscapes",
     "deeplab-build-ade20k",
     "deeplab-build-synthetic",
+    "deeplab-validate-data",
 }
 
 

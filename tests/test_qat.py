@@ -227,7 +227,7 @@ def test_int8_litert_model_agrees_with_the_fake_quantized_model(qat_run, data_di
 @pytest.mark.slow
 def test_export_cli_writes_the_full_integer_model_of_a_qat_run(qat_run, tmp_path):
     _, _, logdir = qat_run
-    result = helpers.run_cli(
+    result = helpers.run_cli_in_process(
         "export.py",
         f"--checkpoint_path={logdir}",
         f"--export_path={tmp_path / 'exported'}",

@@ -69,3 +69,36 @@ def test_an_unfinished_build_of_ours_is_redone_and_an_old_one_is_recognized(tmp_
     os.remove(tmp_path / synthetic.MARKER_FILE)
     synthetic.ensure_synthetic_dataset(str(tmp_path), **SMALL)
     assert (tmp_path / synthetic.MARKER_FILE).exists()
+
+
+def test_the_builder_refuses_a_users_official_shards_and_rebuilds_only_its_own(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    example = synthetic.encode_example(*synthetic.generate_example(1, "train", 0), "2007_000032")
+    tfrecord.write_shards([example], str(user), "train", 4)  # train-00000-of-00004, official
+    before = _contents(user)
+    with pytest.raises(synthetic.NotASyntheticDirError, match="--output_dir="):
+        synthetic.ensure_synthetic_dataset(str(user), rebuild=True, flag="--output_dir", **SMALL)
+    assert _contents(user) == before
+    # A rebuild of our own folder with other settings replaces the files it wrote.
+    ours = tmp_path / "ours"
+    synthetic.ensure_synthetic_dataset(str(ours), rebuild=True, **dict(SMALL, num_shards=2))
+    synthetic.ensure_synthetic_dataset(str(ours), rebuild=True, **dict(SMALL, seed=3))
+    assert sorted(os.listdir(ours)) == [
+        synthetic.MARKER_FILE,
+        "train-00000-of-00001.tfrecord",
+        "val-00000-of-00001.tfrecord",
+    ]
+    with open(ours / synthetic.MARKER_FILE) as f:
+        marker = json.load(f)
+    assert marker["seed"] == 3 and marker["files"] == sorted(os.listdir(ours))[1:]
+
+
+def test_a_marked_folder_never_adopts_a_file_it_did_not_write(tmp_path):
+    synthetic.build_synthetic_dataset(str(tmp_path), **SMALL)
+    stranger = tmp_path / "train-mydata-00000.tfrecord"
+    stranger.write_bytes(b"the user's records")
+    for rebuild in (False, True):
+        with pytest.raises(synthetic.NotASyntheticDirError, match=str(stranger)):
+            synthetic.ensure_synthetic_dataset(str(tmp_path), rebuild=rebuild, **SMALL)
+    assert stranger.read_bytes() == b"the user's records"

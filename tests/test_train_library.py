@@ -122,6 +122,27 @@ def test_a_checkpoint_of_weights_that_give_a_nan_loss_is_discarded(tmp_path):
         assert not glob.glob(os.path.join(str(tmp_path), f"ckpt-{bad_step - 1}.*"))
 
 
+def test_a_restart_that_diverges_again_falls_back_and_finishes(tmp_path, capfd):
+    # lr 1e6 with a checkpoint every step: the saved weights are finite but huge, so a restart
+    # at a sane learning rate diverges again at once from each of them.
+    explode = LearningRateConfig(base_learning_rate=1e6, training_number_of_steps=10)
+    config = helpers.make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
+    with pytest.raises(NonFiniteLossError, match="nothing needs deleting"):
+        Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model).run()
+    before = sorted(os.listdir(tmp_path))
+    capfd.readouterr()
+    sane = LearningRateConfig(base_learning_rate=0.01, training_number_of_steps=10)
+    config = helpers.make_config(tmp_path, learning_rate=sane, save_interval_steps=1)
+    result = Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model).run()
+    assert result["step"] == 10 and np.isfinite(result["total_loss"])
+    warnings = capfd.readouterr().err
+    assert "after resuming; falling back to " in warnings, (before, warnings)
+    assert all(
+        _all_finite_checkpoint(p[: -len(".index")])
+        for p in glob.glob(os.path.join(str(tmp_path), "ckpt-*.index"))
+    )
+
+
 def test_non_finite_gradients_skip_the_update(tmp_path):
     config = helpers.make_config(tmp_path, steps=3)
     trainer = Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model)

@@ -121,7 +121,7 @@ def test_vis_cli_writes_color_predictions_and_raw_label_ids(run, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--vis_crop_size=97", "--eval_scales=1.0,x"])
 def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, flag):
-    result = helpers.run_cli(
+    result = helpers.run_cli_in_process(
         "vis.py", f"--checkpoint_dir={run.run_dir}", f"--vis_logdir={tmp_path / 'vis'}", flag
     )
     assert result.returncode == 2

@@ -9,6 +9,7 @@ The public API of the official loader is available here:
 _OFFICIAL = (
     "CheckpointError",
     "CheckpointMismatchError",
+    "CheckpointUnreadableError",
     "LoadReport",
     "load_checkpoint",
     "load_official_checkpoint",

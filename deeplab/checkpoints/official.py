@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deeplab.checkpoints import unreadable
 from deeplab.modeling.layers import scope_of
 from deeplab.modeling.model import LAST_LAYER_SCOPES, LOGITS_SCOPE
 
@@ -55,6 +56,14 @@ _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 class CheckpointError(ValueError):
     """A checkpoint does not fit the model; the message names the variable."""
+
+
+class CheckpointUnreadableError(CheckpointError):
+    """The checkpoint's files are damaged (truncated or garbled); the message names the file."""
+
+    def __init__(self, prefix: str, description: str):
+        super().__init__(f"checkpoint {prefix} is unreadable ({description})")
+        self.prefix = prefix
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -269,6 +278,20 @@ def load_checkpoint(model: keras.Model, path: str, **options) -> LoadReport:
     if unknown:
         raise TypeError(f"load_checkpoint got unexpected keyword arguments {sorted(unknown)}")
     prefix = resolve_checkpoint_prefix(path)
+    try:
+        return _load_prefix(model, prefix, **options)
+    except CheckpointError:
+        raise
+    except (tf.errors.OpError, IndexError, ValueError) as err:
+        if not unreadable.unreadable_checkpoint(err):
+            raise
+        raise CheckpointUnreadableError(
+            prefix, unreadable.describe_unreadable(prefix, err)
+        ) from None
+
+
+def _load_prefix(model: keras.Model, prefix: str, **options) -> LoadReport:
+    """`load_checkpoint` of a resolved checkpoint prefix."""
     if not is_object_based(prefix):
         return load_official_checkpoint(model, prefix, **options)
     exclude = list(options.get("exclude_scopes", ()))

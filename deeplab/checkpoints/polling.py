@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
-from typing import Iterator, Optional
+from typing import Callable, Iterator, List, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -29,6 +30,42 @@ def checkpoint_step(path: str) -> int:
         pass
     match = re.search(r"-(\d+)$", os.fspath(path))
     return int(match.group(1)) if match else 0
+
+
+def all_checkpoints(logdir: str) -> List[str]:
+    """The checkpoints listed in `logdir`'s state file, oldest first (the latest last)."""
+    if not logdir or not tf.io.gfile.isdir(logdir):
+        return []
+    state = tf.train.get_checkpoint_state(logdir)
+    if state is None:
+        return []
+    paths = [
+        p if os.path.isabs(p) else os.path.join(logdir, p) for p in state.all_model_checkpoint_paths
+    ]
+    latest = state.model_checkpoint_path
+    if latest:
+        latest = latest if os.path.isabs(latest) else os.path.join(logdir, latest)
+        paths = [p for p in paths if p != latest] + [latest]
+    return paths
+
+
+def load_readable(load: Callable[[str], object], path: str, checkpoint_dir: str):
+    """`load(path)`; when checkpoint `path` of the training dir `checkpoint_dir` is unreadable
+    (a truncated file), prints a warning naming the damaged file and loads the previous
+    checkpoint instead, and so on. Returns (the path loaded, what `load` returned).
+
+    Raises CheckpointUnreadableError for a static checkpoint, or when none is readable."""
+    from deeplab.checkpoints.official import CheckpointUnreadableError
+
+    earlier = [p for p in reversed(all_checkpoints(checkpoint_dir)) if p != path]
+    while True:
+        try:
+            return path, load(path)
+        except CheckpointUnreadableError as err:
+            if not earlier:
+                raise
+            print(f"WARNING: {err}; falling back to {earlier[0]}", file=sys.stderr, flush=True)
+            path = earlier.pop(0)
 
 
 def is_static_checkpoint(path: str) -> bool:

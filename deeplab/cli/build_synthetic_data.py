@@ -1,7 +1,9 @@
 """Writes the built-in synthetic dataset as official DeepLab TFRecords.
 
   python -m deeplab.cli.build_synthetic_data --output_dir=/tmp/synthetic
-writes train-0000x-of-00004.tfrecord and val-... shards (dataset 'synthetic').
+writes train-0000x-of-00004.tfrecord and val-... shards (dataset 'synthetic') into a new or
+empty folder, or one it built before (replacing only the files it wrote); any other folder is
+refused (exit 2), so a user's data is never overwritten.
 """
 
 import sys
@@ -25,15 +27,21 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(unused_argv):
-    paths = synthetic.build_synthetic_dataset(
-        FLAGS.output_dir,
-        seed=FLAGS.seed,
-        num_train=FLAGS.num_train,
-        num_val=FLAGS.num_val,
-        num_shards=FLAGS.num_shards,
-        min_size=FLAGS.min_size,
-        max_size=FLAGS.max_size,
-    )
+    try:
+        paths = synthetic.ensure_synthetic_dataset(
+            FLAGS.output_dir,
+            rebuild=True,
+            flag="--output_dir",
+            seed=FLAGS.seed,
+            num_train=FLAGS.num_train,
+            num_val=FLAGS.num_val,
+            num_shards=FLAGS.num_shards,
+            min_size=FLAGS.min_size,
+            max_size=FLAGS.max_size,
+        )
+    except synthetic.NotASyntheticDirError as err:
+        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        return 2
     print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
 
 

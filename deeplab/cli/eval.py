@@ -112,7 +112,9 @@ def main():
         load_checkpoint,
         resolve_checkpoint_prefix,
     )
+    from deeplab.data.decode import bad_example_error
     from deeplab.data.pipeline import build_dataset
+    from deeplab.data.validate import bad_data_advice
     from deeplab.evaluation import loop as evaluation
     from deeplab.evaluation import results as eval_results
     from deeplab.modeling import inference
@@ -153,7 +155,9 @@ def main():
         timeout_secs=FLAGS.eval_timeout_secs,
     ):
         try:
-            report = load_checkpoint(model, path)
+            path, report = checkpoint_polling.load_readable(
+                lambda p: load_checkpoint(model, p), path, checkpoint_dir
+            )
         except CheckpointError as err:
             print(cli_checkpoint_error(err, options, path), file=sys.stderr)
             return 1
@@ -165,21 +169,32 @@ def main():
                 FLAGS, setup, split=FLAGS.eval_split, batch_size=FLAGS.eval_batch_size
             )
         )
-        results = evaluation.evaluate(
-            model,
-            data,
-            options.num_classes,
-            info.ignore_label,
-            scales,
-            FLAGS.add_flipped_images,
-            logits_output_stride=stride,
-            class_names=info.class_names[: options.num_classes]
-            if len(info.class_names) >= options.num_classes
-            else None,
-            max_batches=FLAGS.max_eval_batches,
-            step_fn=step_fn,
-            num_batches=-(-num_images // FLAGS.eval_batch_size) if num_images else None,
-        )
+        try:
+            results = evaluation.evaluate(
+                model,
+                data,
+                options.num_classes,
+                info.ignore_label,
+                scales,
+                FLAGS.add_flipped_images,
+                logits_output_stride=stride,
+                class_names=info.class_names[: options.num_classes]
+                if len(info.class_names) >= options.num_classes
+                else None,
+                max_batches=FLAGS.max_eval_batches,
+                step_fn=step_fn,
+                num_batches=-(-num_images // FLAGS.eval_batch_size) if num_images else None,
+            )
+        except tf.errors.OpError as err:
+            bad = bad_example_error(err)
+            if bad is None:
+                raise
+            print(
+                f"ERROR: {bad}\nEvaluation of {prefix} stopped; nothing was written for it.\n"
+                + bad_data_advice(dataset, dataset_dir, FLAGS.eval_split, options.num_classes),
+                file=sys.stderr,
+            )
+            return 1
         extra = dict(
             checkpoint=prefix,
             step=step,
@@ -218,7 +233,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-eval` and `python eval.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["checkpoint_dir"], usage=__doc__, output_flag="--eval_logdir"
+    )
 
 
 if __name__ == "__main__":

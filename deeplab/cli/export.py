@@ -100,13 +100,17 @@ cli_flags.define_official_flags("export")
 flags.adopt_module_key_flags(cli_flags)
 
 
+class _LiteRTExportError(Exception):
+    """The LiteRT conversion failed (the export is not written)."""
+
+
 def main():
     """The command line; returns its exit status."""
     from deeplab.checkpoints import run_options
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
     from deeplab.data import descriptors
-    from deeplab.export import litert
+    from deeplab.export import litert, staging
     from deeplab.export import saved_model as export_lib
     from deeplab.modeling import inference
 
@@ -122,6 +126,8 @@ def main():
         options = cli_flags.options_from_flags(FLAGS, path, num_classes)
         scales = cli_flags.parse_float_list(FLAGS.inference_scales, "inference_scales") or [1.0]
         crop = cli_flags.parse_int_list(FLAGS.crop_size, "crop_size")
+        if not FLAGS.export_path.endswith(".pb"):
+            staging.check_export_path(FLAGS.export_path)
         if FLAGS.tflite and (not crop or len(crop) != 2):
             raise flags.ValidationError("--crop_size must be height,width for --tflite")
         calibration = None
@@ -193,54 +199,79 @@ def main():
         logits_output_stride=inference.logits_output_stride(options),
     )
     export_dir = FLAGS.export_path
-    if FLAGS.export_path.endswith(".pb"):
-        from deeplab.export import frozen_graph
+    tflite_path = FLAGS.tflite_path or os.path.join(export_dir, "model.tflite")
 
-        export_dir = os.path.dirname(os.path.abspath(FLAGS.export_path))
-        frozen_graph.write_frozen_graph(
-            model,
-            FLAGS.export_path,
-            save_inference_graph=FLAGS.save_inference_graph,
-            min_resize_value=FLAGS.min_resize_value,
-            max_resize_value=FLAGS.max_resize_value,
-            resize_factor=FLAGS.resize_factor,
-            keep_aspect_ratio=FLAGS.keep_aspect_ratio,
-            image_pyramid=pyramid,
-            merge_method=FLAGS.merge_method,
-            prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
-            **settings,
-        )
-        module = export_lib.DeepLabServingModule(model, options.num_classes, **settings)
-        print(
-            f"Frozen inference graph written to {FLAGS.export_path} (input "
-            f"{frozen_graph.INPUT_NAME}:0 uint8 [1, H, W, 3]; outputs "
-            f"{frozen_graph.OUTPUT_NAME}:0, {frozen_graph.PROBABILITIES_NAME}:0; "
-            f"{options.num_classes} classes, scales {scales})"
-        )
-    else:
-        module = export_lib.export_saved_model(
-            model, FLAGS.export_path, options.num_classes, metadata=metadata, **settings
-        )
-        print(
-            f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
-            f"serve_encoded; {options.num_classes} classes, scales {scales}"
-            + (", flipped" if FLAGS.add_flipped_images else "")
-            + ")"
-        )
-    if FLAGS.tflite:
-        tflite_path = FLAGS.tflite_path or os.path.join(export_dir, "model.tflite")
+    def write_tflite(module, path):
         try:
             export_lib.export_tflite(
                 module,
-                tflite_path,
+                path,
                 crop,
                 quantize=quantize,
                 representative_images=calibration,
                 probabilities=FLAGS.tflite_probabilities,
             )
         except ValueError as err:
-            print(f"FATAL LiteRT export failed: {str(err)[:1000]}", file=sys.stderr)
-            return 1
+            raise _LiteRTExportError(str(err)[:1000]) from None
+
+    try:
+        if FLAGS.export_path.endswith(".pb"):
+            from deeplab.export import frozen_graph
+
+            export_dir = os.path.dirname(os.path.abspath(FLAGS.export_path))
+            tflite_path = FLAGS.tflite_path or os.path.join(export_dir, "model.tflite")
+            frozen_graph.write_frozen_graph(
+                model,
+                FLAGS.export_path,
+                save_inference_graph=FLAGS.save_inference_graph,
+                min_resize_value=FLAGS.min_resize_value,
+                max_resize_value=FLAGS.max_resize_value,
+                resize_factor=FLAGS.resize_factor,
+                keep_aspect_ratio=FLAGS.keep_aspect_ratio,
+                image_pyramid=pyramid,
+                merge_method=FLAGS.merge_method,
+                prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
+                **settings,
+            )
+            print(
+                f"Frozen inference graph written to {FLAGS.export_path} (input "
+                f"{frozen_graph.INPUT_NAME}:0 uint8 [1, H, W, 3]; outputs "
+                f"{frozen_graph.OUTPUT_NAME}:0, {frozen_graph.PROBABILITIES_NAME}:0; "
+                f"{options.num_classes} classes, scales {scales})"
+            )
+            if FLAGS.tflite:
+                module = export_lib.DeepLabServingModule(model, options.num_classes, **settings)
+                write_tflite(module, tflite_path)
+        else:
+            # The LiteRT model inside the export folder is part of the (atomic) export.
+            inside = FLAGS.tflite and not FLAGS.tflite_path
+            module = export_lib.export_saved_model(
+                model,
+                FLAGS.export_path,
+                options.num_classes,
+                metadata=metadata,
+                also=(
+                    (lambda folder, module: write_tflite(module, f"{folder}/model.tflite"))
+                    if inside
+                    else None
+                ),
+                **settings,
+            )
+            print(
+                f"SavedModel written to {FLAGS.export_path} (signatures: serving_default, "
+                f"serve_encoded; {options.num_classes} classes, scales {scales}"
+                + (", flipped" if FLAGS.add_flipped_images else "")
+                + ")"
+            )
+            if FLAGS.tflite and not inside:
+                write_tflite(module, tflite_path)
+    except staging.ExportPathError as err:
+        cli_flags.print_flags_error(err)
+        return 2
+    except _LiteRTExportError as err:
+        print(f"FATAL LiteRT export failed: {err}", file=sys.stderr)
+        return 1
+    if FLAGS.tflite:
         kind = "full-integer int8 " if quantize else ""
         outputs = litert.PREDICTIONS + (
             f", {litert.PROBABILITIES}" if FLAGS.tflite_probabilities else ""
@@ -255,7 +286,10 @@ def main():
 def run() -> None:
     """The console script `deeplab-export` and `python export.py`: flags, then `main()`."""
     cli_flags.run_command_line(
-        main, required_flags=["checkpoint_path", "export_path"], usage=__doc__
+        main,
+        required_flags=["checkpoint_path", "export_path"],
+        usage=__doc__,
+        output_flag="--export_path",
     )
 
 

@@ -10,6 +10,7 @@ the only module under deeplab/ that imports absl.flags.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from types import SimpleNamespace
@@ -76,20 +77,58 @@ def print_flags_error(err) -> None:
     print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
 
 
-def run_reporting_missing_files(body) -> int:
-    """Runs a command line's `body()`; a missing dataset, image or checkpoint file ends it with
-    one `ERROR:` line and status 1 instead of a traceback."""
+_WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+_WRITE_REASONS = ("Permission denied", "Read-only file system", "No space left on device")
+
+
+def describe_write_error(err: BaseException, output_flag: Optional[str]) -> Optional[str]:
+    """The one line a command prints when its output cannot be written (no permission, a
+    read-only or full disk): the path, the reason and the fix; None for any other error."""
+    if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+        what = f"{err.filename}: {err.strerror}" if err.filename else str(err)
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+    else:
+        tf = sys.modules.get("tensorflow")
+        text = (str(err).strip().splitlines() or [""])[0]
+        if tf is None or not isinstance(err, tf.errors.OpError):
+            return None
+        if not any(reason in text for reason in _WRITE_REASONS):
+            return None
+        what, full = text, "No space left" in text
+    if full:
+        fix = "free space on that disk and run again"
+        if output_flag == "--train_logdir":
+            fix += " (training resumes from its last checkpoint)"
+    else:
+        fix = (
+            f"give {output_flag or 'the output flag'} a folder you can write to "
+            "(or fix the permissions of that path)"
+        )
+    return f"ERROR: {what}; {fix}."
+
+
+def run_reporting_missing_files(body, output_flag: Optional[str] = None) -> int:
+    """Runs a command line's `body()`; a missing dataset, image or checkpoint file, or an
+    output it cannot write (`describe_write_error`, naming `output_flag`), ends it with one
+    `ERROR:` line and status 1 instead of a traceback."""
     try:
         return body()
     except FileNotFoundError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is a write failure
+        line = describe_write_error(err, output_flag)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 1
 
 
-def run_command_line(body, required_flags=(), usage=None) -> None:
+def run_command_line(body, required_flags=(), usage=None, output_flag=None) -> None:
     """Runs a command line (train, eval, vis, export): quiet start-up logs, the flags parsed with
     `required_flags` required (a flag error exits with status 2), INFO logging, then `body()`,
-    whose return value is the exit status (`run_reporting_missing_files`). `usage` (the command
+    whose return value is the exit status (`run_reporting_missing_files`; `output_flag`: the
+    flag naming where it writes, for the fix of a write failure). `usage` (the command
     module's docstring) is what `--help` prints first, also from a launcher or console script."""
     from absl import logging
 
@@ -105,7 +144,7 @@ def run_command_line(body, required_flags=(), usage=None) -> None:
     def main(argv):
         del argv
         logging.set_verbosity(logging.INFO)
-        return run_reporting_missing_files(body)
+        return run_reporting_missing_files(body, output_flag)
 
     app.run(main, flags_parser=parse_flags_exit_2)
 

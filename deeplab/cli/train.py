@@ -289,7 +289,7 @@ def main():
         return 2
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.training import LogdirLockedError, NonFiniteLossError, train
+    from deeplab.training import BadDataError, LogdirLockedError, NonFiniteLossError, train
 
     if config.dataset == "synthetic":
         from deeplab.data import synthetic
@@ -309,7 +309,7 @@ def main():
             file=sys.stderr,
         )
         return 1
-    except LogdirLockedError as err:
+    except (LogdirLockedError, BadDataError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     except NonFiniteLossError as err:
@@ -332,7 +332,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-train` and `python train.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["train_logdir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["train_logdir"], usage=__doc__, output_flag="--train_logdir"
+    )
 
 
 if __name__ == "__main__":

@@ -148,7 +148,10 @@ def main():
         max_number_of_evaluations=FLAGS.max_number_of_iterations,
     ):
         try:
-            logging.info("%s", load_checkpoint(model, path).summary())
+            path, report = checkpoint_polling.load_readable(
+                lambda p: load_checkpoint(model, p), path, checkpoint_dir
+            )
+            logging.info("%s", report.summary())
         except CheckpointError as err:
             print(cli_checkpoint_error(err, options, path), file=sys.stderr)
             return 1
@@ -210,7 +213,9 @@ def main():
 
 def run() -> None:
     """The console script `deeplab-vis` and `python vis.py`: flags, then `main()`."""
-    cli_flags.run_command_line(main, required_flags=["checkpoint_dir"], usage=__doc__)
+    cli_flags.run_command_line(
+        main, required_flags=["checkpoint_dir"], usage=__doc__, output_flag="--vis_logdir"
+    )
 
 
 if __name__ == "__main__":

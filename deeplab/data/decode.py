@@ -8,12 +8,32 @@ fallback element that carries the error (see decode_dataset).
 """
 
 import os
+import re
 import sys
 
 import numpy as np
 import tensorflow as tf
 
 _EMPTY_IMAGE = tf.zeros([0, 0, 3], tf.uint8)
+# How the error of a bad example starts (see validate).
+BAD_EXAMPLE = "bad example "
+# "<N> " + this in the error of a broken TFRecord shard: the records lost, counted as skipped.
+LOST_RECORDS = "record(s) from there on cannot be read"
+
+
+class BadExampleError(ValueError):
+    """A bad example stopped the input pipeline; the message names its file and the problem."""
+
+
+def bad_example_error(err: Exception):
+    """The BadExampleError that a TensorFlow error raised by `raise_or_skip` carries (its
+    first line, without TensorFlow's framing), else None."""
+    text = str(err)
+    start = text.find(BAD_EXAMPLE)
+    if start < 0:
+        return None
+    line = text[start:].splitlines()[0].rstrip().replace("\\'", "'")  # as Assert quotes it
+    return BadExampleError(line[:-1] if line.endswith("]") else line)
 
 
 def decode_image(data):
@@ -185,7 +205,7 @@ def validate(example, num_classes, ignore_label):
     full_error = tf.where(
         tf.equal(error, ""),
         error,
-        tf.strings.join(["bad example ", example["source"], ": ", error]),
+        tf.strings.join([BAD_EXAMPLE, example["source"], ": ", error]),
     )
     out = dict(example)
     out.pop("has_label")
@@ -196,7 +216,8 @@ def validate(example, num_classes, ignore_label):
 def raise_or_skip(dataset, skip_bad_examples, deterministic=True):
     """Raises InvalidArgumentError on the first bad element (its message names
     the file), or with skip_bad_examples drops bad elements and logs each one
-    with a running count of skipped examples.
+    with a running count of skipped examples (a broken TFRecord shard counts the records
+    lost from the break on).
     """
     if not skip_bad_examples:
 
@@ -210,9 +231,18 @@ def raise_or_skip(dataset, skip_bad_examples, deterministic=True):
 
         return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
+    lost = rf"^.*: (\d+) {re.escape(LOST_RECORDS)}.*$"
+
     def count(skipped, example):
-        bad = tf.not_equal(example["error"], "")
-        skipped += tf.cast(bad, tf.int64)
+        error = example["error"]
+        bad = tf.not_equal(error, "")
+        digits = tf.where(
+            tf.strings.regex_full_match(error, lost),
+            tf.strings.regex_replace(error, lost, r"\1"),
+            "1",
+        )
+        records = tf.strings.to_number(digits, tf.int64)
+        skipped += tf.where(bad, records, tf.constant(0, tf.int64))
 
         def log():
             # Standard output, not a log stream: TF_CPP_MIN_LOG_LEVEL>=1 would hide

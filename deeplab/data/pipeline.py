@@ -113,6 +113,43 @@ def split_size(dataset_name, dataset_dir, split):
     return None
 
 
+def _decoded_and_validated(ds, is_decoded, color_table, num_classes, ignore_label, deterministic):
+    """Decoded examples, each with its 'error' ('' when good; see decode.validate)."""
+    if not is_decoded:
+        ds = decode.decode_dataset(ds, color_table, deterministic=deterministic)
+    return ds.map(
+        lambda e: decode.validate(e, num_classes, ignore_label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+
+
+def example_problems(dataset_name, dataset_dir, split, num_classes=None):
+    """Every example of a split, in file order, as {'source', 'error'} ('' when the example
+    decodes, its label matches the image size and its values are classes (0..num_classes-1,
+    default: the dataset's) or the ignore label): for checking a whole split at once."""
+    info = _resolve_info(dataset_name)
+    ignore_label = info.ignore_label if info else 255
+    if num_classes is None:
+        num_classes = info.num_classes if info else None
+    dataset, is_decoded, color_table, _ = _source(
+        dataset_name,
+        dataset_dir,
+        split,
+        info,
+        is_training=False,
+        seed=0,
+        num_readers=1,
+        input_context=None,
+        skip_bad_examples=True,
+        deterministic=True,
+    )
+    dataset = _decoded_and_validated(
+        dataset, is_decoded, color_table, num_classes, ignore_label, True
+    )
+    return dataset.map(lambda e: {"source": e["source"], "error": e["error"]})
+
+
 def build_dataset(config: DataConfig, input_context=None):
     """Builds the training or evaluation tf.data pipeline of `config`.
 
@@ -164,12 +201,8 @@ def build_dataset(config: DataConfig, input_context=None):
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
     def decode_and_check(ds):
-        if not is_decoded:
-            ds = decode.decode_dataset(ds, color_table, deterministic=deterministic)
-        ds = ds.map(
-            lambda e: decode.validate(e, num_classes, ignore_label),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=deterministic,
+        ds = _decoded_and_validated(
+            ds, is_decoded, color_table, num_classes, ignore_label, deterministic
         )
         return decode.raise_or_skip(ds, skip_bad_examples, deterministic)
 

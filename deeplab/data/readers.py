@@ -7,12 +7,13 @@ deeplab.data.decode, except TFDS which yields decoded tensors.
 
 import dataclasses
 import os
+import struct
 from typing import List, Optional, Tuple
 
 import tensorflow as tf
 from absl import logging
 
-from deeplab.data import tfrecord
+from deeplab.data import decode, tfrecord
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # VOC label folders in order of preference; the last holds palette PNGs.
@@ -175,26 +176,49 @@ def list_tfrecord_split(dataset_dir, split):
 _RECORD_FRAMING = 16
 
 
+def records_from(path, offset):
+    """How many TFRecord records the bytes of `path` from `offset` on hold, by the lengths in
+    their headers (a record cut short by the end of the file counts; at least 1)."""
+    size = tf.io.gfile.stat(path).length
+    count = 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            header = f.read(8)
+            count += 1
+            if len(header) < 8:
+                break
+            offset += _RECORD_FRAMING + struct.unpack("<Q", header)[0]
+    return max(count, 1)
+
+
 def _shard_records(path, size):
     """(serialized, offset, error) of one shard's records. A record that cannot be read
     (truncated or corrupt: TFRecord reading stops there) ends the shard with one element whose
-    `error` names the byte offset; the file size tells a clean end from a broken one."""
+    `error` names the byte offset and how many records are lost from there on; the file size
+    tells a clean end from a broken one."""
     records = tf.data.TFRecordDataset(path, buffer_size=8 << 20).ignore_errors()
     records = records.map(lambda r: (r, tf.constant(False)))
     end = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True)))
+
+    def lost(offset):
+        return tf.py_function(
+            lambda p, o: records_from(p.numpy().decode(), int(o)), [path, offset], tf.int64
+        )
 
     def account(offset, item):
         record, is_end = item
         length = tf.cast(tf.strings.length(record), tf.int64) + _RECORD_FRAMING
         following = offset + tf.where(is_end, tf.constant(0, tf.int64), length)
-        error = tf.where(
-            tf.logical_and(is_end, tf.not_equal(offset, size)),
-            tf.strings.format(
-                "unreadable record at byte offset {} of {} (truncated or corrupt file; the rest "
-                "of the shard is skipped)",
-                (offset, size),
+        broken = tf.logical_and(is_end, tf.not_equal(offset, size))
+        error = tf.cond(
+            broken,
+            lambda: tf.strings.format(
+                "unreadable record at byte offset {} of {} (truncated or corrupt file): {} "
+                + decode.LOST_RECORDS,
+                (offset, size, lost(offset)),
             ),
-            "",
+            lambda: tf.constant(""),
         )
         return following, (record, is_end, error)
 

@@ -218,21 +218,35 @@ class NotASyntheticDirError(ValueError):
     """The directory holds files that are not a synthetic set built here."""
 
 
-def _write_marker(output_dir, complete, **settings):
+def _write_marker(output_dir, complete, files, **settings):
+    """Writes the marker: whether the build finished, the names of the files it wrote (the
+    only files of the folder that are ours) and the build settings."""
     tfrecord_dir = os.fspath(output_dir)
     os.makedirs(tfrecord_dir, exist_ok=True)
     with open(os.path.join(tfrecord_dir, MARKER_FILE), "w") as f:
-        json.dump({"complete": complete, **settings}, f, indent=2, sort_keys=True)
+        json.dump(
+            {"complete": complete, "files": sorted(files), **settings}, f, indent=2, sort_keys=True
+        )
 
 
 def _read_marker(output_dir):
     try:
         with open(os.path.join(output_dir, MARKER_FILE)) as f:
-            return json.load(f)
+            marker = json.load(f)
     except FileNotFoundError:
         return None
     except ValueError:
         return {"complete": False}
+    return marker if isinstance(marker, dict) else {"complete": False}
+
+
+def _our_files(marker, names):
+    """The names of `names` that a build of ours wrote: those the marker lists (a marker
+    written before the list existed: the shard names the generator gives)."""
+    listed = marker.get("files")
+    if isinstance(listed, list):
+        return [n for n in names if n in listed]
+    return [n for n in names if _SHARD_NAME.match(n)]
 
 
 def _legacy_synthetic_dir(output_dir, names):
@@ -271,48 +285,69 @@ def build_synthetic_dataset(
     max_objects, border_width, noise_std).
     """
     settings = dict(seed=seed, num_train=num_train, num_val=num_val, **generate_kwargs)
-    _write_marker(output_dir, False, **settings)
+    counts = (("train", num_train), ("val", num_val))
+    shards = {split: max(1, min(num_shards, count)) for split, count in counts}
+    planned = [
+        os.path.basename(tfrecord.shard_path(output_dir, split, i, shards[split]))
+        for split, _ in counts
+        for i in range(shards[split])
+    ]
+    # Listed before they exist, so that an interrupted build knows which files are its own.
+    _write_marker(output_dir, False, planned, **settings)
     paths = []
-    for split, count in (("train", num_train), ("val", num_val)):
+    for split, count in counts:
 
         def make_example(index, split=split):
             image, label = generate_example(seed, split, index, **generate_kwargs)
             return encode_example(image, label, f"{split}_{index:06d}")
 
-        shards = max(1, min(num_shards, count))
-        paths += tfrecord.write_shards(range(count), output_dir, split, shards, make_example)
-    _write_marker(output_dir, True, **settings)
+        paths += tfrecord.write_shards(range(count), output_dir, split, shards[split], make_example)
+    _write_marker(output_dir, True, [os.path.basename(p) for p in paths], **settings)
     return paths
 
 
-def ensure_synthetic_dataset(output_dir, **kwargs):
+def ensure_synthetic_dataset(output_dir, *, rebuild=False, flag="--dataset_dir", **kwargs):
     """Returns the shard paths of the synthetic set in output_dir, building it first when
-    output_dir does not exist, is empty, or holds an unfinished build of ours.
+    output_dir does not exist, is empty, or holds an unfinished build of ours (`rebuild`:
+    also over a finished one, replacing only the files it wrote). `flag`: the flag that
+    named output_dir, for the messages.
 
     Raises:
-      NotASyntheticDirError: output_dir holds anything else (a user's data is never touched).
+      NotASyntheticDirError: output_dir holds anything else, or files besides those a build
+        of ours wrote (a user's data is never touched, nor read as part of the set).
     """
     output_dir = os.fspath(output_dir)
-    names = sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise NotASyntheticDirError(
-            f"--dataset=synthetic: {output_dir} is a file, not a directory for the synthetic set."
+            f"{flag}={output_dir} is a file, not a directory for the synthetic set."
         )
+    names = sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []
+    names = [n for n in names if n != MARKER_FILE]
     marker = _read_marker(output_dir)
     if marker is None and names:
         if not _legacy_synthetic_dir(output_dir, names):
             raise NotASyntheticDirError(
-                f"--dataset=synthetic: {output_dir} holds data that this tool did not build "
-                f"(no {MARKER_FILE}); refusing to write into it: give --dataset_dir a new or "
-                "empty folder, or --dataset for your data."
+                f"{flag}={output_dir} holds data that this tool did not build "
+                f"(no {MARKER_FILE}); refusing to write into it: give {flag} a new or "
+                "empty folder (for your own data: --dataset and --dataset_dir)."
             )
-        _write_marker(output_dir, True)
-        marker = {"complete": True}
-    existing = tfrecord.list_shards(output_dir, "train") + tfrecord.list_shards(output_dir, "val")
-    if marker and marker.get("complete"):
-        return existing
-    # An unfinished build of ours: remove only its shards and start again.
-    for name in names:
-        if _SHARD_NAME.match(name):
-            os.remove(os.path.join(output_dir, name))
+        _write_marker(output_dir, True, names)
+        marker = {"complete": True, "files": names}
+    ours = _our_files(marker or {}, names)
+    foreign = sorted(set(names) - set(ours))
+    if foreign:
+        raise NotASyntheticDirError(
+            f"{flag}={output_dir} holds {os.path.join(output_dir, foreign[0])}"
+            + (f" and {len(foreign) - 1} more file(s)" if len(foreign) > 1 else "")
+            + " that this tool did not write; refusing to use the folder: move them out, or "
+            f"give {flag} a new or empty folder."
+        )
+    if marker and marker.get("complete") and not rebuild:
+        return tfrecord.list_shards(output_dir, "train") + tfrecord.list_shards(output_dir, "val")
+    # An unfinished build of ours, or a rebuild: remove only the files it wrote, start again.
+    for name in ours:
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path):
+            raise NotASyntheticDirError(f"{flag}: {path} is a folder, not a shard of ours.")
+        os.remove(path)
     return build_synthetic_dataset(output_dir, **kwargs)

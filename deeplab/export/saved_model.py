@@ -2,13 +2,15 @@
 
 The SavedModel has two signatures:
 - `serving_default`: `images` uint8 RGB [N, H, W, 3] (any N, H, W; RGBA [N, H, W, 4] loses its
-  alpha channel, gray [N, H, W, 1] is copied to RGB, other channel counts fail with a message
-  saying so) -> `semantic_predictions` int32 [N, H, W] and `semantic_probabilities` float32
-  [N, H, W, C];
+  alpha channel, gray [N, H, W, 1] is copied to RGB; another channel count or rank fails with
+  a message saying so) -> `semantic_predictions` int32 [N, H, W] and
+  `semantic_probabilities` float32 [N, H, W, C];
 - `serve_encoded`: `encoded_images` string [N] (JPEG / PNG / BMP / GIF bytes; the images of a
-  batch may differ in size; RGBA and gray images are converted to RGB) -> the same outputs, each image's results in the top-left corner of
-  a batch padded to the largest image (predictions -1 and probabilities 0 in the padding), plus
-  `image_sizes` int32 [N, 2] (height, width of every image).
+  batch may differ in size; RGBA and gray images are converted to RGB; an image of more than
+  MAX_ENCODED_PIXELS = 4096 x 4096 pixels is refused, by its header, before decoding) -> the
+  same outputs, each image's results in the top-left corner of a batch padded to the largest
+  image (predictions -1 and probabilities 0 in the padding), plus `image_sizes` int32 [N, 2]
+  (height, width of every image).
 
 Outputs are at the input size. Inference is `deeplab.inference.predict_probabilities`
 (optionally multi-scale and flipped, fixed at export time). The model inside uses global image
@@ -31,13 +33,90 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import tensorflow as tf
 
-from deeplab.export import litert
+from deeplab.export import litert, staging
 from deeplab.modeling import inference
 from deeplab.modeling.layers import resize_bilinear
 
+# The most pixels (height x width) of an image that `serve_encoded` decodes; its header is read
+# first, so a small file of a huge image is refused before it takes memory.
+MAX_ENCODED_PIXELS = 4096 * 4096
 SERVING_DEFAULT = "serving_default"
 SERVE_ENCODED = "serve_encoded"
 METADATA_FILENAME = "deeplab_export.json"
+
+
+def check_rank_4(images):
+    """`images` once checked to be rank 4 at run time (an InvalidArgumentError otherwise; a
+    signature does not check the rank of what it is given, and some kernels abort the process
+    on a rank-3 image). The rank is counted on a masked shape, so that graph optimisations
+    cannot fold the check away using the signature's declared rank."""
+    shape = tf.shape(images)
+    rank = tf.size(tf.boolean_mask(shape, shape >= 0))
+    check = tf.debugging.Assert(
+        tf.equal(rank, 4), ["images must be uint8 [N, H, W, C] (rank 4), got shape", shape]
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+def encoded_image_size(encoded):
+    """(height, width) int64 of a JPEG, PNG, GIF or BMP read from its header, without decoding
+    the pixels; (0, 0) for another format (decoding then reports it)."""
+    head = tf.io.decode_raw(
+        tf.strings.substr(tf.strings.join([encoded, tf.constant(b"\0" * 32)]), 0, 32), tf.uint8
+    )
+    head = tf.cast(head, tf.int64)
+
+    def big_endian_32(i):
+        return head[i] * 2**24 + head[i + 1] * 2**16 + head[i + 2] * 2**8 + head[i + 3]
+
+    def little_endian(i, count):
+        return sum(head[i + k] * 256**k for k in range(count))
+
+    def signed_32(value):
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    def starts_with(magic):
+        return tf.equal(tf.strings.substr(encoded, 0, len(magic)), magic)
+
+    def jpeg():
+        return tf.cast(tf.io.extract_jpeg_shape(encoded, output_type=tf.int32)[:2], tf.int64)
+
+    return tf.case(
+        [
+            (starts_with(b"\x89PNG"), lambda: tf.stack([big_endian_32(20), big_endian_32(16)])),
+            (starts_with(b"GIF8"), lambda: tf.stack([little_endian(8, 2), little_endian(6, 2)])),
+            (
+                starts_with(b"BM"),
+                lambda: tf.stack([signed_32(little_endian(22, 4)), little_endian(18, 4)]),
+            ),
+            (starts_with(b"\xff\xd8"), jpeg),
+        ],
+        default=lambda: tf.zeros([2], tf.int64),
+    )
+
+
+def _decode_checked(encoded, index):
+    """The uint8 RGB image of one encoded image, refused (InvalidArgumentError) before decoding
+    when its header says it has more than MAX_ENCODED_PIXELS pixels."""
+    size = encoded_image_size(encoded)
+    check = tf.debugging.Assert(
+        size[0] * size[1] <= MAX_ENCODED_PIXELS,
+        [
+            "encoded_images[",
+            index,
+            "] is too large to segment:",
+            size[0],
+            "x",
+            size[1],
+            f"pixels; the limit is {MAX_ENCODED_PIXELS} pixels (height x width): "
+            "downscale it first",
+        ],
+    )
+    with tf.control_dependencies([check]):
+        image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
 
 
 def to_rgb(images):
@@ -132,7 +211,7 @@ class DeepLabServingModule:
         }
 
     def _predict(self, images):
-        return self._outputs(to_rgb(images))
+        return self._outputs(to_rgb(check_rank_4(images)))
 
     def _predict_quantized(self, images):
         """The outputs with the probabilities' softmax taken on the logits grid, then resized to
@@ -167,10 +246,7 @@ class DeepLabServingModule:
         )
         sizes = tf.TensorArray(tf.int32, size=count, element_shape=tf.TensorShape([2]))
         for i in tf.range(count):
-            image = tf.io.decode_image(
-                encoded_images[i], channels=3, dtype=tf.uint8, expand_animations=False
-            )
-            image.set_shape([None, None, 3])
+            image = _decode_checked(encoded_images[i], i)
             out = self._outputs(image[tf.newaxis])
             predictions = predictions.write(i, out["semantic_predictions"][0])
             probabilities = probabilities.write(i, out["semantic_probabilities"][0])
@@ -245,12 +321,17 @@ def export_saved_model(
     logits_output_stride: Optional[int] = None,
     metadata: Optional[Dict[str, object]] = None,
     encoded_signature: bool = True,
+    also: Optional[Callable[[str, "DeepLabServingModule"], None]] = None,
 ) -> DeepLabServingModule:
     """Writes a SavedModel with the `serving_default` and `serve_encoded` signatures.
 
     `encoded_signature=False` leaves out `serve_encoded` (faster to export).
     `metadata` (e.g. model options, class names) is stored as
-    `<export_path>/assets.extra/deeplab_export.json` next to the export settings.
+    `<export_path>/assets.extra/deeplab_export.json` next to the export settings and the list
+    of the export's files. `also(folder, module)` writes more files into the export (e.g. a
+    LiteRT model) before it is complete.
+    The export is atomic (`deeplab.export.staging`): written beside `export_path`, then
+    swapped in, replacing a previous export whole; a failure leaves the previous one.
     Returns the serving module (its `predict` is what the SavedModel serves).
     """
     module = DeepLabServingModule(
@@ -263,7 +344,6 @@ def export_saved_model(
     signatures = {SERVING_DEFAULT: module.predict.get_concrete_function()}
     if encoded_signature:
         signatures[SERVE_ENCODED] = module.predict_encoded.get_concrete_function()
-    tf.saved_model.save(module.saveable(encoded_signature), export_path, signatures=signatures)
     info = {
         "signatures": {
             SERVING_DEFAULT: {
@@ -289,12 +369,23 @@ def export_saved_model(
     if not encoded_signature:
         del info["signatures"][SERVE_ENCODED]
     info.update(metadata or {})
-    extra = os.path.join(export_path, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    with open(os.path.join(extra, METADATA_FILENAME), "w") as f:
-        json.dump(info, f, indent=1, default=str)
-        f.write("\n")
+    with staging.staged_folder(export_path) as folder:
+        tf.saved_model.save(module.saveable(encoded_signature), folder, signatures=signatures)
+        if also is not None:
+            also(folder, module)
+        _write_metadata(folder, info)
     return module
+
+
+def _write_metadata(folder: str, info: Dict[str, object]) -> None:
+    """Writes `assets.extra/deeplab_export.json`: `info` and `files`, every file of the export
+    (relative paths, this one included)."""
+    relative = os.path.join("assets.extra", METADATA_FILENAME)
+    os.makedirs(os.path.join(folder, "assets.extra"), exist_ok=True)
+    files = sorted(set(staging.export_files(folder)) | {relative})
+    with open(os.path.join(folder, relative), "w") as f:
+        json.dump(dict(info, files=files), f, indent=1, default=str)
+        f.write("\n")
 
 
 def export_tflite(
@@ -320,9 +411,7 @@ def export_tflite(
         allow_select_tf_ops=allow_select_tf_ops,
         probabilities=probabilities,
     )
-    os.makedirs(os.path.dirname(os.path.abspath(tflite_path)), exist_ok=True)
-    with open(tflite_path, "wb") as f:
-        f.write(content)
+    staging.write_file(tflite_path, content)
     return content
 
 

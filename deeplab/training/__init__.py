@@ -2,9 +2,16 @@
 
 from deeplab.training.logdir_lock import LogdirLockedError
 from deeplab.training.schedules import LearningRateConfig, learning_rate_at
-from deeplab.training.trainer import NonFiniteLossError, TrainConfig, Trainer, train
+from deeplab.training.trainer import (
+    BadDataError,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    train,
+)
 
 __all__ = [
+    "BadDataError",
     "LearningRateConfig",
     "LogdirLockedError",
     "NonFiniteLossError",

@@ -20,6 +20,8 @@ from typing import List, Optional
 import tensorflow as tf
 from absl import logging
 
+from deeplab.checkpoints.polling import all_checkpoints
+from deeplab.checkpoints.unreadable import describe_unreadable, unreadable_checkpoint
 from deeplab.training import distribute
 
 QUANTIZERS_KEY = "quantizers"
@@ -28,23 +30,6 @@ QUANTIZERS_KEY = "quantizers"
 def latest_checkpoint(logdir: str) -> Optional[str]:
     """The latest checkpoint of `logdir`, None when there is none (or no such directory)."""
     return tf.train.latest_checkpoint(logdir) if logdir and tf.io.gfile.isdir(logdir) else None
-
-
-def all_checkpoints(logdir: str) -> List[str]:
-    """The checkpoints listed in `logdir`'s state file, oldest first (the latest last)."""
-    if not logdir or not tf.io.gfile.isdir(logdir):
-        return []
-    state = tf.train.get_checkpoint_state(logdir)
-    if state is None:
-        return []
-    paths = [
-        p if os.path.isabs(p) else os.path.join(logdir, p) for p in state.all_model_checkpoint_paths
-    ]
-    latest = state.model_checkpoint_path
-    if latest:
-        latest = latest if os.path.isabs(latest) else os.path.join(logdir, latest)
-        paths = [p for p in paths if p != latest] + [latest]
-    return paths
 
 
 def remove_interrupted_saves(logdir: str) -> List[str]:
@@ -56,29 +41,6 @@ def remove_interrupted_saves(logdir: str) -> List[str]:
             removed.append(path)
             logging.info("Removed %s, left by an interrupted checkpoint save", path)
     return removed
-
-
-def unreadable_checkpoint(err: Exception) -> bool:
-    """Whether `err`, raised by a restore, means the checkpoint files are damaged (as opposed
-    to a checkpoint that does not match the model)."""
-    if isinstance(err, (tf.errors.DataLossError, tf.errors.NotFoundError, IndexError)):
-        return True
-    text = str(err)
-    return any(
-        marker in text
-        for marker in ("Read less bytes", "corrupted", "truncated", "Unable to open table file")
-    )
-
-
-def describe_unreadable(path: str, err: Exception) -> str:
-    """`<file>: <first line of the error>`, naming the damaged file of checkpoint `path`."""
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    try:
-        tf.train.load_checkpoint(path)  # reads the .index file only
-        damaged = sorted(tf.io.gfile.glob(path + ".data-*")) or [path + ".data-*"]
-        return f"{', '.join(damaged)}: {first}"
-    except (tf.errors.OpError, ValueError):
-        return f"{path}.index: {first}"
 
 
 class TrainCheckpoint:
@@ -140,12 +102,6 @@ class TrainCheckpoint:
                 if not unreadable_checkpoint(err):
                     raise
                 following = candidates[i + 1] if i + 1 < len(candidates) else None
-                logging.warning(
-                    "Checkpoint %s is unreadable (%s); %s",
-                    path,
-                    describe_unreadable(path, err),
-                    f"falling back to {following}" if following else "no earlier checkpoint",
-                )
                 print(
                     f"WARNING: checkpoint {path} is unreadable "
                     f"({describe_unreadable(path, err)}); "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -30,6 +31,8 @@ from absl import logging
 
 from deeplab.checkpoints import polling as checkpoint_polling
 from deeplab.checkpoints import run_options
+from deeplab.data import decode as data_decode
+from deeplab.data import validate
 from deeplab.data.config import DataConfig, DataConfigError
 from deeplab.export import qat
 from deeplab.modeling.options import ModelOptions
@@ -45,10 +48,18 @@ from deeplab.training import (
 from deeplab.training import losses as losses_lib
 
 MIXED_PRECISION = ("none", "float16", "bfloat16")
+# A resumed run whose loss or weights are not finite within this many steps of the checkpoint
+# it started from falls back to the checkpoint before it (down to the initial weights).
+FALLBACK_STEPS = 10
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving."""
+
+
+class BadDataError(RuntimeError):
+    """A bad training example stopped the run (after saving its progress); the message names
+    the example's file, the problem and the fix."""
 
 
 @dataclasses.dataclass
@@ -340,7 +351,16 @@ class Trainer:
         self.lock = logdir_lock.LogdirLock(config.train_logdir)
         if self.is_chief:
             self.lock.acquire()
+        try:
+            self._build(config, dataset_fn, model_fn)
+        except BaseException:
+            self.lock.release()  # e.g. a full disk stopping the event writer
+            raise
+
+    def _build(self, config: TrainConfig, dataset_fn, model_fn) -> None:
+        """Everything of the run but the lock: pipeline, model, optimizer, checkpoint, writer."""
         self.num_replicas = self.strategy.num_replicas_in_sync
+        self._fallbacks, self._initial_state, self._fallback_until = [], None, -1
         if config.train_batch_size % self.num_replicas:
             raise ValueError(
                 f"--train_batch_size={config.train_batch_size} must be divisible "
@@ -549,8 +569,22 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
 
+    def _state_variables(self) -> list:
+        """Every variable a checkpoint restores: model, optimizer, step (and QAT ranges)."""
+        return list(self.step_model.variables) + list(self.optimizer.variables) + [self.global_step]
+
     def _restore_or_initialize(self) -> int:
+        # The initial state, kept when resuming: the last fallback of a resumed run that
+        # diverges again at once (see _fall_back).
+        resuming = checkpointing.latest_checkpoint(self.config.train_logdir) is not None
+        initial = [v.numpy() for v in self._state_variables()] if resuming else None
         path = self.ckpt.restore_latest()
+        if path is not None:
+            earlier = checkpointing.all_checkpoints(self.config.train_logdir)
+            earlier = list(reversed(earlier[: earlier.index(path)])) if path in earlier else []
+            self._fallbacks = earlier + [None]  # None: the initial weights
+            self._initial_state = initial
+            self._fallback_until = int(self.global_step.numpy()) + FALLBACK_STEPS
         if path is None and self.config.tf_initial_checkpoint:
             _initialize_from_checkpoint(self.model, self.config)
         elif path is not None and self.config.tf_initial_checkpoint:
@@ -587,6 +621,32 @@ class Trainer:
             for local in self.strategy.experimental_local_results(batch)
         )
 
+    def _fall_back(self, what: str, step: int) -> Optional[int]:
+        """For a resumed run that diverges within FALLBACK_STEPS of where it started: restores
+        the checkpoint before that one (or, after the oldest, the initial weights), says so in
+        a warning line, and returns its step; None when there is nothing to fall back to."""
+        if step > self._fallback_until or not self._fallbacks:
+            return None
+        path = self._fallbacks.pop(0)
+        if path is None:
+            for variable, value in zip(self._state_variables(), self._initial_state):
+                variable.assign(value)
+            if self.config.tf_initial_checkpoint:
+                _initialize_from_checkpoint(self.model, self.config)
+            name = "the initial weights"
+        else:
+            self.ckpt.checkpoint.restore(path).assert_existing_objects_matched()
+            name = path
+        start = int(self.global_step.numpy())
+        print(
+            f"WARNING: {what}, {step - self._fallback_until + FALLBACK_STEPS} step(s) after "
+            f"resuming; falling back to {name} (step {start}).",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._fallback_until = start + FALLBACK_STEPS
+        return start
+
     def _stop_non_finite(self, what: str, suspect_step: Optional[int] = None) -> None:
         """Raises NonFiniteLossError naming the last good checkpoint (nothing is saved).
 
@@ -606,8 +666,29 @@ class Trainer:
         raise NonFiniteLossError(
             f"{what}; stopping without saving. The last good checkpoint is "
             f"{last or 'none (nothing saved yet)'}. Lower --base_learning_rate or check the "
-            "data, then run again to resume from it."
+            "data, then run again to resume from it (a resumed run that diverges again within "
+            f"{FALLBACK_STEPS} steps falls back to the checkpoints before it, down to the "
+            "initial weights; nothing needs deleting)."
         )
+
+    def _stop_bad_data(self, bad: Exception, step: int, last_saved_step: int) -> None:
+        """Saves the progress since the last checkpoint (when the weights are finite), then
+        raises BadDataError naming the example and what to do."""
+        saved = (
+            f"the last checkpoint is {checkpointing.latest_checkpoint(self.config.train_logdir)}"
+        )
+        # Not with several workers: a save is collective and the others may not stop here.
+        alone = distribute.task_info(self.strategy)[0] is None
+        if alone and step > last_saved_step and not _first_non_finite(self.model.variables):
+            saved = f"its progress is saved in {self.ckpt.save()}"
+        self.writer.flush()
+        config = self.config
+        raise BadDataError(
+            f"{bad}\nTraining stopped at step {step}; {saved}.\n"
+            + validate.bad_data_advice(
+                config.dataset, config.dataset_dir, config.train_split, self.num_classes
+            )
+        ) from None
 
     def run(self) -> Dict[str, float]:
         """Trains from the latest checkpoint to `training_number_of_steps`; returns a summary.
@@ -653,7 +734,13 @@ class Trainer:
         while step < self.last_step:
             profiler.before_step(step)
             lr = self.current_learning_rate()
-            batch = next(iterator)
+            try:
+                batch = next(iterator)
+            except tf.errors.OpError as err:
+                bad = data_decode.bad_example_error(err)
+                if bad is None:
+                    raise
+                self._stop_bad_data(bad, step, last_saved_step)
             out = self._train_step(batch)
             step += 1
             scalars = {k: float(v.numpy()) for k, v in out.items()}
@@ -664,11 +751,17 @@ class Trainer:
                     if not math.isfinite(scalars["total_loss"])
                     else "The gradients are not finite"
                 )
+                suspect = step - 1 if self._finite_images(batch) else None
+                back = None if suspect is None else self._fall_back(f"{what} at step {step}", step)
+                if back is not None:
+                    step = last_saved_step = back
+                    progress = summaries.Progress(step, self.last_step, config.train_batch_size)
+                    continue
                 self._stop_non_finite(
                     f"{what} at step {step} (cross-entropy {scalars['losses/cross_entropy']}, "
                     f"regularization {scalars['losses/regularization']}); the update was not "
                     "applied",
-                    suspect_step=step - 1 if self._finite_images(batch) else None,
+                    suspect_step=suspect,
                 )
             scalars["learning_rate"] = lr
             profiler.after_step(step)
@@ -693,7 +786,13 @@ class Trainer:
             if due or step == self.last_step:
                 bad = _first_non_finite(self.model.variables + list(self.optimizer.variables))
                 if bad is not None:
-                    self._stop_non_finite(f"Variable {bad} is not finite after step {step}")
+                    what = f"Variable {bad} is not finite after step {step}"
+                    back = self._fall_back(what, step)
+                    if back is not None:
+                        step = last_saved_step = back
+                        progress = summaries.Progress(step, self.last_step, config.train_batch_size)
+                        continue
+                    self._stop_non_finite(what)
                 path = self.ckpt.save()
                 self.writer.flush()
                 logging.info("Saved checkpoint %s", path)
