@@ -57,7 +57,7 @@ SHARED_REFERENCE = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "re
 NUM_CLASSES = 7  # the synthetic dataset: background + 6 shapes
 TRAIN_CROP = (65, 65)
 CHECKPOINT_STEPS = (4, 8)
-_VERSION = "v4"  # bump to rebuild the shared run after changing this file
+_VERSION = "v5"  # bump to rebuild the shared run after changing this file
 CROP = 49  # the training-loop tests
 
 # ----------------------------------------------------------------------------------------------
@@ -315,12 +315,12 @@ def shared_once(tmp_path_factory, name, build):
 
 
 def build_synthetic(data_dir):
-    """A small synthetic set (16 train, 6 val images of 48..96 pixels), official TFRecords."""
-    if not os.path.isfile(os.path.join(data_dir, "DONE")):
-        synthetic.build_synthetic_dataset(
-            data_dir, seed=0, num_train=16, num_val=6, num_shards=1, min_size=48, max_size=96
-        )
-        open(os.path.join(data_dir, "DONE"), "w").close()
+    """A small synthetic set (16 train, 6 val images of 48..96 pixels), official TFRecords.
+    (No marker file in it: the CLIs refuse a synthetic dir holding files they did not write;
+    `shared_once` marks the shared run's root instead.)"""
+    synthetic.build_synthetic_dataset(
+        data_dir, seed=0, num_train=16, num_val=6, num_shards=1, min_size=48, max_size=96
+    )
     return data_dir
 
 

@@ -30,11 +30,14 @@ import json, sys
 import numpy as np
 from absl import logging
 logging.set_verbosity(logging.INFO)
+from deeplab.modeling.options import ModelOptions
 from deeplab.training import LearningRateConfig, TrainConfig, Trainer
-from tests.helpers import tiny_options
 
 logdir, data_dir, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-options = tiny_options(crop_size=(65, 65))
+# tests.helpers.tiny_options at crop 65, spelled out: importing tests.helpers starts TensorFlow's
+# context before MultiWorkerMirroredStrategy can configure its collective ops.
+options = ModelOptions(model_variant="mobilenet_v2", num_classes=7, atrous_rates=None,
+                       decoder_output_stride=None, depth_multiplier=0.25, crop_size=(65, 65))
 config = TrainConfig(
     train_logdir=logdir, model_options=options, dataset="synthetic", dataset_dir=data_dir,
     train_crop_size=(65, 65), train_batch_size=4, min_scale_factor=0.75, max_scale_factor=1.25,
