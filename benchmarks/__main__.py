@@ -422,6 +422,9 @@ def main(argv=None) -> int:
     parser.add_argument("--gpu", action="store_true", help="add float16 cases (for a GPU)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
     args = parser.parse_args(argv)
+    from deeplab.cli import logs as cli_logs
+
+    cli_logs.install()  # the cases run in children; this keeps the report's own stderr quiet
     machine = dict(cpu_info(), load_start=load_average())
     try:
         import importlib.metadata as metadata
@@ -456,12 +459,11 @@ def main(argv=None) -> int:
             for k in ("wall_s_median", "images_per_s", "peak_rss_mb", "error")
             if k in result
         }
-        print(
+        line = (
             f"[{time.time() - start:6.0f}s] {case['group']}: {case['label']} "
-            f"{json.dumps(case['kwargs'])} -> {json.dumps(brief)[:300]}",
-            file=sys.stderr,
-            flush=True,
+            f"{json.dumps(case['kwargs'])} -> {json.dumps(brief)}"
         )
+        print(line if len(line) <= 200 else line[:195] + " ...", file=sys.stderr, flush=True)
     machine["load_end"] = load_average()
     timings_file = official.timings_path()
     timings = official.load_timings(timings_file) if os.path.exists(timings_file) else None

@@ -96,9 +96,12 @@ def test_the_builder_refuses_a_users_official_shards_and_rebuilds_only_its_own(t
 
 def test_a_marked_folder_never_adopts_a_file_it_did_not_write(tmp_path):
     synthetic.build_synthetic_dataset(str(tmp_path), **SMALL)
+    (tmp_path / "README").write_text("not read as a shard: fine")
     stranger = tmp_path / "train-mydata-00000.tfrecord"
     stranger.write_bytes(b"the user's records")
     for rebuild in (False, True):
         with pytest.raises(synthetic.NotASyntheticDirError, match=str(stranger)):
             synthetic.ensure_synthetic_dataset(str(tmp_path), rebuild=rebuild, **SMALL)
     assert stranger.read_bytes() == b"the user's records"
+    stranger.unlink()
+    assert len(synthetic.ensure_synthetic_dataset(str(tmp_path), **SMALL)) == 2  # README stays

@@ -1,4 +1,4 @@
-"""Converts ADE20K (ADEChallengeData2016) to official DeepLab TFRecords.
+r"""Converts ADE20K (ADEChallengeData2016) to official DeepLab TFRecords.
 
   python -m deeplab.cli.build_ade20k_data --ade20k_root=ADEChallengeData2016 \
       --output_dir=tfrecord
@@ -6,11 +6,10 @@ or with the official flags --train_image_folder, --train_image_label_folder,
 --val_image_folder, --val_image_label_folder.
 """
 
-import sys
-
 from absl import app, flags
 
-from deeplab.data import builders
+from deeplab.cli import flags as cli_flags
+from deeplab.data import descriptors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ade20k_root", None, "ADEChallengeData2016 folder (images/, annotations/).")
@@ -18,11 +17,14 @@ flags.DEFINE_string("train_image_folder", None, "Official: training images.")
 flags.DEFINE_string("train_image_label_folder", None, "Official: training labels.")
 flags.DEFINE_string("val_image_folder", None, "Official: validation images.")
 flags.DEFINE_string("val_image_label_folder", None, "Official: validation labels.")
-flags.DEFINE_integer("num_shards", builders.ADE20K_NUM_SHARDS, "Shards per split.")
+flags.DEFINE_integer("num_shards", descriptors.ADE20K_NUM_SHARDS, "Shards per split.")
 flags.DEFINE_string("output_dir", "./tfrecord", "Where to write TFRecords.")
 
 
 def main(unused_argv):
+    """Converts the dataset; TensorFlow is imported here, after the quiet-log filter."""
+    from deeplab.data import builders
+
     if FLAGS.ade20k_root:
         paths = builders.build_ade20k(FLAGS.ade20k_root, FLAGS.output_dir, FLAGS.num_shards)
     else:
@@ -42,8 +44,7 @@ def main(unused_argv):
 
 def run() -> None:
     """The console script `deeplab-build-ade20k` and `python datasets/build_ade20k_data.py`."""
-    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
-    app.run(main)
+    cli_flags.run_command_line(lambda: main([]), usage=__doc__)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,10 @@ empty folder, or one it built before (replacing only the files it wrote); any ot
 refused (exit 2), so a user's data is never overwritten.
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from deeplab.data import (
-    descriptors,
-    synthetic,
-)
+from deeplab.cli import flags as cli_flags
+from deeplab.data import descriptors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Where to write the TFRecords.")
@@ -27,6 +23,9 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(unused_argv):
+    """Builds the set; TensorFlow is imported here, after the quiet-log filter is in place."""
+    from deeplab.data import synthetic
+
     try:
         paths = synthetic.ensure_synthetic_dataset(
             FLAGS.output_dir,
@@ -40,15 +39,14 @@ def main(unused_argv):
             max_size=FLAGS.max_size,
         )
     except synthetic.NotASyntheticDirError as err:
-        print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+        cli_flags.print_flags_error(err)
         return 2
     print(f"Wrote {len(paths)} shards to {FLAGS.output_dir}")
 
 
 def run() -> None:
     """The console script `deeplab-build-synthetic` and `python datasets/build_synthetic_data.py`."""
-    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
-    app.run(main)
+    cli_flags.run_command_line(lambda: main([]), usage=__doc__)
 
 
 if __name__ == "__main__":

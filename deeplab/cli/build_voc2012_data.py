@@ -1,4 +1,4 @@
-"""Converts PASCAL VOC 2012 to official DeepLab TFRecords.
+r"""Converts PASCAL VOC 2012 to official DeepLab TFRecords.
 
   python -m deeplab.cli.build_voc2012_data --voc_root=VOCdevkit/VOC2012 \
       --output_dir=tfrecord
@@ -6,11 +6,10 @@ or with the official flags --image_folder, --semantic_segmentation_folder,
 --list_folder. Palette labels (SegmentationClass/) lose their colour map.
 """
 
-import sys
-
 from absl import app, flags
 
-from deeplab.data import builders
+from deeplab.cli import flags as cli_flags
+from deeplab.data import descriptors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("voc_root", None, "VOC2012 folder (JPEGImages/, ...).")
@@ -20,11 +19,14 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("list_folder", None, "Official: folder of {split}.txt lists.")
 flags.DEFINE_list("splits", None, "Splits to convert (default: all lists).")
-flags.DEFINE_integer("num_shards", builders.VOC_NUM_SHARDS, "Shards per split.")
+flags.DEFINE_integer("num_shards", descriptors.VOC_NUM_SHARDS, "Shards per split.")
 flags.DEFINE_string("output_dir", "./tfrecord", "Where to write TFRecords.")
 
 
 def main(unused_argv):
+    """Converts the dataset; TensorFlow is imported here, after the quiet-log filter."""
+    from deeplab.data import builders
+
     if FLAGS.voc_root:
         paths = builders.build_voc2012(
             FLAGS.voc_root, FLAGS.output_dir, FLAGS.splits, FLAGS.num_shards
@@ -47,8 +49,7 @@ def main(unused_argv):
 
 def run() -> None:
     """The console script `deeplab-build-voc2012` and `python datasets/build_voc2012_data.py`."""
-    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
-    app.run(main)
+    cli_flags.run_command_line(lambda: main([]), usage=__doc__)
 
 
 if __name__ == "__main__":

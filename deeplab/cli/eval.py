@@ -1,4 +1,4 @@
-"""Evaluates DeepLab checkpoints: mIoU, per-class IoU, pixel accuracy, confusion matrix.
+r"""Evaluates DeepLab checkpoints: mIoU, per-class IoU, pixel accuracy, confusion matrix.
 
 Official command lines keep working, e.g. the model zoo's PASCAL VOC check (82.20%):
 
@@ -146,7 +146,7 @@ def main():
     from deeplab.data.pipeline import split_size
 
     num_images = split_size(dataset, dataset_dir, FLAGS.eval_split)
-    writer = tf.summary.create_file_writer(eval_logdir)
+    writer = None  # created with the first results: nothing is written before
     tag = eval_results.metric_tag(scales, FLAGS.add_flipped_images)
     for path in checkpoint_polling.checkpoints_to_evaluate(
         checkpoint_dir,
@@ -206,6 +206,7 @@ def main():
         paths = eval_results.write_result_files(
             results, eval_logdir, output_json=FLAGS.output_json, **extra
         )
+        writer = writer or tf.summary.create_file_writer(eval_logdir)
         eval_results.write_summaries(writer, results, step)
         with open(os.path.join(eval_logdir, "eval_history.jsonl"), "a") as f:
             record = eval_results.results_to_json(

@@ -1,4 +1,4 @@
-"""Exports a DeepLab checkpoint (ours or an official TF1 one) as a SavedModel for serving.
+r"""Exports a DeepLab checkpoint (ours or an official TF1 one) as a SavedModel for serving.
 
   python export.py --checkpoint_path=runs/demo --export_path=exported/demo
   python export.py --checkpoint_path=deeplabv3_pascal_trainval/model.ckpt \
@@ -116,6 +116,9 @@ def main():
 
     path = FLAGS.checkpoint_path
     try:
+        problem = cli_flags.checkpoint_source_problem(path)
+        if problem:
+            raise flags.ValidationError(f"--checkpoint_path={path}: {problem}")
         pyramid = cli_flags.check_inference_flags(FLAGS, "export")
         saved_fields, saved = run_options.saved_run_info(path)
         dataset = FLAGS.dataset or saved.get("dataset")
@@ -277,8 +280,8 @@ def main():
             f", {litert.PROBABILITIES}" if FLAGS.tflite_probabilities else ""
         )
         print(
-            f"{kind}LiteRT model written to {tflite_path} (signature serving_default: image "
-            f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> {outputs})"
+            f"{kind}LiteRT model written to {tflite_path}\n  signature serving_default: image "
+            f"uint8 [1, {crop[0]}, {crop[1]}, 3] -> {outputs}"
         )
     return 0
 

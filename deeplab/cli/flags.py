@@ -110,12 +110,16 @@ def describe_write_error(err: BaseException, output_flag: Optional[str]) -> Opti
 def run_reporting_missing_files(body, output_flag: Optional[str] = None) -> int:
     """Runs a command line's `body()`; a missing dataset, image or checkpoint file, or an
     output it cannot write (`describe_write_error`, naming `output_flag`), ends it with one
-    `ERROR:` line and status 1 instead of a traceback."""
+    `ERROR:` line and status 1, a flag or usage error with one line and status 2, instead of a
+    traceback."""
     try:
         return body()
     except FileNotFoundError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
+    except (app.UsageError, flags.Error) as err:
+        print_flags_error(err)
+        return 2
     except Exception as err:  # noqa: BLE001 - re-raised unless it is a write failure
         line = describe_write_error(err, output_flag)
         if line is None:
@@ -159,6 +163,15 @@ def parse_flags_exit_2(argv):
         print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
         print("Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
         sys.exit(2)
+    except SystemExit as done:
+        # absl's help flags print the help, then exit with status 1; asking is no error.
+        if done.code == 1 and HELP_FLAGS.intersection(arg.split("=")[0] for arg in argv[1:]):
+            sys.exit(0)
+        raise
+
+
+# absl's help flags (app.define_help_flags).
+HELP_FLAGS = frozenset(("-?", "-h", "--help", "--helpshort", "--helpfull", "--helpxml"))
 
 
 def define_resize_flags() -> None:
@@ -401,6 +414,56 @@ def resolve_dataset(
     return dataset, dataset_dir
 
 
+def check_dataset_dir(dataset: str, dataset_dir: Optional[str]) -> None:
+    """Stops (flags.ValidationError naming --dataset_dir) when the dataset directory does not
+    exist; a TensorFlow Datasets source (`tfds:NAME`) may leave it unset. Nothing is built: only
+    datasets/build_synthetic_data.py and train.py's first run write a synthetic set."""
+    if dataset.startswith(descriptors.TFDS_PREFIX) or dataset_dir is None:
+        return
+    import tensorflow as tf
+
+    if tf.io.gfile.isdir(dataset_dir):
+        return
+    hint = ""
+    if dataset == "synthetic":
+        hint = (
+            f"; build the synthetic set with `python datasets/build_synthetic_data.py "
+            f"--output_dir={dataset_dir}` (train.py builds it on its first run)"
+        )
+    raise flags.ValidationError(f"--dataset_dir={dataset_dir}: no such directory{hint}")
+
+
+def checkpoint_source_problem(path: str) -> Optional[str]:
+    """What is wrong with a checkpoint flag's value, or None: a training dir holding a
+    checkpoint, a prefix, an archive or an official checkpoint dir are fine."""
+    import tensorflow as tf
+
+    from deeplab.checkpoints import polling
+
+    if polling.is_static_checkpoint(path):
+        return None
+    if not tf.io.gfile.isdir(path):
+        return "no such checkpoint, directory or archive"
+    return None if tf.train.latest_checkpoint(path) is not None else "holds no checkpoint"
+
+
+def check_checkpoint_source(flag_values, script: str) -> None:
+    """eval.py / vis.py: stops (flags.ValidationError naming --checkpoint_dir) when
+    --checkpoint_dir names nothing, or a directory without a checkpoint, and the run would
+    otherwise wait for one: a count of checkpoints to read is set (--max_number_of_evaluations,
+    --max_number_of_iterations) and no --eval_timeout_secs asks to wait for training."""
+    path = flag_values.checkpoint_dir
+    count_flag = "max_number_of_evaluations" if script == "eval" else "max_number_of_iterations"
+    if not flag_values[count_flag].value or flag_values.eval_timeout_secs is not None:
+        return  # the official loop: wait for training to write one
+    problem = checkpoint_source_problem(path)
+    if problem:
+        raise flags.ValidationError(
+            f"--checkpoint_dir={path}: {problem} (to wait for a training run to write one, "
+            "add --eval_timeout_secs=SECONDS)"
+        )
+
+
 def options_from_flags(
     flag_values, checkpoint_path: Optional[str], num_classes: Optional[int]
 ) -> ModelOptions:
@@ -429,15 +492,15 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
     """What eval.py and vis.py derive from their flags, as a SimpleNamespace: `dataset`,
     `dataset_dir`, `info` (DatasetInfo), `options` (inference ModelOptions), `crop` (the
     `crop_flag` size; 225x225 for the synthetic set unless given) and `scales` (floats of
-    `scales_flag`). Builds the synthetic set when it is used and missing. Raises ValueError
-    or absl's flags.ValidationError on bad flags."""
+    `scales_flag`). Builds no data (`check_dataset_dir`). Raises ValueError or absl's
+    flags.ValidationError on bad flags."""
     from deeplab.checkpoints import run_options
-    from deeplab.data import synthetic
 
     _, saved = run_options.saved_run_info(checkpoint_path)
     dataset, dataset_dir = resolve_dataset(flag_values.dataset, flag_values.dataset_dir, saved)
     if dataset_dir is None:
         raise ValueError(f"--dataset_dir is required for --dataset={dataset}")
+    check_dataset_dir(dataset, dataset_dir)
     info = descriptors.get_dataset_info(dataset)
     options = options_from_flags(flag_values, checkpoint_path, info.num_classes)
     if dataset == "synthetic" and not flag_values[crop_flag].present:
@@ -450,8 +513,6 @@ def cli_setup(flag_values, checkpoint_path: str, *, crop_flag: str, scales_flag:
                 f"got {flag_values[crop_flag].value}"
             )
     scales = parse_float_list(flag_values[scales_flag].value, scales_flag) or [1.0]
-    if dataset == "synthetic":
-        synthetic.ensure_synthetic_dataset(dataset_dir)
     return SimpleNamespace(
         dataset=dataset,
         dataset_dir=dataset_dir,
@@ -472,6 +533,7 @@ def cli_model_setup(
     On bad flags prints the error (naming the flag) to stderr and returns None.
     """
     try:
+        check_checkpoint_source(flag_values, script)
         pyramid = check_inference_flags(flag_values, script)
         setup = cli_setup(
             flag_values, checkpoint_path, crop_flag=crop_flag, scales_flag=scales_flag

@@ -1,4 +1,4 @@
-"""Quiet start-up logs for the command lines (train.py, eval.py, vis.py, export.py).
+"""Quiet logs for the command lines (train, eval, vis, export, summary, the dataset builders).
 
 TensorFlow 2.21 writes native (C++) log lines straight to file descriptor 2, where Python's
 logging cannot reach them. On a machine without an NVIDIA driver it logs "Could not find cuda
@@ -8,11 +8,13 @@ notices (oneDNN, CUDA stub, CPU features) come twice, once per copy of its loggi
 
 `install()` routes the process's stderr through a thread that drops exactly these lines: the
 cuInit error only after TensorFlow's own no-driver notice, each notice after its first
-occurrence, and three notices that never ask anything of a user (NOISE: how absl logs before
-it is initialised, which CPU instructions a rebuilt TensorFlow could use, TFRecord buffer
-sizes). Every other line passes unchanged. It also shortens the Python log
-records to MAX_MESSAGE characters (saving a SavedModel logs one line of 7,000 characters
-listing renamed function inputs). Set DEEPLAB_RAW_LOGS=1 to turn both off.
+occurrence, and the NOISE lines that never ask anything of a user (how absl logs before it is
+initialised, which CPU instructions a rebuilt TensorFlow could use, TFRecord buffer sizes, the
+duration of each checkpoint's sharding callback, SavedModel input renaming, the LiteRT
+converter's internals and its raw `fully_quantize: 0, inference_type: 6` line); the oneDNN
+notice is shortened (REWRITES). Every other line passes unchanged. Python log records longer
+than WRAP characters are wrapped onto indented lines and cut after MAX_MESSAGE characters, so
+a log line stays under 200 characters. Set DEEPLAB_RAW_LOGS=1 to turn all of it off.
 """
 
 from __future__ import annotations
@@ -22,36 +24,70 @@ import logging
 import os
 import select
 import sys
+import textwrap
 import threading
 
 # Native start-up notices that TensorFlow prints twice: kept the first time only.
 NOTICES = (
     b"oneDNN custom operations are on",
     b"Could not find cuda drivers on your machine",
+    b"] Estimated count of arithmetic ops: ",  # once per LiteRT conversion
 )
-# Dropped every time (with the continuation line of the CPU-instructions notice).
+# Dropped every time (with a continuation line: the CPU-instructions notice's, a Python
+# warning's source line).
 NOISE = (
     b"WARNING: All log messages before absl::InitializeLog() is called",
     b"] This TensorFlow binary is optimized to use available CPU instructions",
     b"tf_record_dataset_op.cc",
+    # Each checkpoint save (tf.train.Checkpoint).
+    b"] Sharding callback duration: ",
+    # SavedModel export: TensorFlow renames captured-variable inputs (thousands of characters).
+    b"contains input name(s) ",
+    # The LiteRT converter (export.py --tflite): internals, nothing a user can act on.
+    b"Please consider providing the trackable_obj argument",
+    b"] Using new converter: If you encounter a problem",
+    b"] Number of eligible GPUs (core count",
+    b"single_machine.cc:",
+    b"] Ignored output_format.",
+    b"] Ignored drop_control_dependency.",
+    b"] Skipping runtime version metadata in the model.",
+    b"UserWarning: Statistics for quantized inputs were expected",
+    b"fully_quantize: 0, inference_type: 6, ",
+    b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
 )
-CONTINUATION = b"To enable the following instructions:"
+CONTINUATIONS = (b"To enable the following instructions:", b"  warnings.warn(")
+# Kept once, in these words (the originals pass 200 characters or repeat per conversion).
+REWRITES = {
+    b"oneDNN custom operations are on.": b"oneDNN custom operations are on "
+    b"(TF_ENABLE_ONEDNN_OPTS=0 turns them off; results may differ in the last bits).",
+}
 NO_DRIVER = b"Could not find cuda drivers on your machine"
 CUINIT_ERROR = b"failed call to cuInit"
 
-# Longest message of a TensorFlow Python log record (the log prefix adds about 75 characters).
-MAX_MESSAGE = 220
+# Python log records longer than WRAP characters are wrapped onto indented lines (the log
+# prefix adds about 75 characters, so lines stay under 200), and cut after MAX_MESSAGE.
+WRAP = 120
+MAX_MESSAGE = 1000
 
 _installed = False
 
 
+# NOISE as Python log messages (without the log prefix).
+RECORD_NOISE = tuple(noise.decode().lstrip("] ") for noise in NOISE)
+
+
 class ShortRecords(logging.Filter):
-    """Cuts log messages longer than MAX_MESSAGE characters (and says so)."""
+    """Cuts log messages longer than MAX_MESSAGE characters (and says so) and wraps those
+    longer than WRAP onto indented lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if len(message) > MAX_MESSAGE:
-            record.msg = message[: MAX_MESSAGE - 20] + f" ... ({len(message)} chars)"
+        if any(noise in message for noise in RECORD_NOISE):
+            return False  # before wrapping: the line filter would only see its first line
+        if len(message) > WRAP and "\n" not in message:
+            if len(message) > MAX_MESSAGE:
+                message = message[: MAX_MESSAGE - 20] + f" ... ({len(message)} chars)"
+            record.msg = textwrap.fill(message, WRAP, subsequent_indent="    ")
             record.args = None
         return True
 
@@ -63,11 +99,21 @@ class LineFilter:
         self.seen = set()
         self.dropped_notice = False
 
+    def output(self, line: bytes):
+        """The line as it reaches the terminal (REWRITES applied), or None where `keep` drops
+        it."""
+        if not self.keep(line):
+            return None
+        for original, replacement in REWRITES.items():
+            if original in line:
+                return line[: line.index(original)] + replacement
+        return line
+
     def keep(self, line: bytes) -> bool:
         """False for noise, a repeated start-up notice, or the cuInit error after the no-driver
         notice."""
         follows_notice, self.dropped_notice = self.dropped_notice, False
-        if follows_notice and line.startswith(CONTINUATION):
+        if follows_notice and line.startswith(CONTINUATIONS):
             return False
         if any(noise in line for noise in NOISE):
             self.dropped_notice = True
@@ -104,7 +150,8 @@ def _pump(read_fd: int, out_fd: int) -> None:
         if not chunk:
             break
         *lines, pending = (pending + chunk).split(b"\n")
-        _write_all(out_fd, b"".join(line + b"\n" for line in lines if line_filter.keep(line)))
+        kept = (line_filter.output(line) for line in lines)
+        _write_all(out_fd, b"".join(line + b"\n" for line in kept if line is not None))
     _write_all(out_fd, pending)
     os.close(read_fd)
 

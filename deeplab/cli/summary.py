@@ -4,9 +4,6 @@ totals (`--json` for one object). Takes the model flags of train.py plus --crop_
 """
 
 import json
-import sys
-
-from absl import app
 
 from deeplab.cli import flags as cli_flags
 
@@ -35,12 +32,8 @@ def main(argv) -> None:
 
 def run() -> None:
     """The console script `deeplab-summary` and `python -m deeplab.summary`."""
-    from deeplab.cli import logs as cli_logs
-
-    cli_logs.install()
     cli_flags.define_summary_flags()
-    sys.modules["__main__"].__doc__ = __doc__  # absl's --help prints __main__'s docstring
-    app.run(main)
+    cli_flags.run_command_line(lambda: main([]), usage=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Trains DeepLab with the official research/deeplab recipe (TF2 / Keras 3, tf.distribute).
+r"""Trains DeepLab with the official research/deeplab recipe (TF2 / Keras 3, tf.distribute).
 
 Official command lines keep working, e.g.
 
@@ -168,6 +168,12 @@ flags.DEFINE_float("scale_factor_step_size", 0.25, "Scale factor step size for d
 
 # Execution (ours).
 cli_flags.define_cluster_flags()
+flags.DEFINE_float(
+    "worker_connect_timeout_secs",
+    600,
+    "--strategy=multi_worker: stop (with a line saying so) when the other workers of TF_CONFIG "
+    "have not connected within this many seconds.",
+)
 flags.DEFINE_string(
     "profile_logdir",
     None,
@@ -237,6 +243,8 @@ def config_from_flags(values):
     dataset, dataset_dir = cli_flags.resolve_dataset(values.dataset, values.dataset_dir)
     if dataset != "synthetic" and dataset_dir is None:
         raise flags.ValidationError(f"--dataset_dir is required for --dataset={dataset}")
+    if dataset != "synthetic":  # the synthetic set is built on the first run
+        cli_flags.check_dataset_dir(dataset, dataset_dir)
     flat = flag_values(values, SYNTHETIC_PRESET if dataset == "synthetic" else None)
     try:
         info = descriptors.get_dataset_info(dataset)
@@ -287,14 +295,24 @@ def main():
     except flags.ValidationError as err:
         cli_flags.print_flags_error(err)
         return 2
+    import tensorflow as tf
+
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
     from deeplab.checkpoints.official import CheckpointError
-    from deeplab.training import BadDataError, LogdirLockedError, NonFiniteLossError, train
+    from deeplab.training import (
+        BadDataError,
+        LogdirLockedError,
+        NonFiniteLossError,
+        peer_wait,
+        train,
+    )
 
     if config.dataset == "synthetic":
         from deeplab.data import synthetic
 
         try:
+            if not synthetic.is_built(config.dataset_dir):
+                print(f"Building the synthetic dataset in {config.dataset_dir}", flush=True)
             synthetic.ensure_synthetic_dataset(config.dataset_dir)
         except synthetic.NotASyntheticDirError as err:
             print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
@@ -309,8 +327,17 @@ def main():
             file=sys.stderr,
         )
         return 1
-    except (LogdirLockedError, BadDataError) as err:
+    except (LogdirLockedError, BadDataError, peer_wait.PeersNotConnectedError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    except peer_wait.WaitInterrupted as err:
+        print(err, file=sys.stderr)
+        return 128 + err.signum
+    except tf.errors.OpError as err:
+        lost = peer_wait.lost_peer_message(err, config.train_logdir)
+        if lost is None:
+            raise
+        print(lost, file=sys.stderr)
         return 1
     except NonFiniteLossError as err:
         print(f"ERROR: {err}", file=sys.stderr)

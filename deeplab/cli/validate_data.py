@@ -1,4 +1,4 @@
-"""Checks every example of a dataset split and reports all problems at once (run it on new
+r"""Checks every example of a dataset split and reports all problems at once (run it on new
 data before training):
 
   python -m deeplab.cli.validate_data --dataset=pascal_voc_seg --dataset_dir=tfrecord \

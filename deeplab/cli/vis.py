@@ -1,4 +1,4 @@
-"""Visualises DeepLab predictions: colour label maps, overlays, side-by-side figures.
+r"""Visualises DeepLab predictions: colour label maps, overlays, side-by-side figures.
 
   python vis.py --checkpoint_dir=runs/demo --vis_logdir=runs/demo/vis --max_number_of_iterations=1
   python vis.py --checkpoint_dir=CITYSCAPES_CKPT --dataset=cityscapes --dataset_dir=... \
@@ -62,6 +62,11 @@ flags.DEFINE_integer(
     "Checkpoints to visualise before stopping (0: keep waiting for new ones).",
 )
 flags.DEFINE_integer("eval_interval_secs", 60 * 5, "Minimum seconds between two checkpoints.")
+flags.DEFINE_float(
+    "eval_timeout_secs",
+    None,
+    "Stop after this many seconds without a new checkpoint (default: never).",
+)
 flags.DEFINE_integer("num_vis_examples", None, "Visualise only this many images (default: all).")
 flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the label colours in the overlay.")
 flags.DEFINE_boolean("save_figures", True, "Write the side-by-side matplotlib figures.")
@@ -146,6 +151,7 @@ def main():
         checkpoint_dir,
         eval_interval_secs=FLAGS.eval_interval_secs,
         max_number_of_evaluations=FLAGS.max_number_of_iterations,
+        timeout_secs=FLAGS.eval_timeout_secs,
     ):
         try:
             path, report = checkpoint_polling.load_readable(

@@ -14,10 +14,7 @@ from absl import logging
 from PIL import Image
 
 from deeplab.data import readers, tfrecord
-
-VOC_NUM_SHARDS = 4
-CITYSCAPES_NUM_SHARDS = 10
-ADE20K_NUM_SHARDS = 4
+from deeplab.data.descriptors import ADE20K_NUM_SHARDS, CITYSCAPES_NUM_SHARDS, VOC_NUM_SHARDS
 
 # Cityscapes labelIds (0..33, and -1 for license plate) -> trainIds; every id
 # not listed maps to the ignore label 255 (cityscapesScripts labels.py).

@@ -261,6 +261,10 @@ def _info(name, num_classes, ignore_label, splits, class_names, palette, **kwarg
 
 
 # Default sizes of the built-in synthetic dataset (datasets/build_synthetic_data.py).
+# Shards per split of the official conversion scripts (build_*_data.py).
+VOC_NUM_SHARDS = 4
+CITYSCAPES_NUM_SHARDS = 10
+ADE20K_NUM_SHARDS = 4
 SYNTHETIC_NUM_TRAIN = 400
 SYNTHETIC_NUM_VAL = 80
 

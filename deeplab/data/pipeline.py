@@ -90,12 +90,13 @@ def _source(
     return readers.folder_dataset(pairs), False, color_table, True
 
 
-def split_size(dataset_name, dataset_dir, split):
+def split_size(dataset_name, dataset_dir, split, from_files=False):
     """Number of examples of a split (for progress bars): the descriptor's count for the
-    official datasets, else the records of the split's TFRecord shards or its listed folder
-    pairs; None when unknown (e.g. TFDS)."""
+    official datasets (unless `from_files`), else the records of the split's TFRecord shards
+    or its listed folder pairs; None when unknown (e.g. TFDS)."""
     info = _resolve_info(dataset_name)
-    if info is not None and dataset_name != "synthetic" and info.splits.get(split):
+    official = info is not None and dataset_name != "synthetic" and not from_files
+    if official and info.splits.get(split):
         return int(info.splits[split])
     if dataset_name.startswith(descriptors.TFDS_PREFIX) or not dataset_dir:
         return None

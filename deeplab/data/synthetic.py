@@ -212,6 +212,9 @@ def encode_example(image, label, name, jpeg_quality=90):
 
 MARKER_FILE = "DEEPLAB_SYNTHETIC.json"
 _SHARD_NAME = re.compile(r"^(train|val)-\d{5}-of-\d{5}\.tfrecord$")
+# A name a split's shard list (`{split}-*`) would take in; other files (a README, a DONE
+# marker, .DS_Store) are left alone and never read.
+_SPLIT_FILE = re.compile(r"^[^.][^-]*-")
 
 
 class NotASyntheticDirError(ValueError):
@@ -306,6 +309,12 @@ def build_synthetic_dataset(
     return paths
 
 
+def is_built(output_dir) -> bool:
+    """True when output_dir holds a complete synthetic set built here."""
+    output_dir = os.fspath(output_dir)
+    return os.path.isdir(output_dir) and bool((_read_marker(output_dir) or {}).get("complete"))
+
+
 def ensure_synthetic_dataset(output_dir, *, rebuild=False, flag="--dataset_dir", **kwargs):
     """Returns the shard paths of the synthetic set in output_dir, building it first when
     output_dir does not exist, is empty, or holds an unfinished build of ours (`rebuild`:
@@ -313,8 +322,9 @@ def ensure_synthetic_dataset(output_dir, *, rebuild=False, flag="--dataset_dir",
     named output_dir, for the messages.
 
     Raises:
-      NotASyntheticDirError: output_dir holds anything else, or files besides those a build
-        of ours wrote (a user's data is never touched, nor read as part of the set).
+      NotASyntheticDirError: output_dir holds anything else, or a file that a split would read
+        (`{split}-*`) besides those a build of ours wrote (a user's data is never touched,
+        nor read as part of the set).
     """
     output_dir = os.fspath(output_dir)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
@@ -334,7 +344,7 @@ def ensure_synthetic_dataset(output_dir, *, rebuild=False, flag="--dataset_dir",
         _write_marker(output_dir, True, names)
         marker = {"complete": True, "files": names}
     ours = _our_files(marker or {}, names)
-    foreign = sorted(set(names) - set(ours))
+    foreign = sorted(n for n in set(names) - set(ours) if _SPLIT_FILE.match(n))
     if foreign:
         raise NotASyntheticDirError(
             f"{flag}={output_dir} holds {os.path.join(output_dir, foreign[0])}"

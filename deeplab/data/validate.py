@@ -40,11 +40,14 @@ def check_split(
     `num_classes`: the model's class count, when labels must be below it (default: the
     dataset's). A broken TFRecord shard is one problem (it names the records lost)."""
     examples = pipeline.example_problems(dataset, dataset_dir, split, num_classes)
-    target = pipeline.split_size(dataset, dataset_dir, split)
+    target = pipeline.split_size(dataset, dataset_dir, split, from_files=True)
     bar = None
     if progress:
         bar = keras.utils.Progbar(
-            target, unit_name="example", verbose=1 if sys.stdout.isatty() else 2
+            target,
+            unit_name="example",
+            verbose=1 if sys.stdout.isatty() else 2,
+            stateful_metrics=["bad"],
         )
     problems, count = [], 0
     for example in examples.as_numpy_iterator():

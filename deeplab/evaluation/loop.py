@@ -92,9 +92,14 @@ def evaluate(
     progress = None
     if verbose:
         # On a terminal a live bar; in a log (not a tty) Keras's verbose=2 writes one line at
-        # the end instead of an ever-growing line of bar updates.
+        # the end instead of an ever-growing line of bar updates. The mIoU shown is that of the
+        # confusion matrix so far (stateful: not an average of running values), so the last
+        # one is the table's.
         progress = keras.utils.Progbar(
-            target, unit_name="batch", verbose=1 if sys.stdout.isatty() else 2
+            target,
+            unit_name="batch",
+            verbose=1 if sys.stdout.isatty() else 2,
+            stateful_metrics=["miou"],
         )
     start = time.time()
     seen = 0
@@ -112,9 +117,9 @@ def evaluate(
         if progress is not None:
             running = metrics_lib.iou_from_confusion_matrix(total)
             progress.update(index + 1, values=[("miou", running["miou"])], finalize=False)
-    if progress is not None:
-        progress.update(seen, finalize=True)
     results = metrics_lib.iou_from_confusion_matrix(total)
+    if progress is not None:
+        progress.update(seen, values=[("miou", results["miou"])], finalize=True)
     results.update(
         confusion_matrix=total,
         num_images=num_images,

@@ -129,20 +129,24 @@ def write_result_files(
 ) -> Dict[str, str]:
     """Writes the table (`<prefix>results.txt`), JSON, confusion-matrix CSV and PNG.
 
-    Returns {kind: path}. `output_json` overrides the JSON path (default
-    `<output_dir>/<prefix>results.json`).
+    Returns {kind: path}. `output_json` is a second copy of the JSON
+    (`<output_dir>/<prefix>results.json` is always written, so no older one stays beside the
+    new files).
     """
     os.makedirs(output_dir, exist_ok=True)
     names = results.get("class_names")
     paths = {
         "table": os.path.join(output_dir, prefix + "results.txt"),
-        "json": output_json or os.path.join(output_dir, prefix + "results.json"),
+        "json": os.path.join(output_dir, prefix + "results.json"),
         "confusion_csv": os.path.join(output_dir, prefix + "confusion_matrix.csv"),
         "confusion_png": os.path.join(output_dir, prefix + "confusion_matrix.png"),
     }
     with open(paths["table"], "w") as f:
         f.write(metrics_lib.format_iou_table(results, names) + "\n")
     write_json(results, paths["json"], **extra)
+    if output_json and os.path.abspath(output_json) != os.path.abspath(paths["json"]):
+        paths["output_json"] = output_json
+        write_json(results, output_json, **extra)
     save_confusion_matrix_csv(results["confusion_matrix"], paths["confusion_csv"], names)
     plot_confusion_matrix(results["confusion_matrix"], paths["confusion_png"], names)
     return paths

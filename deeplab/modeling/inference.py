@@ -267,10 +267,8 @@ def checkpoint_num_classes(checkpoint_path: str) -> Optional[int]:
 
 
 def default_output_dir(checkpoint_path: str, name: str) -> str:
-    """`<checkpoint dir>/<name>` (the directory itself, or the one holding a prefix / archive)."""
-    folder = (
-        checkpoint_path
-        if os.path.isdir(checkpoint_path)
-        else os.path.dirname(os.path.abspath(checkpoint_path))
-    )
+    """`<checkpoint dir>/<name>`: the directory holding a prefix / archive, else the directory
+    itself (also one training has not created yet, so nothing lands beside it)."""
+    is_file = os.path.isfile(checkpoint_path) or os.path.isfile(checkpoint_path + ".index")
+    folder = os.path.dirname(os.path.abspath(checkpoint_path)) if is_file else checkpoint_path
     return os.path.join(folder, name)

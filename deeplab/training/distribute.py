@@ -20,11 +20,16 @@ from typing import Optional
 
 import tensorflow as tf
 
+from deeplab.training import peer_wait
+
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
-def create_strategy(name: str = "default", tpu: Optional[str] = None) -> tf.distribute.Strategy:
-    """Builds the strategy called `name` (see the module docstring)."""
+def create_strategy(
+    name: str = "default", tpu: Optional[str] = None, connect_timeout_secs: float = 600
+) -> tf.distribute.Strategy:
+    """Builds the strategy called `name` (see the module docstring); `multi_worker` waits at
+    most `connect_timeout_secs` for the other workers (see `peer_wait`)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -37,6 +42,7 @@ def create_strategy(name: str = "default", tpu: Optional[str] = None) -> tf.dist
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
         )
+        peer_wait.wait_for_peers(connect_timeout_secs)
         return tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=options
         )

@@ -31,8 +31,6 @@ from absl import logging
 
 from deeplab.checkpoints import polling as checkpoint_polling
 from deeplab.checkpoints import run_options
-from deeplab.data import decode as data_decode
-from deeplab.data import validate
 from deeplab.data.config import DataConfig, DataConfigError
 from deeplab.export import qat
 from deeplab.modeling.options import ModelOptions
@@ -111,6 +109,8 @@ class TrainConfig:
     # Execution.
     strategy: str = "default"
     tpu: Optional[str] = None
+    # --strategy=multi_worker: how long to wait for the other workers to connect.
+    worker_connect_timeout_secs: float = 600
     mixed_precision: str = "none"
     jit_compile: bool = False
     # 1x1 convs traced as MatMuls in the training step (same sums; faster on CPU).
@@ -171,6 +171,10 @@ class TrainConfig:
         if self.max_checkpoints_to_keep < 1:
             raise ValueError(
                 f"--max_checkpoints_to_keep={self.max_checkpoints_to_keep} must be >= 1"
+            )
+        if self.worker_connect_timeout_secs <= 0:
+            raise ValueError(
+                f"--worker_connect_timeout_secs={self.worker_connect_timeout_secs} must be > 0"
             )
         if self.strategy not in distribute.STRATEGIES:
             raise ValueError(f"--strategy={self.strategy!r} is not one of {distribute.STRATEGIES}")
@@ -345,7 +349,9 @@ class Trainer:
         if config.seed is not None:
             keras.utils.set_random_seed(config.seed)
         _set_precision_policy(config.mixed_precision)
-        self.strategy = strategy or distribute.create_strategy(config.strategy, config.tpu)
+        self.strategy = strategy or distribute.create_strategy(
+            config.strategy, config.tpu, config.worker_connect_timeout_secs
+        )
         self.is_chief = distribute.is_chief(self.strategy)
         # Before anything slow, so that a second trainer on the same log dir stops at once.
         self.lock = logdir_lock.LogdirLock(config.train_logdir)
@@ -683,9 +689,11 @@ class Trainer:
             saved = f"its progress is saved in {self.ckpt.save()}"
         self.writer.flush()
         config = self.config
+        from deeplab.data.validate import bad_data_advice
+
         raise BadDataError(
             f"{bad}\nTraining stopped at step {step}; {saved}.\n"
-            + validate.bad_data_advice(
+            + bad_data_advice(
                 config.dataset, config.dataset_dir, config.train_split, self.num_classes
             )
         ) from None
@@ -737,7 +745,9 @@ class Trainer:
             try:
                 batch = next(iterator)
             except tf.errors.OpError as err:
-                bad = data_decode.bad_example_error(err)
+                from deeplab.data.decode import bad_example_error  # creates tensors on import
+
+                bad = bad_example_error(err)
                 if bad is None:
                     raise
                 self._stop_bad_data(bad, step, last_saved_step)
