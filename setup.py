@@ -13,6 +13,7 @@ _CONSOLE_SCRIPTS = {
     "deeplab-vis": "deeplab.cli.vis:run",
     "deeplab-export": "deeplab.cli.export:run",
     "deeplab-summary": "deeplab.cli.summary:run",
+    "deeplab-convert": "deeplab.cli.convert:run",
     "deeplab-build-voc2012": "deeplab.cli.build_voc2012_data:run",
     "deeplab-build-cityscapes": "deeplab.cli.build_cityscapes_data:run",
     "deeplab-build-ade20k": "deeplab.cli.build_ade20k_data:run",
@@ -43,5 +44,8 @@ setup(
         # LiteRT interpreter (XNNPACK) for the exported .tflite models; ~60 MB.
         "ai-edge-litert>=2.3,<3",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "ruff==0.17.6"]},
+    extras_require={
+        # JAX (CPU) runs the model core on the second Keras backend (tests/test_backends.py).
+        "test": ["pytest>=8", "pytest-xdist>=3", "ruff==0.17.6", "jax[cpu]>=0.4.30"]
+    },
 )

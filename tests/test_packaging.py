@@ -16,6 +16,7 @@ CONSOLE_SCRIPTS = {
     "deeplab-vis",
     "deeplab-export",
     "deeplab-summary",
+    "deeplab-convert",
     "deeplab-build-voc2012",
     "deeplab-build-cityscapes",
     "deeplab-build-ade20k",

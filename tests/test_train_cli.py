@@ -152,16 +152,23 @@ def test_synthetic_never_writes_into_a_users_folder(tmp_path):
     example = synthetic.encode_example(*synthetic.generate_example(1, "train", 0), "2007_000032")
     shard = tfrecord.write_shards([example], str(user), "train", 1)[0]
     before = open(shard, "rb").read()
-    for script, logdir_flag in (("train.py", "--train_logdir"), ("eval.py", "--checkpoint_dir")):
+    # train.py would build the set there; eval.py never builds data and stops on the run
+    # folder that does not exist (instead of waiting for it).
+    for script, extra, expected in (
+        ("train.py", [f"--train_logdir={tmp_path / 'run'}"], "did not build"),
+        (
+            "eval.py",
+            [f"--checkpoint_dir={tmp_path / 'run'}", "--max_number_of_evaluations=1"],
+            str(tmp_path / "run"),
+        ),
+    ):
         proc = helpers.run_cli_in_process(
-            script,
-            f"{logdir_flag}={tmp_path / 'run'}",
-            "--dataset=synthetic",
-            f"--dataset_dir={user}",
+            script, *extra, "--dataset=synthetic", f"--dataset_dir={user}"
         )
         assert proc.returncode == 2, (script, proc.stderr[-2000:])
         last = proc.stderr.strip().splitlines()[-1]
-        assert str(user) in last and "did not build" in last, (script, last)
+        assert expected in last, (script, last)
+        assert script == "eval.py" or str(user) in last, (script, last)
         assert os.listdir(user) == [os.path.basename(shard)]
         assert open(shard, "rb").read() == before
 

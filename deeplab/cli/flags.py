@@ -139,6 +139,7 @@ def run_command_line(body, required_flags=(), usage=None, output_flag=None) -> N
     if usage:
         # absl's --help prints the docstring of __main__, which is a thin launcher here.
         sys.modules["__main__"].__doc__ = usage
+    show_key_flags_in_help(body.__module__)
 
     from deeplab.cli import logs as cli_logs
 
@@ -151,6 +152,16 @@ def run_command_line(body, required_flags=(), usage=None, output_flag=None) -> N
         return run_reporting_missing_files(body, output_flag)
 
     app.run(main, flags_parser=parse_flags_exit_2)
+
+
+def show_key_flags_in_help(command_module: str) -> None:
+    """Lists the key flags of `command_module` (its own and the ones it adopts, e.g. the model
+    flags) under `--help`, which shows the key flags of the program named by sys.argv[0]: a
+    launcher (train.py) or console script (deeplab-train) that defines none itself."""
+    if command_module == "__main__":
+        return
+    for flag in flags.FLAGS.get_key_flags_for_module(command_module):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
 
 def parse_flags_exit_2(argv):

@@ -8,6 +8,10 @@ Semantics follow the official evaluation (`tf.metrics.mean_iou` with weights):
 - IoU_c = TP_c / (TP_c + FP_c + FN_c); a class that occurs neither in the labels nor in the
   predictions (empty union) has IoU NaN and is left out of the mean, exactly as the official
   `mean_iou` averages over the classes with a non-empty union.
+
+The metric is written in `keras.ops` (every backend); on TensorFlow the batch confusion matrix
+and the resize of low-resolution logits keep their TensorFlow kernels (`bincount` of the
+masked pixels, a `tf.cond` on dynamic sizes).
 """
 
 from __future__ import annotations
@@ -16,18 +20,22 @@ from typing import Dict, Optional, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from deeplab.modeling.layers import resize_bilinear
+from deeplab.modeling.layers import on_tensorflow, resize_bilinear, spatial_size
 
 
 def batch_confusion_matrix(labels, predictions, num_classes: int, ignore_label: int = 255):
-    """Confusion matrix (int64 [C, C], rows = ground truth) of one batch.
+    """Confusion matrix ([C, C], rows = ground truth) of one batch; int64 on TensorFlow.
 
     `labels` and `predictions` are integer tensors of the same number of elements (any shape,
     e.g. labels [N, H, W, 1] and predictions [N, H, W]). Pixels labelled `ignore_label` or outside
     `[0, num_classes)` are not counted; predictions outside that range are not counted either.
     """
+    if not on_tensorflow():
+        return _confusion_matrix_by_segment_sum(labels, predictions, num_classes, ignore_label)
+    import tensorflow as tf
+
     labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
     predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
     valid = tf.logical_and(labels >= 0, labels < num_classes)
@@ -45,6 +53,19 @@ def batch_confusion_matrix(labels, predictions, num_classes: int, ignore_label: 
         dtype=tf.int64,
     )
     return tf.reshape(counts, [num_classes, num_classes])
+
+
+def _confusion_matrix_by_segment_sum(labels, predictions, num_classes, ignore_label):
+    """`batch_confusion_matrix` with static shapes (int32): uncounted pixels go to an extra
+    bin that is dropped, since backends such as JAX cannot mask to a data-dependent size."""
+    labels = ops.reshape(ops.cast(labels, "int32"), [-1])
+    predictions = ops.reshape(ops.cast(predictions, "int32"), [-1])
+    valid = (labels >= 0) & (labels < num_classes) & (labels != ignore_label)
+    valid = valid & (predictions >= 0) & (predictions < num_classes)
+    bins = num_classes * num_classes
+    flat = ops.where(valid, labels * num_classes + predictions, bins)
+    counts = ops.segment_sum(ops.ones_like(flat), flat, num_segments=bins + 1)
+    return ops.reshape(counts[:bins], [num_classes, num_classes])
 
 
 def iou_from_confusion_matrix(confusion_matrix) -> Dict[str, object]:
@@ -82,18 +103,21 @@ def iou_from_confusion_matrix(confusion_matrix) -> Dict[str, object]:
     }
 
 
-def _labels_from_predictions(y_pred, label_shape):
+def _labels_from_predictions(y_pred, label_size):
     """argmax of logits [N, h, w, C] (resized to the label size when smaller) or int labels."""
-    if y_pred.dtype.is_floating:
-        y_pred = tf.convert_to_tensor(y_pred)
-        size = label_shape[1:3]
+    if "float" not in keras.backend.standardize_dtype(y_pred.dtype):
+        return ops.cast(y_pred, "int32")
+    if on_tensorflow():
+        import tensorflow as tf
+
         y_pred = tf.cond(
-            tf.reduce_all(tf.equal(tf.shape(y_pred)[1:3], size)),
+            tf.reduce_all(tf.equal(tf.shape(y_pred)[1:3], label_size)),
             lambda: y_pred,
-            lambda: resize_bilinear(y_pred, size),
+            lambda: resize_bilinear(y_pred, label_size),
         )
-        return tf.argmax(y_pred, axis=-1, output_type=tf.int32)
-    return tf.cast(y_pred, tf.int32)
+    elif tuple(y_pred.shape[1:3]) != tuple(label_size):
+        y_pred = resize_bilinear(y_pred, label_size)
+    return ops.argmax(y_pred, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
@@ -121,43 +145,43 @@ class MeanIoUWithIgnore(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = tf.convert_to_tensor(y_true)
-        if y_true.shape.rank == 4:
-            y_true = tf.squeeze(y_true, axis=-1)
-        y_true = tf.cast(y_true, tf.int32)
-        predictions = _labels_from_predictions(tf.convert_to_tensor(y_pred), tf.shape(y_true))
+        y_true = ops.convert_to_tensor(y_true)
+        if len(y_true.shape) == 4:
+            y_true = ops.squeeze(y_true, axis=-1)
+        y_true = ops.cast(y_true, "int32")
+        y_pred = ops.convert_to_tensor(y_pred)
+        predictions = _labels_from_predictions(y_pred, spatial_size(y_true))
         if sample_weight is not None:
             # Pixels with zero weight count as ignored.
-            keep = tf.reshape(tf.cast(sample_weight, tf.float32), tf.shape(y_true)) > 0
-            y_true = tf.where(keep, y_true, tf.fill(tf.shape(y_true), -1))
+            keep = ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(y_true)) > 0
+            y_true = ops.where(keep, y_true, -ops.ones_like(y_true))
         cm = batch_confusion_matrix(y_true, predictions, self.num_classes, self.ignore_label)
-        self.total_cm.assign_add(tf.cast(cm, "float64"))
+        self.total_cm.assign_add(ops.cast(cm, "float64"))
 
     def _iou(self):
-        cm = tf.cast(self.total_cm, tf.float64)
-        tp = tf.linalg.diag_part(cm)
-        union = tf.reduce_sum(cm, 0) + tf.reduce_sum(cm, 1) - tp
+        cm = ops.cast(self.total_cm, "float64")
+        tp = ops.diagonal(cm)
+        union = ops.sum(cm, 0) + ops.sum(cm, 1) - tp
         present = union > 0
-        iou = tf.math.divide_no_nan(tp, union)
+        iou = ops.divide_no_nan(tp, union)
         return iou, present, tp, cm
 
     def result(self):
         iou, present, _, _ = self._iou()
-        n = tf.reduce_sum(tf.cast(present, tf.float64))
-        return tf.cast(tf.math.divide_no_nan(tf.reduce_sum(iou), n), "float32")
+        n = ops.sum(ops.cast(present, "float64"))
+        return ops.cast(ops.divide_no_nan(ops.sum(iou), n), "float32")
 
     def per_class_iou(self):
         """float32 [C]; NaN for classes with an empty union."""
         iou, present, _, _ = self._iou()
-        nan = tf.fill(tf.shape(iou), tf.constant(float("nan"), tf.float64))
-        return tf.cast(tf.where(present, iou, nan), tf.float32)
+        return ops.cast(ops.where(present, iou, float("nan")), "float32")
 
     def pixel_accuracy(self):
         _, _, tp, cm = self._iou()
-        return tf.cast(tf.math.divide_no_nan(tf.reduce_sum(tp), tf.reduce_sum(cm)), tf.float32)
+        return ops.cast(ops.divide_no_nan(ops.sum(tp), ops.sum(cm)), "float32")
 
     def reset_state(self):
-        self.total_cm.assign(tf.zeros_like(self.total_cm))
+        self.total_cm.assign(ops.zeros_like(self.total_cm))
 
     def get_config(self):
         config = super().get_config()

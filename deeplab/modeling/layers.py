@@ -1,5 +1,10 @@
 """Building blocks shared by the backbones and heads, in the official slim layout.
 
+The layers are written in `keras.ops`, so the model runs on every Keras backend. Where
+TensorFlow has a faster (or dynamic-shape) kernel for the same computation (the fused batch
+norm, `ResizeBilinear` and `ResizeNearestNeighbor` with align_corners), that kernel is the
+TensorFlow path of the same layer (`on_tensorflow()`); TensorFlow is imported only there.
+
 Every block names its Keras layers after the official TF1 variable scope with '/' replaced by
 '.', so `checkpoints.py` maps weights by a rule: a Conv2D `a.b` holds `a/b/weights` (and
 `a/b/biases`), a DepthwiseConv2D holds `a/b/depthwise_weights`, and the BatchNormalization
@@ -9,12 +14,19 @@ Every block names its Keras layers after the official TF1 variable scope with '/
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional, Tuple
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 SCOPE_SEPARATOR = "."
+
+
+def on_tensorflow() -> bool:
+    """Whether Keras runs on TensorFlow, where the TensorFlow kernels are the layers' path."""
+    return keras.backend.backend() == "tensorflow"
 
 
 def layer_name(scope: str) -> str:
@@ -77,7 +89,7 @@ class HardSwish(keras.layers.Layer):
     """slim MobileNetV3's `hard_swish`: x * relu6(x + 3) * (1/6), in the official op order."""
 
     def call(self, x):
-        return x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+        return x * ops.relu6(x + 3.0) * (1.0 / 6.0)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -89,7 +101,7 @@ class HardSigmoid(keras.layers.Layer):
     squeeze-excite gate and of DeepLab's `q_sigmoid`; 0.16667, not 1/6)."""
 
     def call(self, x):
-        return tf.nn.relu6(x + 3.0) * 0.16667
+        return ops.relu6(x + 3.0) * 0.16667
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -123,13 +135,15 @@ class BatchNorm(keras.layers.BatchNormalization):
         if not self.uses_batch_statistics(training, mask):
             return super().call(inputs, training=False if self.frozen else training, mask=mask)
         outputs, _, _ = self.normalize_with_batch_statistics(inputs)
-        return tf.cast(outputs, self.compute_dtype)
+        return ops.cast(outputs, self.compute_dtype)
 
     def normalize_with_batch_statistics(self, inputs):
         """Training-mode batch norm: returns (float32 outputs, batch mean, unbiased batch
         variance) and updates the moving statistics."""
-        x = tf.cast(inputs, tf.float32)
-        if x.shape.rank == 4 and self.axis in (-1, 3, [3], [-1]):
+        x = ops.cast(inputs, "float32")
+        if on_tensorflow() and len(x.shape) == 4 and self.axis in (-1, 3, [3], [-1]):
+            import tensorflow as tf
+
             # One FusedBatchNormV3 kernel forward and one backward (as slim's fused=True), several
             # times faster on CPU than moments + batch_normalization and their gradients. Its
             # variance output is already the unbiased one.
@@ -138,10 +152,16 @@ class BatchNorm(keras.layers.BatchNormalization):
             )
         else:
             mean, variance = self._moments(x, None)
-            count = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
-            unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
-            outputs = tf.nn.batch_normalization(
-                x, mean, variance, offset=self.beta, scale=self.gamma, variance_epsilon=self.epsilon
+            count = ops.cast(ops.size(x), "float32") / ops.cast(ops.shape(x)[self.axis], "float32")
+            unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+            outputs = ops.batch_normalization(
+                x,
+                mean,
+                variance,
+                self.axis,
+                offset=self.beta,
+                scale=self.gamma,
+                epsilon=self.epsilon,
             )
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(
@@ -301,10 +321,10 @@ class ResizeBilinear(keras.layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
-        size = tf.shape(reference)[1:3]
+        size = spatial_size(reference)
         if self.scale is not None:
             size = scale_dimension(size, self.scale)
-        return tf.cast(resize_bilinear(x, size), x.dtype)
+        return ops.cast(resize_bilinear(x, size), x.dtype)
 
     def compute_output_shape(self, input_shapes):
         x_shape, ref_shape = input_shapes
@@ -323,7 +343,7 @@ class ScaleToUnitRange(keras.layers.Layer):
     """The official `_preprocess_zero_mean_unit_range`: [0, 255] -> [-1, 1]."""
 
     def call(self, images):
-        return tf.cast((2.0 / 255.0) * tf.cast(images, tf.float32) - 1.0, self.compute_dtype)
+        return ops.cast((2.0 / 255.0) * ops.cast(images, "float32") - 1.0, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -345,9 +365,9 @@ class ImagePooling(keras.layers.Layer):
 
     def call(self, x):
         if self.pool_size is None:
-            return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            return ops.mean(x, axis=[1, 2], keepdims=True)
         self.check_fits(x.shape)
-        return tf.nn.avg_pool2d(x, ksize=self.pool_size, strides=self.strides, padding="VALID")
+        return ops.average_pool(x, self.pool_size, self.strides, padding="valid")
 
     def check_fits(self, shape) -> None:
         """The official graph fails on inputs smaller than the image-pooling crop; say why."""
@@ -404,27 +424,88 @@ class AtrousSchedule:
 
 
 def scale_dimension(dim, scale: float):
-    """The official `scale_dimension`: ((dim - 1) * scale + 1) truncated; ints or int tensors."""
-    if isinstance(dim, (tf.Tensor, tf.Variable)):
-        return tf.cast((tf.cast(dim, tf.float32) - 1.0) * scale + 1.0, tf.int32)
+    """The official `scale_dimension`: ((dim - 1) * scale + 1) truncated; ints, tuples of ints,
+    or int tensors (TensorFlow's dynamic sizes)."""
+    if isinstance(dim, (tuple, list)):
+        return tuple(scale_dimension(d, scale) for d in dim)
+    if ops.is_tensor(dim):
+        return ops.cast((ops.cast(dim, "float32") - 1.0) * scale + 1.0, "int32")
     return int((float(dim) - 1.0) * scale + 1.0)
+
+
+def spatial_size(x):
+    """(H, W) of an NHWC (or NHW) tensor: an int32 tensor on TensorFlow (sizes may be dynamic there),
+    a tuple of ints on the other backends (whose traced shapes are static)."""
+    if on_tensorflow():
+        import tensorflow as tf
+
+        return tf.shape(x)[1:3]
+    return tuple(int(d) for d in x.shape[1:3])
+
+
+def _source_positions(out_size: int, in_size: int) -> np.ndarray:
+    """Source coordinates (float32) of the output pixels under align_corners=True, computed as
+    TensorFlow's legacy resize kernels do: j * ((in - 1) / (out - 1))."""
+    scale = np.float32(in_size - 1) / np.float32(out_size - 1) if out_size > 1 else np.float32(0)
+    return np.arange(out_size, dtype=np.float32) * scale
+
+
+@functools.lru_cache(maxsize=256)
+def interpolation_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """[out, in] float32 weights of linear interpolation with align_corners=True along one axis:
+    output j = (1 - t) * input[floor(p)] + t * input[ceil(p)], p its source position."""
+    positions = _source_positions(out_size, in_size)
+    lower = np.floor(positions).astype(np.int64)
+    upper = np.minimum(np.ceil(positions).astype(np.int64), in_size - 1)
+    fraction = positions - lower.astype(np.float32)
+    matrix = np.zeros((out_size, in_size), np.float32)
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, lower), 1.0 - fraction)
+    np.add.at(matrix, (rows, upper), fraction)
+    return matrix
 
 
 def resize_bilinear(images, size):
     """Bilinear resize with align_corners=True (the official `_resize_bilinear`); float32 out.
 
-    TF2's `tf.image.resize` has no align_corners; the official graph uses it everywhere.
+    TF2's `tf.image.resize` and `keras.ops.image.resize` have no align_corners. On TensorFlow this
+    is the legacy `ResizeBilinear` kernel (any dynamic size); elsewhere two small interpolation
+    matrices applied with einsum (static sizes, as traced shapes are there), which accelerators
+    run as matmuls.
     """
-    images = tf.convert_to_tensor(images)
-    if images.dtype != tf.float32:
-        images = tf.cast(images, tf.float32)
-    return tf.raw_ops.ResizeBilinear(images=images, size=size, align_corners=True)
+    if on_tensorflow():
+        import tensorflow as tf
+
+        images = tf.convert_to_tensor(images)
+        if images.dtype != tf.float32:
+            images = tf.cast(images, tf.float32)
+        return tf.raw_ops.ResizeBilinear(images=images, size=size, align_corners=True)
+    images = ops.cast(images, "float32")
+    height, width = (int(s) for s in size)
+    in_height, in_width = images.shape[1:3]
+    if (height, width) != (in_height, in_width):
+        images = ops.einsum("hH,nHWc->nhWc", interpolation_matrix(height, in_height), images)
+        images = ops.einsum("wW,nhWc->nhwc", interpolation_matrix(width, in_width), images)
+    return images
+
+
+def nearest_indices(out_size: int, in_size: int) -> np.ndarray:
+    """Source rows of nearest-neighbour resizing with align_corners=True (TensorFlow's legacy
+    kernel: round half away from zero, clipped to the last row)."""
+    positions = _source_positions(out_size, in_size)
+    return np.minimum(np.floor(positions + 0.5).astype(np.int32), in_size - 1)
 
 
 def resize_labels(labels, size):
     """Nearest-neighbor resize with align_corners=True (the official label resize) of integer
     labels [N, H, W] or [N, H, W, 1]."""
-    labels = tf.convert_to_tensor(labels)
-    if labels.shape.rank == 3:
-        return resize_labels(labels[..., tf.newaxis], size)[..., 0]
-    return tf.raw_ops.ResizeNearestNeighbor(images=labels, size=size, align_corners=True)
+    if on_tensorflow():
+        import tensorflow as tf
+
+        labels = tf.convert_to_tensor(labels)
+        if labels.shape.rank == 3:
+            return resize_labels(labels[..., tf.newaxis], size)[..., 0]
+        return tf.raw_ops.ResizeNearestNeighbor(images=labels, size=size, align_corners=True)
+    height, width = (int(s) for s in size)
+    labels = ops.take(labels, nearest_indices(height, labels.shape[1]), axis=1)
+    return ops.take(labels, nearest_indices(width, labels.shape[2]), axis=2)

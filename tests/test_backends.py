@@ -1,0 +1,310 @@
+"""The model core on JAX: the official fixtures, the same logits as TensorFlow for every model-zoo
+variant with the same weights, the loss and the metric, and no TensorFlow import.
+
+The TensorFlow side (this process) writes models (random weights, BatchNorm statistics set so
+that activations stay in range) as `.weights.h5` with their inputs and TensorFlow's outputs;
+one JAX subprocess (`tests/backend_parity.py`) computes the same on JAX and writes the
+differences, which the tests below check. Skipped when JAX is not installed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from deeplab import build_deeplab
+from deeplab.evaluation.metrics import MeanIoUWithIgnore
+from deeplab.modeling.model import DECODER_LOGITS_LAYER
+from deeplab.training import losses
+from tests.test_mobilenet_v3 import RECIPE
+
+pytest.importorskip("jax")
+# Eight models built on both backends and a JAX process start: about a minute.
+pytestmark = pytest.mark.slow
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CROP = 65
+NUM_CLASSES = 5
+# Same logits on TensorFlow and JAX with the same weights (float32).
+PARITY_ATOL = 1e-4
+TRAINING_ATOL = 1e-3
+# The training-mode pass is compared up to the dropout's input (its mask is backend-random).
+TRAINING_OUTPUT_LAYER = "concat_projection.Relu"
+
+
+def _mobilenet_v3_recipe(variant):
+    """The official Cityscapes recipe (squeeze-excite image pooling, sum-merge decoder as the
+    logits), with a pooling window that fits the small crop."""
+    return dict(
+        RECIPE,
+        model_variant=variant,
+        image_pooling_crop_size=(CROP, CROP),
+        decoder_filters=NUM_CLASSES,
+    )
+
+
+# Every model variant, with the heads and options of the model zoo.
+MODEL_CASES = {
+    "xception_41": dict(model_variant="xception_41"),
+    "xception_65_os8_pooling_window": dict(
+        model_variant="xception_65",
+        output_stride=8,
+        atrous_rates=(12, 24, 36),
+        crop_size=(CROP, CROP),
+        multi_grid=(1, 2, 4),
+    ),
+    "xception_71_dpc": dict(
+        model_variant="xception_71",
+        crop_size=(CROP, CROP),
+        dense_prediction_cell_json="deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json",
+    ),
+    "mobilenet_v2_os8": dict(
+        model_variant="mobilenet_v2", output_stride=8, atrous_rates=None, decoder_output_stride=None
+    ),
+    "mobilenet_v3_large_seg": _mobilenet_v3_recipe("mobilenet_v3_large_seg"),
+    "mobilenet_v3_small_seg": _mobilenet_v3_recipe("mobilenet_v3_small_seg"),
+    "resnet_v1_50_beta": dict(model_variant="resnet_v1_50_beta", multi_grid=(1, 2, 4)),
+    "resnet_v1_101_beta_os8": dict(
+        model_variant="resnet_v1_101_beta", output_stride=8, atrous_rates=(12, 24, 36)
+    ),
+}
+LOSS_OPTIONS = {
+    "plain": dict(num_classes=NUM_CLASSES, ignore_label=255),
+    "top_k": dict(
+        num_classes=NUM_CLASSES,
+        ignore_label=255,
+        top_k_percent_pixels=0.25,
+        hard_example_mining_step=100,
+        step=40,
+    ),
+    "label_weights": dict(
+        num_classes=NUM_CLASSES, ignore_label=255, label_weights=[1.0, 2.0, 0.5, 1.0, 3.0]
+    ),
+    "labels_resized_to_logits": dict(
+        num_classes=NUM_CLASSES, ignore_label=255, upsample_logits=False
+    ),
+}
+
+
+def _set_statistics(model, images, rng):
+    """gamma and beta away from their initial values, then BatchNorm moving statistics of the
+    images' own activations (one training-mode pass at momentum 0), so that activations stay in
+    range through deep residual stacks."""
+    batch_norms = [layer for layer in model.layers if hasattr(layer, "moving_variance")]
+    momenta = [layer.momentum for layer in batch_norms]
+    for layer in batch_norms:
+        layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape).astype(np.float32))
+        layer.beta.assign(rng.normal(0.0, 0.1, layer.beta.shape).astype(np.float32))
+        layer.momentum = 0.0
+    model(images, training=True)
+    for layer, momentum in zip(batch_norms, momenta):
+        layer.momentum = momentum
+        # A floor of 1: normalising small-variance channels (the 1x1 image-pooling feature of
+        # one image has variance 0) would amplify float32 rounding layer after layer, and the
+        # deep ResNets would then differ by rounding alone.
+        layer.moving_variance.assign(np.maximum(layer.moving_variance.numpy(), 1.0))
+    _scale_logits(model, images)
+
+
+def _scale_logits(model, images, target=10.0):
+    """Scales the layers that produce the logits (the logits conv, or the decoder's biased convs
+    when the decoder output is the logits) so that the largest logit is `target`."""
+    scale = target / np.abs(model(images, training=False).numpy()).max()
+    for layer in model.layers:
+        biased_conv = getattr(layer, "use_bias", False) and hasattr(layer, "kernel")
+        if layer.name == "logits.semantic" or (biased_conv and layer.name.startswith("decoder")):
+            layer.kernel.assign(layer.kernel.numpy() * scale)
+            layer.bias.assign(layer.bias.numpy() * scale)
+
+
+def _model_case(folder, name, kwargs, rng, batch=1):
+    model = build_deeplab(num_classes=NUM_CLASSES, **kwargs)
+    # Images of different brightness, so that the batch statistics of pooled features vary.
+    brightness = np.linspace(1.0, 0.4, batch)[:, None, None, None]
+    images = (rng.uniform(0, 255, (batch, CROP, CROP, 3)) * brightness).astype(np.float32)
+    _set_statistics(model, images, rng)
+    np.save(os.path.join(folder, f"{name}.input.npy"), images)
+    model.save_weights(os.path.join(folder, f"{name}.weights.h5"))
+    case = {
+        "name": name,
+        "build_deeplab": dict(kwargs, num_classes=NUM_CLASSES),
+        "weights": f"{name}.weights.h5",
+        "input": f"{name}.input.npy",
+    }
+    return model, images, case
+
+
+def _loss_and_metric_case(folder, rng):
+    logits = rng.normal(0, 2, (2, 17, 17, NUM_CLASSES)).astype(np.float32)
+    labels = rng.integers(0, NUM_CLASSES, (2, 33, 33)).astype(np.int32)
+    labels[:, :3] = 255
+    arrays = {"logits": logits, "labels": labels}
+    for name, options in LOSS_OPTIONS.items():
+        arrays[f"loss_{name}"] = losses.softmax_cross_entropy(logits, labels, **options).numpy()
+    metric = MeanIoUWithIgnore(NUM_CLASSES, ignore_label=255)
+    metric.update_state(labels, logits)
+    arrays["miou"] = metric.result().numpy()
+    arrays["per_class_iou"] = metric.per_class_iou().numpy()
+    np.savez(os.path.join(folder, "loss_and_metric.npz"), **arrays)
+    return {"arrays": "loss_and_metric.npz", "losses": LOSS_OPTIONS, "num_classes": NUM_CLASSES}
+
+
+def _official_fixtures(model_fixtures):
+    fixtures = []
+    for name, raw_layer in [
+        ("mobilenet_v2_os8", "logits.semantic"),
+        ("mobilenet_v3_large_seg", DECODER_LOGITS_LAYER),
+        ("mobilenet_v3_small_seg", DECODER_LOGITS_LAYER),
+    ]:
+        folder, flags = model_fixtures.official_fixture(name)
+        expected = {"raw": [os.path.join(folder, "logits.npy"), 1]}
+        every4 = os.path.join(folder, "logits_upsampled_every4.npy")
+        full = os.path.join(
+            model_fixtures.SHARED_REFERENCE, "fixtures", name, "logits_upsampled.npy"
+        )
+        if os.path.exists(every4):
+            expected["upsampled"] = [every4, 4]
+        elif os.path.exists(full):
+            expected["upsampled"] = [full, 1]
+        fixtures.append(
+            {
+                "name": name,
+                "folder": folder,
+                "build_deeplab": flags["build_deeplab"],
+                "raw_layer": raw_layer,
+                "expected": expected,
+            }
+        )
+    return fixtures
+
+
+def _convert(checkpoint, output, *model_flags):
+    return subprocess.run(
+        [sys.executable, "-m", "deeplab.convert", f"--checkpoint_path={checkpoint}"]
+        + [f"--output_path={output}", *model_flags],
+        cwd=os.path.dirname(HERE),
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _converted_checkpoint(folder, model_fixtures):
+    """The official mobilenet_v2 checkpoint converted by `python -m deeplab.convert`."""
+    fixture, _ = model_fixtures.official_fixture("mobilenet_v2_os8")
+    output = os.path.join(folder, "converted", "mobilenet_v2.weights.h5")
+    model_flags = ("--model_variant=mobilenet_v2", "--output_stride=8")
+    run = _convert(os.path.join(fixture, "model.ckpt"), output, *model_flags)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return {
+        "weights": output,
+        "raw_layer": "logits.semantic",
+        "input": os.path.join(fixture, "input.npy"),
+        "logits": os.path.join(fixture, "logits.npy"),
+    }
+
+
+def write_cases(folder, model_fixtures):
+    """The TensorFlow side: models, inputs and outputs, and `cases.json` listing them."""
+    rng = np.random.default_rng(0)
+    models = []
+    for name, kwargs in MODEL_CASES.items():
+        model, images, case = _model_case(folder, name, kwargs, rng)
+        case["logits"] = f"{name}.logits.npy"
+        np.save(os.path.join(folder, case["logits"]), model(images, training=False).numpy())
+        models.append(case)
+    model, images, training = _model_case(
+        folder, "training", MODEL_CASES["mobilenet_v2_os8"], rng, batch=2
+    )
+    training["output_layer"] = TRAINING_OUTPUT_LAYER
+    model = keras.Model(model.input, model.get_layer(TRAINING_OUTPUT_LAYER).output)
+    outputs = model(images, training=True).numpy()
+    expected = {v.path: v.numpy() for v in model.non_trainable_variables}
+    np.savez(os.path.join(folder, "training.expected.npz"), outputs=outputs, **expected)
+    training["expected"] = "training.expected.npz"
+    spec = {
+        "models": models,
+        "training_forward": training,
+        "loss_and_metric": _loss_and_metric_case(folder, rng),
+        "official_fixtures": _official_fixtures(model_fixtures),
+        "converted_checkpoint": _converted_checkpoint(folder, model_fixtures),
+    }
+    with open(os.path.join(folder, "cases.json"), "w") as f:
+        json.dump(spec, f)
+
+
+@pytest.fixture(scope="module")
+def jax_results(tmp_path_factory, model_fixtures):
+    """Writes the TensorFlow side, runs the JAX side once, returns its results."""
+    folder = str(tmp_path_factory.mktemp("backends"))
+    write_cases(folder, model_fixtures)
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=os.path.dirname(HERE))
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.backend_parity", folder],
+        env=env,
+        cwd=os.path.dirname(HERE),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    with open(os.path.join(folder, "results.json")) as f:
+        return json.load(f)
+
+
+def test_runs_on_jax(jax_results):
+    assert jax_results["backend"] == "jax"
+
+
+@pytest.mark.parametrize("name", list(MODEL_CASES))
+def test_every_variant_gives_tensorflows_logits_on_jax(jax_results, name):
+    assert jax_results["models"][name] <= PARITY_ATOL
+
+
+def test_training_mode_batch_norm_matches_tensorflow_on_jax(jax_results):
+    """Batch statistics, and the moving statistics updated with the unbiased variance. The
+    outputs get TRAINING_ATOL: TensorFlow's fused batch norm computes the batch variance its own
+    way, and normalising the image-pooling feature by the variance of two images amplifies the
+    difference (3e-4 measured)."""
+    assert jax_results["training_forward"]["outputs"] <= TRAINING_ATOL
+    assert jax_results["training_forward"]["moving_statistics"] <= 1e-5
+
+
+def test_loss_and_metric_match_tensorflow_on_jax(jax_results):
+    for name, diff in jax_results["loss_and_metric"].items():
+        assert diff <= 1e-5, name
+
+
+def test_model_core_imports_no_tensorflow_on_jax(jax_results):
+    assert jax_results["tensorflow_imported_by_model_core"] is False
+
+
+def test_official_fixtures_reproduced_on_jax(jax_results):
+    """The official logits (pre-upsampling, and upsampled where the fixture has them) under
+    JAX, to the tolerance of the TensorFlow tests."""
+    results = jax_results["official_fixtures"]
+    assert len(results) >= 5
+    for key, result in results.items():
+        assert result["shape_matches"], key
+        assert result["max_abs_diff"] <= 1e-3, key
+        assert result["argmax_agreement"] >= 0.999, key
+
+
+def test_converted_official_checkpoint_gives_the_official_logits_on_jax(jax_results):
+    assert jax_results["converted_checkpoint"] <= 1e-3
+
+
+def test_convert_into_the_wrong_architecture_fails_as_export_does(tmp_path, model_fixtures):
+    fixture, _ = model_fixtures.official_fixture("mobilenet_v2_os8")
+    output = tmp_path / "wrong.weights.h5"
+    run = _convert(os.path.join(fixture, "model.ckpt"), output, "--model_variant=xception_65")
+    assert run.returncode == 1
+    assert "xception_65" in run.stderr and "Traceback" not in run.stderr
+    assert not output.exists()
+    bad = _convert(os.path.join(fixture, "model.ckpt"), tmp_path / "weights.h5")
+    assert bad.returncode == 2 and "weights.h5" in bad.stderr
