@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -483,11 +484,16 @@ class CliResult:
     stderr: str
 
 
-def run_cli_in_process(script, *args):
+def _raise_timeout(signum, frame):
+    raise TimeoutError("the command line ran past its timeout")
+
+
+def run_cli_in_process(script, *args, timeout=600):
     """Runs a CLI's `main()` in this process on `args` (parsed as the command line parses
     them: a flag error exits 2), with stdout, stderr and absl's log lines captured. The
     end-to-end path of each command line stays a `run_cli` subprocess; this is for the flag
-    errors and the variants, which would each pay a fresh TensorFlow import."""
+    errors and the variants, which would each pay a fresh TensorFlow import. A run longer than
+    `timeout` seconds raises TimeoutError (as `run_cli`'s subprocess would)."""
     from absl import logging as absl_logging
 
     from deeplab.cli import flags as cli_flags
@@ -500,6 +506,8 @@ def run_cli_in_process(script, *args):
     with cli_flags_defined(script) as module:
         absl_logger.addHandler(handler)
         absl_logging.set_verbosity(absl_logging.INFO)
+        previous = signal.signal(signal.SIGALRM, _raise_timeout)
+        signal.alarm(timeout)
         try:
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
                 try:
@@ -511,6 +519,8 @@ def run_cli_in_process(script, *args):
                 except SystemExit as exit:
                     code = exit.code
         finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
             absl_logger.removeHandler(handler)
             absl_logging.set_verbosity(verbosity)
     return CliResult(code or 0, stdout.getvalue(), stderr.getvalue())
