@@ -44,27 +44,6 @@ def model_madds(model) -> int:
     return int(sum(layer_madds(layer) for layer in model.layers))
 
 
-def randomize_batch_norms(model, seed: int = 0) -> None:
-    """Gives every BatchNorm random but well-conditioned statistics and scales.
-
-    A freshly built model has unit variance / zero mean BatchNorms and logits ~1e-9 that drown
-    in rounding; with gamma ~ U(0.5, 1.5), beta ~ N(0, 0.2), mean ~ N(0, 0.2),
-    variance ~ U(0.5, 2) the activations stay O(1) through the network, so the folded and
-    bfloat16 agreements with float32 are meaningful figures.
-    """
-    import keras
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
-            layer.beta.assign(rng.normal(0.0, 0.2, c).astype(np.float32))
-            layer.moving_mean.assign(rng.normal(0.0, 0.2, c).astype(np.float32))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
-
-
 def run(
     variant: str = "xception_65",
     output_stride: int = 16,
@@ -87,6 +66,7 @@ def run(
         tf.config.threading.set_intra_op_parallelism_threads(int(threads[0]))
         tf.config.threading.set_inter_op_parallelism_threads(int(threads[1]))
     from deeplab.export import inference_rewrites as optimize
+    from deeplab.modeling.batch_norm_statistics import randomize_batch_norms
     from deeplab.modeling.model import build_deeplab_from_options
 
     options = model_options(variant, output_stride)

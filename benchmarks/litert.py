@@ -69,11 +69,12 @@ def run(
 
     # The same thread count for every path (TensorFlow's matmul and model too).
     tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-    from benchmarks.inference import model_madds, model_options, randomize_batch_norms
+    from benchmarks.inference import model_madds, model_options
     from deeplab.export import inference_rewrites as optimize
     from deeplab.export import litert
     from deeplab.export import saved_model as export_lib
     from deeplab.modeling import inference
+    from deeplab.modeling.batch_norm_statistics import randomize_batch_norms
     from deeplab.modeling.model import build_deeplab_from_options
 
     options = model_options(variant, output_stride, num_classes=num_classes)

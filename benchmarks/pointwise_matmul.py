@@ -18,30 +18,9 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict
 
 from benchmarks import timed_call
-
-
-def loss_and_gradients(
-    model, images, labels, batch_norm_state: Sequence, as_matmul: bool
-) -> Tuple[object, List[object]]:
-    """(loss, gradients of every trainable variable) of the official loss (mean cross-entropy
-    plus `model.losses`) in training mode, the 1x1 convs as MatMuls if `as_matmul`; the
-    BatchNorm statistics (`model.non_trainable_variables`) are set to `batch_norm_state` first,
-    so that repeated calls see the same network."""
-    import tensorflow as tf
-
-    from deeplab.training.pointwise_matmul import pointwise_convs_as_matmul
-
-    for variable, value in zip(model.non_trainable_variables, batch_norm_state):
-        variable.assign(value)
-    with tf.GradientTape() as tape:
-        with pointwise_convs_as_matmul(as_matmul):
-            logits = model(images, training=True)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        loss = tf.reduce_mean(ce) + tf.add_n(model.losses)
-    return loss, tape.gradient(loss, model.trainable_variables)
 
 
 def run(crop: int = 321, batch: int = 4, rounds: int = 6) -> Dict[str, object]:
@@ -49,6 +28,7 @@ def run(crop: int = 321, batch: int = 4, rounds: int = 6) -> Dict[str, object]:
 
     from benchmarks.inference import model_options
     from deeplab.modeling.model import build_deeplab_from_options
+    from deeplab.training.pointwise_matmul import loss_and_gradients
 
     options = model_options(
         "xception_65", 16, num_classes=21, crop_size=(crop, crop), fine_tune_batch_norm=True

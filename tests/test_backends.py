@@ -20,6 +20,7 @@ from deeplab import build_deeplab
 from deeplab.evaluation.metrics import MeanIoUWithIgnore
 from deeplab.modeling.model import DECODER_LOGITS_LAYER
 from deeplab.training import losses
+from tests import helpers
 from tests.test_mobilenet_v3 import RECIPE
 
 pytest.importorskip("jax")
@@ -153,19 +154,17 @@ def _loss_and_metric_case(folder, rng):
     return {"arrays": "loss_and_metric.npz", "losses": LOSS_OPTIONS, "num_classes": NUM_CLASSES}
 
 
-def _official_fixtures(model_fixtures):
+def _official_fixtures():
     fixtures = []
     for name, raw_layer in [
         ("mobilenet_v2_os8", "logits.semantic"),
         ("mobilenet_v3_large_seg", DECODER_LOGITS_LAYER),
         ("mobilenet_v3_small_seg", DECODER_LOGITS_LAYER),
     ]:
-        folder, flags = model_fixtures.official_fixture(name)
+        folder, flags = helpers.official_fixture(name)
         expected = {"raw": [os.path.join(folder, "logits.npy"), 1]}
         every4 = os.path.join(folder, "logits_upsampled_every4.npy")
-        full = os.path.join(
-            model_fixtures.SHARED_REFERENCE, "fixtures", name, "logits_upsampled.npy"
-        )
+        full = os.path.join(helpers.SHARED_REFERENCE, "fixtures", name, "logits_upsampled.npy")
         if os.path.exists(every4):
             expected["upsampled"] = [every4, 4]
         elif os.path.exists(full):
@@ -194,9 +193,9 @@ def _convert(checkpoint, output, *model_flags):
     )
 
 
-def _converted_checkpoint(folder, model_fixtures):
+def _converted_checkpoint(folder):
     """The official mobilenet_v2 checkpoint converted by `python -m deeplab.convert`."""
-    fixture, _ = model_fixtures.official_fixture("mobilenet_v2_os8")
+    fixture, _ = helpers.official_fixture("mobilenet_v2_os8")
     output = os.path.join(folder, "converted", "mobilenet_v2.weights.h5")
     model_flags = ("--model_variant=mobilenet_v2", "--output_stride=8")
     run = _convert(os.path.join(fixture, "model.ckpt"), output, *model_flags)
@@ -209,7 +208,7 @@ def _converted_checkpoint(folder, model_fixtures):
     }
 
 
-def write_cases(folder, model_fixtures):
+def write_cases(folder):
     """The TensorFlow side: models, inputs and outputs, and `cases.json` listing them."""
     rng = np.random.default_rng(0)
     models = []
@@ -231,18 +230,18 @@ def write_cases(folder, model_fixtures):
         "models": models,
         "training_forward": training,
         "loss_and_metric": _loss_and_metric_case(folder, rng),
-        "official_fixtures": _official_fixtures(model_fixtures),
-        "converted_checkpoint": _converted_checkpoint(folder, model_fixtures),
+        "official_fixtures": _official_fixtures(),
+        "converted_checkpoint": _converted_checkpoint(folder),
     }
     with open(os.path.join(folder, "cases.json"), "w") as f:
         json.dump(spec, f)
 
 
 @pytest.fixture(scope="module")
-def jax_results(tmp_path_factory, model_fixtures):
+def jax_results(tmp_path_factory):
     """Writes the TensorFlow side, runs the JAX side once, returns its results."""
     folder = str(tmp_path_factory.mktemp("backends"))
-    write_cases(folder, model_fixtures)
+    write_cases(folder)
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=os.path.dirname(HERE))
     run = subprocess.run(
         [sys.executable, "-m", "tests.backend_parity", folder],
@@ -299,8 +298,8 @@ def test_converted_official_checkpoint_gives_the_official_logits_on_jax(jax_resu
     assert jax_results["converted_checkpoint"] <= 1e-3
 
 
-def test_convert_into_the_wrong_architecture_fails_as_export_does(tmp_path, model_fixtures):
-    fixture, _ = model_fixtures.official_fixture("mobilenet_v2_os8")
+def test_convert_into_the_wrong_architecture_fails_as_export_does(tmp_path):
+    fixture, _ = helpers.official_fixture("mobilenet_v2_os8")
     output = tmp_path / "wrong.weights.h5"
     run = _convert(os.path.join(fixture, "model.ckpt"), output, "--model_variant=xception_65")
     assert run.returncode == 1

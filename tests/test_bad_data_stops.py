@@ -9,6 +9,7 @@ from PIL import Image
 
 from deeplab.data import synthetic, tfrecord, validate
 from deeplab.training import BadDataError, Trainer
+from tests import helpers
 
 CROP = 49
 
@@ -43,10 +44,8 @@ def data_with_bad_examples(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_bad_example_stops_training_in_a_few_lines_after_saving(
-    tmp_path, data_with_bad_examples, make_config, small_model
-):
-    config = make_config(
+def test_a_bad_example_stops_training_in_a_few_lines_after_saving(tmp_path, data_with_bad_examples):
+    config = helpers.make_config(
         tmp_path / "run",
         steps=50,
         dataset_dir=data_with_bad_examples,
@@ -54,7 +53,7 @@ def test_a_bad_example_stops_training_in_a_few_lines_after_saving(
         save_interval_steps=1000,
     )
     with pytest.raises(BadDataError) as err:
-        Trainer(config, model_fn=small_model).run()
+        Trainer(config, model_fn=helpers.small_model).run()
     message = str(err.value)
     lines = message.splitlines()
     assert len(lines) <= 10, message

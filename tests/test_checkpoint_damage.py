@@ -11,7 +11,7 @@ import tensorflow as tf
 from deeplab.checkpoints import polling
 from deeplab.checkpoints.official import CheckpointUnreadableError, load_checkpoint
 from deeplab.training import checkpointing
-from tests.conftest import small_model, tiny_options
+from tests.helpers import small_model, tiny_options
 
 
 def _truncate(path):

@@ -10,22 +10,23 @@ import tensorflow as tf
 
 from deeplab.data import pipeline
 from deeplab.data.config import DataConfig
+from tests import helpers
 
 
-def _folder(fx, tmp_path, entries, split="val"):
+def _folder(tmp_path, entries, split="val"):
     """entries: stem -> (image bytes or None, label bytes or None)."""
     root = str(tmp_path)
     for stem, (image, label) in entries.items():
         if image is not None:
-            fx.write(os.path.join(root, "images", split, stem + ".png"), image)
+            helpers.write(os.path.join(root, "images", split, stem + ".png"), image)
         if label is not None:
-            fx.write(os.path.join(root, "labels", split, stem + ".png"), label)
+            helpers.write(os.path.join(root, "labels", split, stem + ".png"), label)
     return root
 
 
-def _good(fx, rng, size=(8, 10)):
-    image, label = fx.random_pair(rng, size[0], size[1], 7)
-    return fx.encode(image, "PNG"), fx.encode(label, "PNG", mode="L")
+def _good(rng, size=(8, 10)):
+    image, label = helpers.random_pair(rng, size[0], size[1], 7)
+    return helpers.encode(image, "PNG"), helpers.encode(label, "PNG", mode="L")
 
 
 def _log_until(capfd, text):
@@ -56,26 +57,26 @@ def _read(root, skip=False, split="val"):
     return [b["image_name"][0].decode() for b in ds.as_numpy_iterator()]
 
 
-def _bad_cases(fx, rng):
-    image, label = fx.random_pair(rng, 8, 10, 7)
+def _bad_cases(rng):
+    image, label = helpers.random_pair(rng, 8, 10, 7)
     wrong_values = label.copy()
     wrong_values[2, 2] = 9  # synthetic has 7 classes; 9 is neither class nor 255
-    jpeg = fx.encode(image, "JPEG")
+    jpeg = helpers.encode(image, "JPEG")
     return {
         "corrupt_jpeg": (
             jpeg[:20] + b"\x00garbage" * 20,
-            fx.encode(label, "PNG", mode="L"),
+            helpers.encode(label, "PNG", mode="L"),
             "could not read",
         ),
-        "corrupt_png": (fx.encode(image, "PNG"), b"\x89PNG\r\n\x1a\nbroken", "could not read"),
+        "corrupt_png": (helpers.encode(image, "PNG"), b"\x89PNG\r\n\x1a\nbroken", "could not read"),
         "size_mismatch": (
-            fx.encode(image, "PNG"),
-            fx.encode(label[:6], "PNG", mode="L"),
+            helpers.encode(image, "PNG"),
+            helpers.encode(label[:6], "PNG", mode="L"),
             "label size 6x10 differs from image size 8x10",
         ),
         "bad_values": (
-            fx.encode(image, "PNG"),
-            fx.encode(wrong_values, "PNG", mode="L"),
+            helpers.encode(image, "PNG"),
+            helpers.encode(wrong_values, "PNG", mode="L"),
             "label value 9 outside 0..6",
         ),
     }
@@ -83,10 +84,10 @@ def _bad_cases(fx, rng):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["corrupt_jpeg", "corrupt_png", "size_mismatch", "bad_values"])
-def test_bad_example_error_names_the_file(tmp_path, case, fx):
+def test_bad_example_error_names_the_file(tmp_path, case):
     rng = np.random.default_rng(0)
-    image, label, message = _bad_cases(fx, rng)[case]
-    root = _folder(fx, tmp_path, {"a_good": _good(fx, rng), case: (image, label)})
+    image, label, message = _bad_cases(rng)[case]
+    root = _folder(tmp_path, {"a_good": _good(rng), case: (image, label)})
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         _read(root)
     assert case + ".png" in str(info.value)
@@ -94,42 +95,42 @@ def test_bad_example_error_names_the_file(tmp_path, case, fx):
 
 
 @pytest.mark.slow
-def test_bad_examples_skipped_and_counted(tmp_path, capfd, fx):
+def test_bad_examples_skipped_and_counted(tmp_path, capfd):
     rng = np.random.default_rng(1)
-    entries = {k: v[:2] for k, v in _bad_cases(fx, rng).items()}
-    entries.update(a_good=_good(fx, rng), z_good=_good(fx, rng))
-    root = _folder(fx, tmp_path, entries)
+    entries = {k: v[:2] for k, v in _bad_cases(rng).items()}
+    entries.update(a_good=_good(rng), z_good=_good(rng))
+    root = _folder(tmp_path, entries)
     assert _read(root, skip=True) == ["a_good", "z_good"]
     log = _log_until(capfd, "skipped so far: 4")
     assert "skipping" in log and "bad_values.png" in log
     assert "skipped so far: 4" in log
 
 
-def test_missing_label_file(tmp_path, fx):
+def test_missing_label_file(tmp_path):
     rng = np.random.default_rng(2)
-    image, _ = _good(fx, rng)
-    root = _folder(fx, tmp_path, {"a_good": _good(fx, rng), "lonely": (image, None)})
+    image, _ = _good(rng)
+    root = _folder(tmp_path, {"a_good": _good(rng), "lonely": (image, None)})
     with pytest.raises(FileNotFoundError, match="lonely"):
         _read(root)
     assert _read(root, skip=True) == ["a_good"]
 
 
-def test_missing_voc_image(tmp_path, fx):
+def test_missing_voc_image(tmp_path):
     rng = np.random.default_rng(3)
-    fx.write_voc_folder(str(tmp_path), {"val": ["a", "b"]}, rng)
+    helpers.write_voc_folder(str(tmp_path), {"val": ["a", "b"]}, rng)
     os.remove(os.path.join(str(tmp_path), "JPEGImages", "b.jpg"))
     with pytest.raises(FileNotFoundError, match="b.jpg"):
         _read(str(tmp_path))
 
 
-def test_empty_splits(tmp_path, fx):
+def test_empty_splits(tmp_path):
     empty_list = tmp_path / "list"
-    fx.write(str(empty_list / "images" / "x.png"), _good(fx, np.random.default_rng(4))[0])
-    fx.write(str(empty_list / "val.txt"), b"\n")
+    helpers.write(str(empty_list / "images" / "x.png"), _good(np.random.default_rng(4))[0])
+    helpers.write(str(empty_list / "val.txt"), b"\n")
     with pytest.raises(ValueError, match="Empty split"):
         _read(str(empty_list))
     empty_shards = tmp_path / "shards"
-    fx.write(str(empty_shards / "val-00000-of-00001.tfrecord"), b"")
+    helpers.write(str(empty_shards / "val-00000-of-00001.tfrecord"), b"")
     with pytest.raises(ValueError, match="Empty split.*val-00000"):
         _read(str(empty_shards))
     with pytest.raises(FileNotFoundError, match="split 'test'"):
@@ -137,17 +138,16 @@ def test_empty_splits(tmp_path, fx):
 
 
 @pytest.mark.slow
-def test_grayscale_and_rgba_images_are_converted(tmp_path, fx):
+def test_grayscale_and_rgba_images_are_converted(tmp_path):
     rng = np.random.default_rng(5)
     gray = rng.integers(0, 256, size=(8, 10), dtype=np.uint8)
     rgba = rng.integers(0, 256, size=(8, 10, 4), dtype=np.uint8)
-    label = fx.encode(np.zeros((8, 10), np.uint8), "PNG", mode="L")
+    label = helpers.encode(np.zeros((8, 10), np.uint8), "PNG", mode="L")
     root = _folder(
-        fx,
         tmp_path,
         {
-            "gray": (fx.encode(gray, "PNG", mode="L"), label),
-            "rgba": (fx.encode(rgba, "PNG", mode="RGBA"), label),
+            "gray": (helpers.encode(gray, "PNG", mode="L"), label),
+            "rgba": (helpers.encode(rgba, "PNG", mode="RGBA"), label),
         },
     )
     ds = pipeline.build_dataset(
@@ -159,7 +159,7 @@ def test_grayscale_and_rgba_images_are_converted(tmp_path, fx):
     np.testing.assert_array_equal(batch["image"][1], rgba[..., :3])
 
 
-def _shards(fx, tmp_path, rng, names_per_shard, split="val"):
+def _shards(tmp_path, rng, names_per_shard, split="val"):
     """Official TFRecord shards of good 8x10 examples; returns their paths."""
     from deeplab.data import tfrecord
 
@@ -167,10 +167,15 @@ def _shards(fx, tmp_path, rng, names_per_shard, split="val"):
     for i, names in enumerate(names_per_shard):
         examples = []
         for name in names:
-            image, label = fx.random_pair(rng, 8, 10, 7)
+            image, label = helpers.random_pair(rng, 8, 10, 7)
             examples.append(
                 tfrecord.image_seg_to_tfexample(
-                    fx.encode(image, "PNG"), name, 8, 10, fx.encode(label, "PNG", mode="L"), "png"
+                    helpers.encode(image, "PNG"),
+                    name,
+                    8,
+                    10,
+                    helpers.encode(label, "PNG", mode="L"),
+                    "png",
                 )
             )
         path = tfrecord.shard_path(str(tmp_path), split, i, len(names_per_shard))
@@ -181,9 +186,9 @@ def _shards(fx, tmp_path, rng, names_per_shard, split="val"):
     return paths
 
 
-def test_truncated_shard_is_named_with_its_offset_or_skipped_and_counted(tmp_path, capfd, fx):
+def test_truncated_shard_is_named_with_its_offset_or_skipped_and_counted(tmp_path, capfd):
     rng = np.random.default_rng(5)
-    first, second = _shards(fx, tmp_path, rng, [["a0", "a1"], ["b0", "b1", "b2"]])
+    first, second = _shards(tmp_path, rng, [["a0", "a1"], ["b0", "b1", "b2"]])
     sizes = [len(r.numpy()) + 16 for r in tf.data.TFRecordDataset(second)]
     with open(second, "r+b") as f:
         f.truncate(sizes[0] + sizes[1] + 10)  # b2 cut short
@@ -200,9 +205,9 @@ def test_truncated_shard_is_named_with_its_offset_or_skipped_and_counted(tmp_pat
     assert "skipped so far: 1" in log
 
 
-def test_garbled_record_is_named_and_intact_shards_read_whole(tmp_path, fx):
+def test_garbled_record_is_named_and_intact_shards_read_whole(tmp_path):
     rng = np.random.default_rng(6)
-    (shard,) = _shards(fx, tmp_path, rng, [["c0", "c1", "c2"]])
+    (shard,) = _shards(tmp_path, rng, [["c0", "c1", "c2"]])
     size0 = len(next(iter(tf.data.TFRecordDataset(shard))).numpy()) + 16
     data = bytearray(open(shard, "rb").read())
     data[size0 + 30] ^= 0xFF  # inside c1's data: its CRC no longer matches
@@ -213,9 +218,9 @@ def test_garbled_record_is_named_and_intact_shards_read_whole(tmp_path, fx):
 
 
 @pytest.mark.slow
-def test_records_lost_after_a_break_are_counted_as_skipped(tmp_path, capfd, fx):
+def test_records_lost_after_a_break_are_counted_as_skipped(tmp_path, capfd):
     rng = np.random.default_rng(8)
-    (shard,) = _shards(fx, tmp_path, rng, [[f"d{i}" for i in range(6)]])
+    (shard,) = _shards(tmp_path, rng, [[f"d{i}" for i in range(6)]])
     size0 = len(next(iter(tf.data.TFRecordDataset(shard))).numpy()) + 16
     data = bytearray(open(shard, "rb").read())
     data[size0 + 30] ^= 0xFF  # d1's data garbled: d1..d5 are lost
@@ -227,12 +232,12 @@ def test_records_lost_after_a_break_are_counted_as_skipped(tmp_path, capfd, fx):
     assert "skipped so far: 5" in _log_until(capfd, "skipped so far: 5")
 
 
-def test_labels_are_checked_against_the_models_class_count(tmp_path, fx):
+def test_labels_are_checked_against_the_models_class_count(tmp_path):
     rng = np.random.default_rng(7)
-    image, label = fx.random_pair(rng, 8, 10, 7)
+    image, label = helpers.random_pair(rng, 8, 10, 7)
     label[1, 1] = 10  # a class of the 21-class dataset, not of a 7-class model
     root = _folder(
-        fx, tmp_path, {"ten": (fx.encode(image, "PNG"), fx.encode(label, "PNG", mode="L"))}
+        tmp_path, {"ten": (helpers.encode(image, "PNG"), helpers.encode(label, "PNG", mode="L"))}
     )
 
     def read(num_classes):

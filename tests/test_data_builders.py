@@ -10,6 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from deeplab.data import builders, descriptors, synthetic, tfrecord
+from tests import helpers
 
 
 def _records(output_dir, split):
@@ -27,10 +28,10 @@ def _records(output_dir, split):
     return out
 
 
-def test_voc_builder_removes_color_map(tmp_path, fx):
+def test_voc_builder_removes_color_map(tmp_path):
     rng = np.random.default_rng(0)
     root = str(tmp_path / "VOC2012")
-    data = fx.write_voc_folder(
+    data = helpers.write_voc_folder(
         root, {"train": ["a", "b", "c"], "val": ["d"]}, rng, palette_labels=True
     )
     out = str(tmp_path / "tfrecord")
@@ -52,10 +53,11 @@ def test_voc_builder_removes_color_map(tmp_path, fx):
         assert features["image/width"].int64_list.value == [24]
 
 
-def test_remove_gt_colormap(tmp_path, fx):
+def test_remove_gt_colormap(tmp_path):
     label = np.array([[0, 15], [255, 3]], np.uint8)
-    fx.write(
-        str(tmp_path / "in" / "x.png"), fx.encode(label, "PNG", mode="P", palette=fx.voc_palette())
+    helpers.write(
+        str(tmp_path / "in" / "x.png"),
+        helpers.encode(label, "PNG", mode="P", palette=helpers.voc_palette()),
     )
     assert builders.remove_gt_colormap(str(tmp_path / "in"), str(tmp_path / "out")) == 1
     raw = Image.open(str(tmp_path / "out" / "x.png"))
@@ -63,20 +65,20 @@ def test_remove_gt_colormap(tmp_path, fx):
     np.testing.assert_array_equal(np.asarray(raw), label)
 
 
-def test_cityscapes_builder_maps_label_ids_to_train_ids(tmp_path, fx):
+def test_cityscapes_builder_maps_label_ids_to_train_ids(tmp_path):
     root = tmp_path / "cityscapes"
     ids = np.array([[7, 8, 26], [0, 33, 255]], np.uint8).repeat(3, 0)
     image = np.zeros((6, 3, 3), np.uint8)
     for split in ("train", "val"):
         stem = "aachen_000000_000019" if split == "train" else "bonn_000001_000019"
         city = stem.split("_")[0]
-        fx.write(
+        helpers.write(
             str(root / "leftImg8bit" / split / city / (stem + "_leftImg8bit.png")),
-            fx.encode(image, "PNG"),
+            helpers.encode(image, "PNG"),
         )
-        fx.write(
+        helpers.write(
             str(root / "gtFine" / split / city / (stem + "_gtFine_labelIds.png")),
-            fx.encode(ids, "PNG", mode="L"),
+            helpers.encode(ids, "PNG", mode="L"),
         )
     out = str(tmp_path / "tfrecord")
     builders.build_cityscapes(str(root), out, splits=("train", "val"), num_shards=2)
@@ -88,14 +90,17 @@ def test_cityscapes_builder_maps_label_ids_to_train_ids(tmp_path, fx):
     assert features["image/format"].bytes_list.value == [b"png"]
 
 
-def test_ade20k_builder(tmp_path, fx):
+def test_ade20k_builder(tmp_path):
     rng = np.random.default_rng(1)
     root = tmp_path / "ADEChallengeData2016"
     for folder, stem in (("training", "ADE_train_00000001"), ("validation", "ADE_val_00000001")):
-        image, label = fx.random_pair(rng, 10, 12, 151)
-        fx.write(str(root / "images" / folder / (stem + ".jpg")), fx.encode(image, "JPEG"))
-        fx.write(
-            str(root / "annotations" / folder / (stem + ".png")), fx.encode(label, "PNG", mode="L")
+        image, label = helpers.random_pair(rng, 10, 12, 151)
+        helpers.write(
+            str(root / "images" / folder / (stem + ".jpg")), helpers.encode(image, "JPEG")
+        )
+        helpers.write(
+            str(root / "annotations" / folder / (stem + ".png")),
+            helpers.encode(label, "PNG", mode="L"),
         )
     out = str(tmp_path / "tfrecord")
     paths = builders.build_ade20k(str(root), out, num_shards=1)
@@ -106,12 +111,12 @@ def test_ade20k_builder(tmp_path, fx):
     assert list(_records(out, "val")) == ["ADE_val_00000001"]
 
 
-def test_builder_rejects_label_size_mismatch(tmp_path, fx):
+def test_builder_rejects_label_size_mismatch(tmp_path):
     root = tmp_path / "VOC2012"
-    fx.write_voc_folder(str(root), {"train": ["a"]}, np.random.default_rng(2))
-    fx.write(
+    helpers.write_voc_folder(str(root), {"train": ["a"]}, np.random.default_rng(2))
+    helpers.write(
         str(root / "SegmentationClassRaw" / "a.png"),
-        fx.encode(np.zeros((5, 5), np.uint8), "PNG", mode="L"),
+        helpers.encode(np.zeros((5, 5), np.uint8), "PNG", mode="L"),
     )
     with pytest.raises(ValueError, match="a.jpg"):
         builders.build_voc2012(str(root), str(tmp_path / "out"))

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from deeplab.data import descriptors, pipeline, synthetic, tfrecord
 from deeplab.data.config import DataConfig
+from tests import helpers
 
 NUM_CLASSES = descriptors.get_dataset_info("synthetic").num_classes
 
@@ -19,25 +20,16 @@ NUM_CLASSES = descriptors.get_dataset_info("synthetic").num_classes
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
     """Runs the build_synthetic_data CLI (in process: its main)."""
-    from absl import flags  # pylint: disable=g-import-not-at-top
-
-    from deeplab.cli import build_synthetic_data
-
     out = str(tmp_path_factory.mktemp("synthetic"))
-    flags.FLAGS(
-        [
-            "build_synthetic_data.py",
-            "--output_dir=" + out,
-            "--num_train=12",
-            "--num_val=5",
-            "--min_size=40",
-            "--max_size=72",
-        ]
+    result = helpers.run_cli_in_process(
+        "build_synthetic_data.py",
+        "--output_dir=" + out,
+        "--num_train=12",
+        "--num_val=5",
+        "--min_size=40",
+        "--max_size=72",
     )
-    try:
-        build_synthetic_data.main([])
-    finally:
-        flags.FLAGS.unparse_flags()
+    assert result.returncode == 0, result.stderr[-3000:]
     return out
 
 

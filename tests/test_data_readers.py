@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from deeplab.data import pipeline, tfrecord
 from deeplab.data.config import DataConfig
+from tests import helpers
 
 
 def _eval_batches(name, data_dir, split, crop, **kwargs):
@@ -19,10 +20,10 @@ def _eval_batches(name, data_dir, split, crop, **kwargs):
     return list(ds.as_numpy_iterator())
 
 
-def test_reads_tfrecords_written_as_the_official_builder(tmp_path, fx):
+def test_reads_tfrecords_written_as_the_official_builder(tmp_path):
     rng = np.random.default_rng(1)
-    pairs = [(f"img_{i}",) + fx.random_pair(rng, 17 + i, 23, 21) for i in range(5)]
-    expected = fx.write_official_tfrecords(str(tmp_path), "val", pairs, num_shards=2)
+    pairs = [(f"img_{i}",) + helpers.random_pair(rng, 17 + i, 23, 21) for i in range(5)]
+    expected = helpers.write_official_tfrecords(str(tmp_path), "val", pairs, num_shards=2)
     assert len(tfrecord.list_shards(str(tmp_path), "val")) == 2
     batches = _eval_batches("pascal_voc_seg", str(tmp_path), "val", (33, 33))
     assert [b["image_name"][0].decode() for b in batches] == [f"img_{i}" for i in range(5)]
@@ -58,10 +59,12 @@ def test_parse_example_keys_roundtrip():
 
 
 @pytest.mark.parametrize("palette_labels", [False, True])
-def test_voc_folder(tmp_path, palette_labels, fx):
+def test_voc_folder(tmp_path, palette_labels):
     rng = np.random.default_rng(2)
     root = os.path.join(str(tmp_path), "VOCdevkit", "VOC2012")
-    data = fx.write_voc_folder(root, {"val": ["b", "a", "c"]}, rng, palette_labels=palette_labels)
+    data = helpers.write_voc_folder(
+        root, {"val": ["b", "a", "c"]}, rng, palette_labels=palette_labels
+    )
     batches = _eval_batches("pascal_voc_seg", str(tmp_path), "val", (21, 25))
     assert [b["image_name"][0].decode() for b in batches] == ["b", "a", "c"]
     for b in batches:
@@ -69,18 +72,19 @@ def test_voc_folder(tmp_path, palette_labels, fx):
         np.testing.assert_array_equal(b["label"][0, :20, :24, 0], label)
 
 
-def test_images_labels_folder_by_stem(tmp_path, fx):
+def test_images_labels_folder_by_stem(tmp_path):
     rng = np.random.default_rng(3)
     data = {}
     for split, stems in (("train", ["x1", "x2"]), ("val", ["y1"])):
         for stem in stems:
-            image, label = fx.random_pair(rng, 12, 14, 7)
-            fx.write(
-                os.path.join(str(tmp_path), "images", split, stem + ".png"), fx.encode(image, "PNG")
+            image, label = helpers.random_pair(rng, 12, 14, 7)
+            helpers.write(
+                os.path.join(str(tmp_path), "images", split, stem + ".png"),
+                helpers.encode(image, "PNG"),
             )
-            fx.write(
+            helpers.write(
                 os.path.join(str(tmp_path), "labels", split, stem + ".png"),
-                fx.encode(label, "PNG", mode="L"),
+                helpers.encode(label, "PNG", mode="L"),
             )
             data[stem] = (image, label)
     batches = _eval_batches("synthetic", str(tmp_path), "train", (16, 16))
@@ -91,15 +95,18 @@ def test_images_labels_folder_by_stem(tmp_path, fx):
         np.testing.assert_array_equal(b["label"][0, :12, :14, 0], label)
 
 
-def test_images_labels_folder_with_split_list(tmp_path, fx):
+def test_images_labels_folder_with_split_list(tmp_path):
     rng = np.random.default_rng(4)
     for stem in ("p", "q", "r"):
-        image, label = fx.random_pair(rng, 9, 9, 7)
-        fx.write(os.path.join(str(tmp_path), "images", stem + ".jpg"), fx.encode(image, "JPEG"))
-        fx.write(
-            os.path.join(str(tmp_path), "labels", stem + ".png"), fx.encode(label, "PNG", mode="L")
+        image, label = helpers.random_pair(rng, 9, 9, 7)
+        helpers.write(
+            os.path.join(str(tmp_path), "images", stem + ".jpg"), helpers.encode(image, "JPEG")
         )
-    fx.write(os.path.join(str(tmp_path), "val.txt"), b"r\np\n")
+        helpers.write(
+            os.path.join(str(tmp_path), "labels", stem + ".png"),
+            helpers.encode(label, "PNG", mode="L"),
+        )
+    helpers.write(os.path.join(str(tmp_path), "val.txt"), b"r\np\n")
     batches = _eval_batches("synthetic", str(tmp_path), "val", (9, 9))
     assert [b["image_name"][0].decode() for b in batches] == ["r", "p"]
 

@@ -15,6 +15,7 @@ from deeplab.modeling import dense_prediction_cell as dpc
 from deeplab.modeling.heads import head_style
 from deeplab.modeling.model import last_layers
 from deeplab.modeling.summary import summarize
+from tests import helpers
 
 KEY = "xception_71_19classes_dpc"
 OFFICIAL_JSON = "deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json"
@@ -34,12 +35,18 @@ def dpc_options(**changes):
     return ModelOptions(**kwargs)
 
 
+@pytest.fixture(scope="module")
+def dpc_model():
+    """Xception-71 + the official cell (the Cityscapes recipe), built once for the module."""
+    return build_deeplab_from_options(dpc_options())
+
+
 @pytest.mark.slow
-def test_variables_match_official_checkpoint_exactly(model_fixtures):
-    fact = model_fixtures.facts()[KEY]
-    model = build_deeplab_from_options(dpc_options())
+def test_variables_match_official_checkpoint_exactly(dpc_model):
+    fact = helpers.facts()[KEY]
+    model = dpc_model
     ours = {name: list(v.shape) for name, v in official_variables(model).items()}
-    assert ours == model_fixtures.official_variables("xception_71_19classes_dpc.txt")
+    assert ours == helpers.official_variables("xception_71_19classes_dpc.txt")
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == fact["trainable_params"]
     assert len(model.trainable_weights) == fact["num_trainable_variables"]
     assert sum(int(np.prod(w.shape)) for w in model.weights) == fact["all_variable_elements"]
@@ -53,8 +60,8 @@ def test_variables_match_official_checkpoint_exactly(model_fixtures):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("crop", [(513, 513), (1025, 2049)])
-def test_mult_adds_match_official(crop, model_fixtures):
-    fact = model_fixtures.facts()[KEY]
+def test_mult_adds_match_official(crop):
+    fact = helpers.facts()[KEY]
     size = f"{crop[0]}x{crop[1]}"
     summary = summarize(dpc_options(), crop)
     # The official conv-only count, reproduced exactly (the cell's non-square atrous depthwise
@@ -87,8 +94,8 @@ def _producer(tensor):
 
 
 @pytest.mark.slow
-def test_cell_dataflow_follows_the_description():
-    model = build_deeplab_from_options(dpc_options())
+def test_cell_dataflow_follows_the_description(dpc_model):
+    model = dpc_model
     inputs = {
         i: _producer(model.get_layer(f"meta_architecture.branch{i}_depthwise").input)
         for i in range(5)
@@ -264,11 +271,9 @@ def test_build_deeplab_keyword():
 
 
 @pytest.mark.slow
-def test_summary_cli_with_the_official_flags_prints_the_official_figures(
-    tmp_path, eval_fixtures, model_fixtures
-):
-    fact = model_fixtures.facts()[KEY]
-    result = eval_fixtures.run_cli(
+def test_summary_cli_with_the_official_flags_prints_the_official_figures(tmp_path):
+    fact = helpers.facts()[KEY]
+    result = helpers.run_cli_in_process(
         "deeplab.summary", *fact["official_flags_argv"], "--num_classes=19", "--crop_size=1025,2049"
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -277,7 +282,7 @@ def test_summary_cli_with_the_official_flags_prints_the_official_figures(
     # The official figure is 502.159B (model zoo: 502.07B).
     assert "official TF1 profiler count (predict_labels graph, float ops / 2): 502.159B" in totals
     assert "meta_architecture/branch1" in result.stdout
-    bad = eval_fixtures.run_cli(
+    bad = helpers.run_cli_in_process(
         "deeplab.summary",
         "--model_variant=xception_71",
         f"--dense_prediction_cell_json={tmp_path}/x.json",

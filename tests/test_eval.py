@@ -5,7 +5,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -18,11 +17,9 @@ from deeplab.evaluation import loop as evaluation
 from deeplab.evaluation import metrics
 from deeplab.evaluation import results as eval_results
 from deeplab.modeling import inference
+from tests import helpers
 
-# Every test needs the tiny trained DeepLab run; the CLI tests run eval.py.
-pytestmark = pytest.mark.slow
-
-# Every test needs the tiny trained DeepLab run; the CLI tests run eval.py.
+# Every test needs the tiny trained DeepLab run; the end-to-end test runs eval.py.
 pytestmark = pytest.mark.slow
 
 
@@ -75,8 +72,8 @@ def test_evaluate_counts_every_labelled_pixel_once(run):
     assert list(data["per_class_iou_by_name"]) == [f"c{i}" for i in range(7)]
 
 
-def test_checkpoint_helpers(run, tmp_path, eval_fixtures):
-    assert checkpoint_polling.checkpoint_step(run.checkpoint) == max(eval_fixtures.CHECKPOINT_STEPS)
+def test_checkpoint_helpers(run, tmp_path):
+    assert checkpoint_polling.checkpoint_step(run.checkpoint) == max(helpers.CHECKPOINT_STEPS)
     assert not checkpoint_polling.is_static_checkpoint(run.run_dir)
     assert checkpoint_polling.is_static_checkpoint(run.checkpoint)
     assert list(checkpoint_polling.checkpoints_to_evaluate(run.checkpoint)) == [run.checkpoint]
@@ -84,7 +81,7 @@ def test_checkpoint_helpers(run, tmp_path, eval_fixtures):
     assert eval_results.metric_tag([0.5, 1.0], True) == "miou_0.5_1.0_flipped"
     cm = np.array([[4, 1], [0, 3]])
     eval_results.save_confusion_matrix_csv(cm, str(tmp_path / "cm.csv"), ["a", "b"])
-    back, names = eval_fixtures.read_confusion_matrix_csv(str(tmp_path / "cm.csv"))
+    back, names = helpers.read_confusion_matrix_csv(str(tmp_path / "cm.csv"))
     np.testing.assert_array_equal(back, cm)
     assert names == ["a", "b"]
 
@@ -97,22 +94,18 @@ def _copy_checkpoint(run, target, step):
     )
 
 
-def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_path, eval_fixtures):
+def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_path):
     """eval.py evaluates each new checkpoint of a training dir as it appears (multi-scale +
     flip) and writes the table, JSON, confusion matrix CSV / PNG and TensorBoard scalars."""
     train_dir = tmp_path / "train"
     train_dir.mkdir()
     shutil.copy(os.path.join(run.run_dir, "model_options.json"), train_dir)
-    first, second = eval_fixtures.CHECKPOINT_STEPS
+    first, second = helpers.CHECKPOINT_STEPS
     _copy_checkpoint(run, train_dir, first)
     output_json = tmp_path / "out" / "metrics.json"
-    env = dict(
-        os.environ, PYTHONPATH=eval_fixtures.REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""
-    )
     process = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(eval_fixtures.REPO, "eval.py"),
+        helpers.cli_command("eval.py")
+        + [
             f"--checkpoint_dir={train_dir}",
             "--eval_crop_size=97,97",
             "--eval_batch_size=3",
@@ -126,8 +119,8 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
-        cwd=eval_fixtures.REPO,
+        env=helpers.cli_env(),
+        cwd=helpers.REPO,
     )
     history = train_dir / "eval" / "eval_history.jsonl"
     deadline = time.time() + 400
@@ -154,7 +147,7 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
     assert "eval/miou_0.75_1.25_flipped_overall" in output
 
     eval_dir = train_dir / "eval"
-    cm, names = eval_fixtures.read_confusion_matrix_csv(str(eval_dir / "confusion_matrix.csv"))
+    cm, names = helpers.read_confusion_matrix_csv(str(eval_dir / "confusion_matrix.csv"))
     assert names[:2] == ["background", "disc"]
     np.testing.assert_array_equal(cm, np.array(data["confusion_matrix"]))
     assert metrics.iou_from_confusion_matrix(cm)["miou"] == pytest.approx(data["miou"])
@@ -162,7 +155,7 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
     table = (eval_dir / "results.txt").read_text()
     assert "striped_bar" in table and "mIoU" in table
 
-    scalars = eval_fixtures.read_scalar_summaries(str(eval_dir))
+    scalars = helpers.read_scalar_summaries(str(eval_dir))
     overall = scalars["eval/miou_0.75_1.25_flipped_overall"]
     assert [step for step, _ in overall] == [first, second]
     assert overall[-1][1] == pytest.approx(data["miou"], abs=1e-6)
@@ -171,8 +164,8 @@ def test_eval_cli_continuous_multiscale_flip_json_csv_png_tensorboard(run, tmp_p
     assert not math.isnan(overall[0][1])
 
 
-def test_eval_cli_rejects_bad_flags(run, eval_fixtures):
-    result = eval_fixtures.run_cli(
+def test_eval_cli_rejects_bad_flags(run):
+    result = helpers.run_cli_in_process(
         "eval.py",
         f"--checkpoint_dir={run.run_dir}",
         "--output_stride=7",

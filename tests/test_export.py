@@ -16,29 +16,31 @@ from deeplab.checkpoints.official import load_checkpoint
 from deeplab.export import litert
 from deeplab.export import saved_model as export_lib
 from deeplab.modeling import inference
+from tests import helpers
 
-# Every test needs the tiny trained DeepLab run and exports it in a subprocess.
-pytestmark = pytest.mark.slow
-
-# Every test needs the tiny trained DeepLab run and exports it in a subprocess.
+# Every test needs the tiny trained DeepLab run and exports it (once, in a subprocess).
 pytestmark = pytest.mark.slow
 
 
 TFLITE_SIZE = (65, 65)
 
 
-@pytest.fixture(scope="module")
-def exported(run, tmp_path_factory, eval_fixtures):
-    export_dir = tmp_path_factory.mktemp("export") / "saved_model"
-    result = eval_fixtures.run_cli(
-        "export.py",
-        f"--checkpoint_path={run.run_dir}",
-        f"--export_path={export_dir}",
-        "--tflite",
-        "--crop_size={},{}".format(*TFLITE_SIZE),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return str(export_dir)
+@pytest.fixture(scope="session")
+def exported(run, tmp_path_factory):
+    """export.py's SavedModel + float LiteRT model of the tiny run (the end-to-end export run),
+    written once per test session."""
+
+    def export(root):
+        result = helpers.run_cli(
+            "export.py",
+            f"--checkpoint_path={run.run_dir}",
+            f"--export_path={root / 'saved_model'}",
+            "--tflite",
+            "--crop_size={},{}".format(*TFLITE_SIZE),
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return str(helpers.shared_once(tmp_path_factory, "export_cli", export) / "saved_model")
 
 
 @pytest.fixture(scope="module")
@@ -271,10 +273,8 @@ def test_multi_scale_flipped_export_matches_the_keras_model(run, tmp_path):
     np.testing.assert_allclose(out["semantic_probabilities"].numpy(), expected, atol=1e-5)
 
 
-def test_official_checkpoint_exported_directly_gives_the_official_predictions(
-    tmp_path, eval_fixtures
-):
-    folder = eval_fixtures.official_fixture_dir()
+def test_official_checkpoint_exported_directly_gives_the_official_predictions(tmp_path):
+    folder = helpers.official_fixture_dir()
     if folder is None:
         pytest.skip(
             "official fixture not found (tests/fixtures/mobilenet_v2_os8 or "
@@ -282,7 +282,7 @@ def test_official_checkpoint_exported_directly_gives_the_official_predictions(
         )
     export_dir = tmp_path / "official"
     # The official export flags of this checkpoint; the class count is read from it (21).
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "export.py",
         f"--checkpoint_path={folder}",
         f"--export_path={export_dir}",

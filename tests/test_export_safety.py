@@ -13,7 +13,7 @@ from PIL import Image
 
 from deeplab.export import saved_model as export_lib
 from deeplab.export import staging
-from tests.conftest import small_model, tiny_options
+from tests.helpers import small_model, tiny_options
 
 SETTINGS = os.path.join("assets.extra", export_lib.METADATA_FILENAME)
 

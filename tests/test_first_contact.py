@@ -3,41 +3,26 @@ errors for checkpoints that do not fit the flags, the official frozen-graph expo
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from deeplab.data import synthetic
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "--model_variant=mobilenet_v2",
-    "--depth_multiplier=0.25",
-    "--train_crop_size=49,49",
-    "--train_batch_size=2",
-    "--dataset=synthetic",
-    "--seed=3",
-]
+TINY = helpers.TINY_FLAGS
 
 
 def _run(script, args, quiet=True):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env = helpers.cli_env()
     env.pop("DEEPLAB_RAW_LOGS", None)
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:  # as a user runs it
+        env.pop("CUDA_VISIBLE_DEVICES")
     if quiet:
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     else:  # what a user sees: TensorFlow's default native logging
         env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, script)] + args,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
-    )
+    return helpers.run_cli(script, *args, env=env, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +74,9 @@ def _error_lines(out):
     ],
 )
 def test_checkpoint_of_other_flags_gives_a_short_error(run, flag, hint):
-    out = _run(
+    out = helpers.run_cli_in_process(
         "eval.py",
-        [
+        *[
             f"--checkpoint_dir={run['logdir']}",
             f"--dataset_dir={run['data']}",
             "--eval_crop_size=81,81",
@@ -152,35 +137,33 @@ def test_export_writes_the_official_frozen_graph(run):
 @pytest.mark.slow
 def test_eval_and_vis_show_progress_over_the_split(run):
     common = [f"--checkpoint_dir={run['logdir']}", f"--dataset_dir={run['data']}"]
-    out = _run("eval.py", common + ["--eval_crop_size=81,81", "--max_number_of_evaluations=1"])
+    out = helpers.run_cli_in_process(
+        "eval.py", *common, "--eval_crop_size=81,81", "--max_number_of_evaluations=1"
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2/2" in out.stdout and "Unknown" not in out.stdout  # the split has 2 images
     assert "Waiting for" not in out.stderr
     # The official single-scale inference flags run through eval.py too.
-    out = _run(
+    out = helpers.run_cli_in_process(
         "eval.py",
-        common
-        + [
-            "--eval_crop_size=81,81",
-            "--max_number_of_evaluations=1",
-            "--image_pyramid=0.75,1.0",
-            "--merge_method=avg",
-            "--prediction_with_upsampled_logits=false",
-            f"--eval_logdir={run['base'] / 'eval_pyramid'}",
-        ],
+        *common,
+        "--eval_crop_size=81,81",
+        "--max_number_of_evaluations=1",
+        "--image_pyramid=0.75,1.0",
+        "--merge_method=avg",
+        "--prediction_with_upsampled_logits=false",
+        f"--eval_logdir={run['base'] / 'eval_pyramid'}",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "eval/miou_1.0_overall: " in out.stdout
     vis_dir = str(run["base"] / "vis")
-    out = _run(
+    out = helpers.run_cli_in_process(
         "vis.py",
-        common
-        + [
-            f"--vis_logdir={vis_dir}",
-            "--vis_crop_size=81,81",
-            "--max_number_of_iterations=1",
-            "--save_figures=false",
-        ],
+        *common,
+        f"--vis_logdir={vis_dir}",
+        "--vis_crop_size=81,81",
+        "--max_number_of_iterations=1",
+        "--save_figures=false",
     )
     assert out.returncode == 0, out.stderr[-3000:]
     progress = [line for line in out.stderr.splitlines() if "images (" in line]
@@ -193,14 +176,12 @@ def test_eval_and_vis_show_progress_over_the_split(run):
 @pytest.mark.slow
 def test_missing_dataset_dir_gives_one_error_line(tmp_path):
     missing = str(tmp_path / "nowhere")
-    out = _run(
+    out = helpers.run_cli_in_process(
         "train.py",
-        TINY[:-2]
-        + [
-            "--dataset=pascal_voc_seg",
-            f"--dataset_dir={missing}",
-            f"--train_logdir={tmp_path / 'run'}",
-        ],
+        *[f for f in helpers.TINY_FLAGS if not f.startswith(("--dataset=", "--seed="))],
+        "--dataset=pascal_voc_seg",
+        f"--dataset_dir={missing}",
+        f"--train_logdir={tmp_path / 'run'}",
     )
     lines = _error_lines(out)
     assert out.returncode == 2  # a flag error, as every other

@@ -13,6 +13,7 @@ from deeplab import ModelOptions, build_deeplab
 from deeplab.checkpoints import run_options
 from deeplab.cli import flags as cli_flags
 from deeplab.modeling import inference, layers
+from tests import helpers
 
 TINY = dict(
     model_variant="mobilenet_v2",
@@ -146,8 +147,8 @@ def test_options_from_training_json_and_explicit_flags(tmp_path):
 
 
 @pytest.mark.slow
-def test_official_checkpoint_reproduces_the_official_logits(eval_fixtures):
-    folder = eval_fixtures.official_fixture_dir()
+def test_official_checkpoint_reproduces_the_official_logits():
+    folder = helpers.official_fixture_dir()
     if folder is None:
         pytest.skip(
             "official fixture not found (tests/fixtures/mobilenet_v2_os8 or "
@@ -168,6 +169,6 @@ def test_official_checkpoint_reproduces_the_official_logits(eval_fixtures):
     )
     assert np.abs(logits.numpy() - official).max() < 1e-3
     assert (logits.numpy().argmax(-1) == official.argmax(-1)).mean() >= 0.999
-    upsampled = eval_fixtures.official_upsampled_logits()
+    upsampled = helpers.official_upsampled_logits()
     if upsampled is not None:
         assert np.abs(logits.numpy() - upsampled).max() < 1e-3

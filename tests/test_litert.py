@@ -7,36 +7,42 @@ import numpy as np
 import pytest
 
 from deeplab.export import litert
+from tests import helpers
 
 SIZE = (97, 97)  # holds every image of the fixture set (48..96 pixels a side) unresized
+EXPORTS = {
+    "float32": [],
+    "int8": ["--quantize=int8"],
+    "float32_predictions": ["--notflite_probabilities"],
+    "int8_predictions": ["--quantize=int8", "--notflite_probabilities"],
+}
 
 
-@pytest.fixture(scope="module")
-def exports(run, tmp_path_factory, eval_fixtures):
-    """The float32 and the int8 LiteRT models of the fixture run, written by export.py."""
-    root = tmp_path_factory.mktemp("litert")
-    paths = {}
-    for name, extra in (
-        ("float32", []),
-        ("int8", ["--quantize=int8"]),
-        ("float32_predictions", ["--notflite_probabilities"]),
-        ("int8_predictions", ["--quantize=int8", "--notflite_probabilities"]),
-    ):
-        paths[name] = str(root / name / "model.tflite")
-        result = eval_fixtures.run_cli(
-            "export.py",
-            f"--checkpoint_path={run.run_dir}",
-            f"--export_path={root / name}",
-            "--tflite",
-            "--crop_size={},{}".format(*SIZE),
-            "--dataset=synthetic",
-            f"--dataset_dir={run.data_dir}",
-            "--num_calibration_images=8",
-            *extra,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert "LiteRT model written" in result.stdout
-    return paths
+@pytest.fixture(scope="session")
+def exports(run, tmp_path_factory):
+    """The float32 and the int8 LiteRT models of the fixture run, written by export.py once per
+    test session: the int8 one in a subprocess (the end-to-end int8 run; the float one is
+    test_export's), the others through its main() in process."""
+
+    def export(root):
+        for name, extra in EXPORTS.items():
+            run_cli = helpers.run_cli if name == "int8" else helpers.run_cli_in_process
+            result = run_cli(
+                "export.py",
+                f"--checkpoint_path={run.run_dir}",
+                f"--export_path={root / name}",
+                "--tflite",
+                "--crop_size={},{}".format(*SIZE),
+                "--dataset=synthetic",
+                f"--dataset_dir={run.data_dir}",
+                "--num_calibration_images=8",
+                *extra,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            assert "LiteRT model written" in result.stdout
+
+    root = helpers.shared_once(tmp_path_factory, "litert_exports", export)
+    return {name: str(root / name / "model.tflite") for name in EXPORTS}
 
 
 def _val_images(data_dir):
@@ -112,15 +118,15 @@ def test_predictions_only_models_give_the_same_predictions(exports, run):
 
 
 @pytest.mark.slow
-def test_quantize_errors_name_the_flag(run, tmp_path, eval_fixtures):
-    no_tflite = eval_fixtures.run_cli(
+def test_quantize_errors_name_the_flag(run, tmp_path):
+    no_tflite = helpers.run_cli_in_process(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
         f"--export_path={tmp_path / 'a'}",
         "--quantize=int8",
     )
     assert no_tflite.returncode == 2 and "--tflite" in no_tflite.stderr
-    no_tflite = eval_fixtures.run_cli(
+    no_tflite = helpers.run_cli_in_process(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
         f"--export_path={tmp_path / 'c'}",
@@ -128,7 +134,7 @@ def test_quantize_errors_name_the_flag(run, tmp_path, eval_fixtures):
     )
     assert no_tflite.returncode == 2
     assert "--notflite_probabilities" in no_tflite.stderr and "--tflite" in no_tflite.stderr
-    missing_dir = eval_fixtures.run_cli(
+    missing_dir = helpers.run_cli_in_process(
         "export.py",
         f"--checkpoint_path={run.run_dir}",
         f"--export_path={tmp_path / 'b'}",

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from deeplab.training import logdir_lock
+from tests import helpers
 
 
 def _write_lock(logdir, **holder):
@@ -103,12 +104,14 @@ def test_two_trainers_racing_for_a_stale_lock_exactly_one_wins(tmp_path):
         assert os.listdir(logdir) == [logdir_lock.LOCK_FILE]  # no temp file left
 
 
-def test_a_trainer_that_fails_to_start_releases_the_lock(tmp_path, make_config, fixed_batches):
+def test_a_trainer_that_fails_to_start_releases_the_lock(tmp_path):
     from deeplab.training import Trainer
 
     def full_disk(options):
         raise OSError(28, "No space left on device", str(tmp_path / "events"))
 
     with pytest.raises(OSError, match="No space left"):
-        Trainer(make_config(tmp_path), dataset_fn=fixed_batches(), model_fn=full_disk)
+        Trainer(
+            helpers.make_config(tmp_path), dataset_fn=helpers.fixed_batches(), model_fn=full_disk
+        )
     assert not (tmp_path / logdir_lock.LOCK_FILE).exists()

@@ -8,20 +8,16 @@ BatchNorm: its statistics are per replica by design, as in the official multi-cl
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-# Training in a subprocess with two logical devices.
-pytestmark = pytest.mark.slow
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import helpers
 
 # Training in a subprocess with two logical devices.
 pytestmark = pytest.mark.slow
+
 
 SCRIPT = r"""
 import json, sys
@@ -31,9 +27,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from deeplab.training import LearningRateConfig, Trainer
-from tests.conftest import fixed_batches, make_config
+from tests.helpers import fixed_batches, make_config
 
-logdir, jit = sys.argv[1], sys.argv[2] == "1"
+logdir = sys.argv[1]
 
 
 def model_without_batch_norm(options):
@@ -48,38 +44,46 @@ def model_without_batch_norm(options):
     return keras.Model(images, logits)
 
 
-weights, results = {}, {}
-for name, strategy in (("one_device", tf.distribute.OneDeviceStrategy("/cpu:0")),
-                       ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
-    config = make_config(f"{logdir}/{name}", steps=3, save_interval_steps=1000,
-                         learning_rate=LearningRateConfig(base_learning_rate=0.5,
-                                                          training_number_of_steps=3),
-                         jit_compile=jit and name == "mirrored")
-    trainer = Trainer(config, strategy=strategy, dataset_fn=fixed_batches(num_images=4),
-                      model_fn=model_without_batch_norm)
-    results[name] = {"replicas": trainer.num_replicas, **trainer.run()}
-    weights[name] = [w.numpy() for w in trainer.model.weights]
-diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["one_device"],
-                                                           weights["mirrored"]))
-scale = max(float(np.max(np.abs(a))) for a in weights["one_device"])
-print("RESULT " + json.dumps({"max_abs_diff": diff, "max_abs_weight": scale, **results}))
+out = {}
+for mode, jit in (("graph", False), ("xla", True)):
+    weights, results = {}, {}
+    for name, strategy in (("one_device", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                           ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+        config = make_config(f"{logdir}/{mode}/{name}", steps=3, save_interval_steps=1000,
+                             learning_rate=LearningRateConfig(base_learning_rate=0.5,
+                                                              training_number_of_steps=3),
+                             jit_compile=jit and name == "mirrored")
+        trainer = Trainer(config, strategy=strategy, dataset_fn=fixed_batches(num_images=4),
+                          model_fn=model_without_batch_norm)
+        results[name] = {"replicas": trainer.num_replicas, **trainer.run()}
+        weights[name] = [w.numpy() for w in trainer.model.weights]
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["one_device"],
+                                                               weights["mirrored"]))
+    scale = max(float(np.max(np.abs(a))) for a in weights["one_device"])
+    out[mode] = {"max_abs_diff": diff, "max_abs_weight": scale, **results}
+print("RESULT " + json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
-def test_two_replicas_match_one_device_with_the_whole_batch(tmp_path, jit):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """{"graph" | "xla": the comparison}: both modes in one subprocess."""
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path), "1" if jit else "0"],
-        cwd=ROOT,
-        env=env,
+        [sys.executable, "-c", SCRIPT, str(tmp_path_factory.mktemp("mirrored"))],
+        cwd=helpers.REPO,
+        env=helpers.cli_env(),
         capture_output=True,
         text=True,
         timeout=600,
     )
     lines = [lyr for lyr in proc.stdout.splitlines() if lyr.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT ") :])
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_two_replicas_match_one_device_with_the_whole_batch(results, mode):
+    result = results[mode]
     assert result["one_device"]["replicas"] == 1
     assert result["mirrored"]["replicas"] == 2
     assert result["mirrored"]["step"] == result["one_device"]["step"] == 3

@@ -16,6 +16,7 @@ from deeplab.modeling.layers import BatchNorm, HardSigmoid, HardSwish
 from deeplab.modeling.model import DECODER_LOGITS_LAYER
 from deeplab.modeling.options import decoder_output_strides
 from deeplab.modeling.summary import summarize
+from tests import helpers
 
 # Full DeepLab models (MobileNetV3 recipes) built and run.
 pytestmark = pytest.mark.slow
@@ -51,12 +52,12 @@ def _size(count):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_variables_match_official_checkpoint_exactly(variant, model_fixtures):
-    _, flags = model_fixtures.official_fixture(variant)
+def test_variables_match_official_checkpoint_exactly(variant):
+    _, flags = helpers.official_fixture(variant)
     model = build_deeplab(**flags["build_deeplab"])
     shapes = {name: list(v.shape) for name, v in official_variables(model).items()}
-    assert shapes == model_fixtures.official_variables(f"{variant}_19classes.txt")
-    facts = model_fixtures.facts()[f"{variant}_19classes"]
+    assert shapes == helpers.official_variables(f"{variant}_19classes.txt")
+    facts = helpers.facts()[f"{variant}_19classes"]
     assert _size(model.trainable_weights) == facts["trainable_params"]
     assert _size(model.weights) == facts["all_variable_elements"]
     assert len(model.weights) == facts["num_variables"]
@@ -69,10 +70,10 @@ def test_variables_match_official_checkpoint_exactly(variant, model_fixtures):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("size", [(769, 769), (1025, 2049)])
-def test_mult_adds_match_official(variant, size, model_fixtures):
-    _, flags = model_fixtures.official_fixture(variant)
+def test_mult_adds_match_official(variant, size):
+    _, flags = helpers.official_fixture(variant)
     summary = summarize(ModelOptions(**flags["build_deeplab"]), size)
-    facts = model_fixtures.facts()[f"{variant}_19classes"]
+    facts = helpers.facts()[f"{variant}_19classes"]
     key = "madds_{}x{}".format(*size)
     assert summary["trainable_params"] == facts["trainable_params"]
     # The official graph's conv-only count exactly, and its profiler total to within 2
@@ -86,8 +87,8 @@ def test_mult_adds_match_official(variant, size, model_fixtures):
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
-def fixture_model(request, model_fixtures):
-    folder, flags = model_fixtures.official_fixture(request.param)
+def fixture_model(request):
+    folder, flags = helpers.official_fixture(request.param)
     model = build_deeplab(**flags["build_deeplab"])
     report = load_official_checkpoint(model, os.path.join(folder, "model.ckpt"))
     assert len(report.loaded) == flags["num_variables"]
@@ -131,9 +132,7 @@ def test_inference_model_keeps_the_image_pooling_window(fixture_model):
     assert inference.checkpoint_num_classes(folder) == 19
 
 
-def test_imagenet_backbone_checkpoint_initializes_the_backbone(
-    tmp_path, fixture_model, model_fixtures
-):
+def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path, fixture_model):
     """An ImageNet MobileNetV3 checkpoint has only `MobilenetV3/...` (and its classifier)."""
     _, flags, fixture, _ = fixture_model
     variant = flags["build_deeplab"]["model_variant"]
@@ -147,7 +146,7 @@ def test_imagenet_backbone_checkpoint_initializes_the_backbone(
         backbone[name] = np.zeros([1, 1, 8, 8], "float32")
     backbone["global_step"] = np.array(7, dtype=np.int64)
     prefix = str(tmp_path / "imagenet" / "model.ckpt")
-    model_fixtures.write_tf1_checkpoint(prefix, backbone)
+    helpers.write_tf1_checkpoint(prefix, backbone)
     model = build_deeplab(**_recipe(variant, num_classes=5, image_pooling_crop_size=(769, 769)))
     report = load_official_checkpoint(model, prefix)
     assert len(report.loaded) == len(backbone) - 3

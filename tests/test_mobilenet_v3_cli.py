@@ -1,6 +1,6 @@
 """export.py and `python -m deeplab.summary` with the MobileNetV3 variants and the official
-Cityscapes recipe flags (subprocesses; train -> eval -> export on the synthetic set is in
-test_model_zoo_cli.py)."""
+Cityscapes recipe flags (their main() in process, one summary subprocess; train -> eval ->
+export on the synthetic set is in test_model_zoo_cli.py)."""
 
 import json
 import os
@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import helpers
+
 VARIANTS = ["mobilenet_v3_large_seg", "mobilenet_v3_small_seg"]
 
 
 @pytest.mark.slow
-def test_official_checkpoint_exported_with_the_official_flags(
-    tmp_path, eval_fixtures, model_fixtures
-):
+def test_official_checkpoint_exported_with_the_official_flags(tmp_path):
     variant = "mobilenet_v3_small_seg"
-    folder, flags = model_fixtures.official_fixture(variant)
+    folder, flags = helpers.official_fixture(variant)
     export_dir = tmp_path / "official"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "export.py",
         f"--checkpoint_path={folder}",
         f"--export_path={export_dir}",
@@ -40,9 +40,11 @@ def test_official_checkpoint_exported_with_the_official_flags(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_summary_cli_prints_the_official_figures(variant, eval_fixtures, model_fixtures):
-    facts = model_fixtures.facts()[f"{variant}_19classes"]
-    result = eval_fixtures.run_cli(
+def test_summary_cli_prints_the_official_figures(variant):
+    facts = helpers.facts()[f"{variant}_19classes"]
+    # One end-to-end run of `python -m deeplab.summary`; the others run its main() in process.
+    run = helpers.run_cli if variant == "mobilenet_v3_small_seg" else helpers.run_cli_in_process
+    result = run(
         "deeplab.summary", *facts["official_flags_argv"], "--num_classes=19", "--crop_size=769,769"
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,7 +54,7 @@ def test_summary_cli_prints_the_official_figures(variant, eval_fixtures, model_f
         f"official TF1 profiler count (predict_labels graph, float ops / 2): "
         f"{official / 1e9:.3f}B" in result.stdout
     )
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "deeplab.summary",
         *facts["official_flags_argv"],
         "--num_classes=19",
@@ -65,19 +67,19 @@ def test_summary_cli_prints_the_official_figures(variant, eval_fixtures, model_f
 
 
 @pytest.mark.slow
-def test_cli_bad_flags_name_the_flag_and_the_allowed_values(eval_fixtures, model_fixtures):
-    result = eval_fixtures.run_cli("deeplab.summary", "--model_variant=mobilenet_v3_huge_seg")
+def test_cli_bad_flags_name_the_flag_and_the_allowed_values():
+    result = helpers.run_cli_in_process("deeplab.summary", "--model_variant=mobilenet_v3_huge_seg")
     assert result.returncode != 0
     assert "model_variant" in result.stderr and "mobilenet_v3_large_seg" in result.stderr
-    facts = model_fixtures.facts()["mobilenet_v3_large_seg_19classes"]
+    facts = helpers.facts()["mobilenet_v3_large_seg_19classes"]
     argv = [a for a in facts["official_flags_argv"] if not a.startswith("--decoder_output_str")]
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "deeplab.summary", *argv, "--decoder_output_stride=2", "--num_classes=19"
     )
     assert result.returncode == 2
     assert "--decoder_output_stride=2 must be one of (4, 8, 16)" in result.stderr
     # The official 769x769 pooling window does not fit a 513x513 input.
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "deeplab.summary", *facts["official_flags_argv"], "--num_classes=19", "--crop_size=513,513"
     )
     assert result.returncode == 2 and "--image_pooling_crop_size" in result.stderr

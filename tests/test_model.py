@@ -8,6 +8,7 @@ from deeplab import ModelOptions, build_deeplab
 from deeplab.checkpoints.official import official_variables
 from deeplab.modeling.model import build_deeplab_from_options, last_layers
 from deeplab.modeling.summary import summarize, tf1_atrous_depthwise_outputs
+from tests import helpers
 
 
 def _rates(output_stride):
@@ -57,11 +58,11 @@ def _our_official_shapes(model):
 
 
 @pytest.mark.slow
-def test_xception_65_variables_match_official_checkpoint_exactly(model_fixtures):
+def test_xception_65_variables_match_official_checkpoint_exactly():
     model = build_deeplab(model_variant="xception_65", num_classes=21)
-    expected = model_fixtures.official_variables("xception_65_21classes.txt")
+    expected = helpers.official_variables("xception_65_21classes.txt")
     assert _our_official_shapes(model) == expected
-    facts = model_fixtures.facts()["xception_65_os16_21"]
+    facts = helpers.facts()["xception_65_os16_21"]
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == facts["trainable_params"]
     assert sum(int(np.prod(w.shape)) for w in model.weights) == facts["all_variable_elements"]
@@ -69,19 +70,19 @@ def test_xception_65_variables_match_official_checkpoint_exactly(model_fixtures)
 
 
 @pytest.mark.slow
-def test_mobilenet_v2_variables_match_official_checkpoint_exactly(model_fixtures):
-    model = build_deeplab(**model_fixtures.fixture_flags())
-    expected = model_fixtures.official_variables("mobilenet_v2_21classes.txt")
+def test_mobilenet_v2_variables_match_official_checkpoint_exactly():
+    model = build_deeplab(**helpers.fixture_flags())
+    expected = helpers.official_variables("mobilenet_v2_21classes.txt")
     assert _our_official_shapes(model) == expected
-    facts = model_fixtures.facts()["mobilenet_v2_os8_21"]
+    facts = helpers.facts()["mobilenet_v2_os8_21"]
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == facts["trainable_params"]
     assert sum(int(np.prod(w.shape)) for w in model.weights) == facts["all_variable_elements"]
 
 
 @pytest.mark.slow
-def test_parameter_count_for_19_classes(model_fixtures):
+def test_parameter_count_for_19_classes():
     model = build_deeplab(model_variant="xception_65", num_classes=19)
-    facts = model_fixtures.facts()["xception_65_os16_19"]
+    facts = helpers.facts()["xception_65_os16_19"]
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == facts["trainable_params"]
 
 
@@ -93,7 +94,7 @@ def test_parameter_count_for_19_classes(model_fixtures):
         (8, (12, 24, 36), "xception_65_os8_21", 177.10e9),
     ],
 )
-def test_mult_adds_match_official(output_stride, rates, key, zoo, model_fixtures):
+def test_mult_adds_match_official(output_stride, rates, key, zoo):
     options = ModelOptions(
         model_variant="xception_65",
         output_stride=output_stride,
@@ -102,7 +103,7 @@ def test_mult_adds_match_official(output_stride, rates, key, zoo, model_fixtures
         num_classes=21,
     )
     summary = summarize(options, (513, 513))
-    facts = model_fixtures.facts()[key]
+    facts = helpers.facts()[key]
     assert abs(summary["madds"] - zoo) / zoo < 0.01
     # The official graph's own conv-only count, reproduced exactly (space_to_batch included).
     assert summary["madds_tf1_conv_only"] == facts["madds_513_conv_only"]
@@ -113,7 +114,7 @@ def test_mult_adds_match_official(output_stride, rates, key, zoo, model_fixtures
 
 
 @pytest.mark.slow
-def test_mobilenet_mult_adds_match_model_zoo(model_fixtures):
+def test_mobilenet_mult_adds_match_model_zoo():
     options = ModelOptions(
         model_variant="mobilenet_v2",
         output_stride=16,
@@ -122,7 +123,7 @@ def test_mobilenet_mult_adds_match_model_zoo(model_fixtures):
         num_classes=21,
     )
     summary = summarize(options, (513, 513))
-    official = model_fixtures.facts()["mobilenet_v2_os16_21"]["madds_513"]
+    official = helpers.facts()["mobilenet_v2_os16_21"]["madds_513"]
     assert abs(summary["madds"] - official) / official < 0.01
 
 
@@ -173,14 +174,7 @@ def test_weight_decay_on_conv_and_pointwise_weights_only():
 
 @pytest.mark.slow
 def test_frozen_batch_norm_keeps_moving_statistics_and_trains_gamma():
-    model = build_deeplab(
-        model_variant="mobilenet_v2",
-        num_classes=3,
-        atrous_rates=None,
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-        fine_tune_batch_norm=False,
-    )
+    model = helpers.tiny_model(num_classes=3, crop_size=None, fine_tune_batch_norm=False)
     bn = model.get_layer("MobilenetV2.Conv.BatchNorm")
     before = bn.moving_mean.numpy().copy()
     images = tf.random.uniform([2, 33, 33, 3], 0, 255)
@@ -193,13 +187,7 @@ def test_frozen_batch_norm_keeps_moving_statistics_and_trains_gamma():
 
 @pytest.mark.slow
 def test_fine_tuned_batch_norm_updates_moving_statistics():
-    model = build_deeplab(
-        model_variant="mobilenet_v2",
-        num_classes=3,
-        atrous_rates=None,
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-    )
+    model = helpers.tiny_model(num_classes=3, crop_size=None)
     bn = model.get_layer("MobilenetV2.Conv.BatchNorm")
     before = bn.moving_mean.numpy().copy()
     model(tf.random.uniform([2, 33, 33, 3], 0, 255), training=True)
@@ -208,12 +196,8 @@ def test_fine_tuned_batch_norm_updates_moving_statistics():
 
 @pytest.mark.slow
 def test_last_layers_follow_official_exclude_list():
-    model = build_deeplab(
-        model_variant="mobilenet_v2",
-        num_classes=3,
-        atrous_rates=(6,),
-        decoder_output_stride=4,
-        depth_multiplier=0.25,
+    model = helpers.tiny_model(
+        num_classes=3, crop_size=None, atrous_rates=(6,), decoder_output_stride=4
     )
     assert [layer.name for layer in last_layers(model, logits_only=True)] == ["logits.semantic"]
     names = {layer.name for layer in last_layers(model)}
@@ -230,15 +214,8 @@ def test_last_layers_follow_official_exclude_list():
 
 @pytest.mark.slow
 def test_image_pooling_window_from_crop_size_equals_global_at_crop_size():
-    kwargs = dict(
-        model_variant="mobilenet_v2",
-        num_classes=4,
-        atrous_rates=(6,),
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-    )
-    fixed = build_deeplab(crop_size=(65, 65), **kwargs)
-    free = build_deeplab(crop_size=None, **kwargs)
+    fixed = helpers.tiny_model(num_classes=4, atrous_rates=(6,), crop_size=(65, 65))
+    free = helpers.tiny_model(num_classes=4, atrous_rates=(6,), crop_size=None)
     free.set_weights(fixed.get_weights())
     images = tf.random.uniform([1, 65, 65, 3], 0, 255, seed=1)
     np.testing.assert_allclose(fixed(images), free(images), atol=1e-5)
@@ -262,13 +239,7 @@ def test_bad_options_raise_naming_the_flag(bad, message):
 
 @pytest.mark.slow
 def test_static_input_size_builds_static_shapes():
-    options = ModelOptions(
-        model_variant="mobilenet_v2",
-        num_classes=3,
-        atrous_rates=None,
-        decoder_output_stride=None,
-        depth_multiplier=0.25,
-    )
+    options = helpers.tiny_options(num_classes=3, crop_size=None)
     model = build_deeplab_from_options(options, input_size=(65, 97))
     assert tuple(model.output.shape) == (None, 65, 97, 3)
 

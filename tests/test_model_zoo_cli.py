@@ -1,6 +1,8 @@
 """train.py -> eval.py -> export.py for the model-zoo variants on the synthetic set, with the
 official model flags (MobileNetV3: the official Cityscapes recipe), at a small crop (a few
-training steps; the point is that every CLI builds, trains, restores and exports these graphs)."""
+training steps; the point is that every CLI builds, trains, restores and exports these graphs).
+The CLIs' main() run in this process (their end-to-end subprocess runs are in test_train_cli,
+test_eval, test_vis, test_export)."""
 
 import json
 
@@ -9,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab.data import synthetic
+from tests import helpers
 
 
 def mobilenet_v3_recipe_flags(variant, num_classes, pooling_crop):
@@ -83,10 +86,10 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANT_FLAGS))
-def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
+def test_train_eval_export(variant, data_dir, tmp_path):
     model_flags = VARIANT_FLAGS[variant]
     logdir = tmp_path / "train"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "train.py",
         *model_flags,
         f"--train_logdir={logdir}",
@@ -110,7 +113,7 @@ def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
     assert saved["dense_prediction_cell_json"] == (cell[0] if cell else None)
 
     metrics = tmp_path / "metrics.json"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "eval.py",
         f"--checkpoint_dir={logdir}",
         f"--dataset_dir={data_dir}",
@@ -122,10 +125,10 @@ def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
     with open(metrics) as f:
         evaluated = json.load(f)
     assert 0.0 <= evaluated["miou"] <= 1.0
-    assert len(evaluated["per_class_iou"]) == eval_fixtures.NUM_CLASSES
+    assert len(evaluated["per_class_iou"]) == helpers.NUM_CLASSES
 
     export_dir = tmp_path / "export"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "export.py", f"--checkpoint_path={logdir}", f"--export_path={export_dir}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -135,5 +138,5 @@ def test_train_eval_export(variant, data_dir, tmp_path, eval_fixtures):
     out = serve(images=tf.constant(images))
     assert out["semantic_predictions"].shape == (1, 100, 130)
     probabilities = out["semantic_probabilities"].numpy()
-    assert probabilities.shape == (1, 100, 130, eval_fixtures.NUM_CLASSES)
+    assert probabilities.shape == (1, 100, 130, helpers.NUM_CLASSES)
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)

@@ -35,6 +35,8 @@ from deeplab.modeling.options import ModelOptions
 from deeplab.training import LearningRateConfig, TrainConfig, Trainer
 
 logdir, data_dir, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+# tests.helpers.tiny_options at crop 65, spelled out: importing tests.helpers starts TensorFlow's
+# context before MultiWorkerMirroredStrategy can configure its collective ops.
 options = ModelOptions(model_variant="mobilenet_v2", num_classes=7, atrous_rates=None,
                        decoder_output_stride=None, depth_multiplier=0.25, crop_size=(65, 65))
 data = DataConfig("synthetic", data_dir, "train", crop_size=(65, 65), batch_size=4,

@@ -3,100 +3,57 @@ map onto tf.distribute or stop with one line, `--help` lists the model flags."""
 
 import json
 import os
-import subprocess
-import sys
 import types
 
 import pytest
 from absl import flags
 
 from deeplab.cli import flags as cli_flags
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"train": "train.py", "eval": "eval.py", "vis": "vis.py", "export": "export.py"}
 
-# Imports the script (defining its flags), then parses a command line that gives every
-# defined official flag its default value in the official `--name=value` form.
-_PARSE_ALL = """
-import json, sys
-from absl import flags
-import {module}
-from deeplab.cli import flags as cli_flags
-names = cli_flags.OFFICIAL_SCRIPT_FLAGS["{script}"] + cli_flags.OFFICIAL_COMMON_FLAGS
-defined = [n for n in names if n in flags.FLAGS]
-samples = {{"IntegerParser": "1", "FloatParser": "1.0"}}
-argv = ["prog"]
-for name in defined:
-    flag = flags.FLAGS[name]
-    given = [a for a in flag.serialize().split("\\n") if a]
-    if not given:
-        parser = type(flag.parser).__name__
-        value = flag.parser.enum_values[0] if parser == "EnumParser" else samples.get(parser, "1")
-        given = [f"--{{name}}={{value}}"]
-    argv += given
-flags.FLAGS(argv)
-print(json.dumps({{"missing": [n for n in names if n not in flags.FLAGS], "argv": argv}}))
-"""
 
-
-def _env():
-    env = dict(os.environ)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_every_official_flag_parses(script):
-    code = _PARSE_ALL.format(module=SCRIPTS[script][:-3], script=script)
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["missing"] == []
-    # Every official flag that is defined was on the parsed command line.
-    official = set(cli_flags.OFFICIAL_SCRIPT_FLAGS[script] + cli_flags.OFFICIAL_COMMON_FLAGS)
-    given = {a.split("=")[0][2:] for a in result["argv"][1:]}
-    given = {n[2:] if n.startswith("no") and n[2:] in official else n for n in given}
-    assert given == official
+    """The script's flags (defined in this process), parsed from a command line that gives
+    every official flag its default value in the official `--name=value` form."""
+    names = helpers.official_flags(script)
+    samples = {"IntegerParser": "1", "FloatParser": "1.0"}
+    with helpers.cli_flags_defined(SCRIPTS[script]):
+        assert [n for n in names if n not in flags.FLAGS] == []
+        argv = ["prog"]
+        for name in names:
+            flag = flags.FLAGS[name]
+            given = [a for a in flag.serialize().split("\n") if a]
+            if not given:
+                parser = type(flag.parser).__name__
+                value = flag.parser.enum_values[0] if parser == "EnumParser" else "1"
+                given = [f"--{name}={samples.get(parser, value)}"]
+            argv += given
+        try:
+            flags.FLAGS(argv)
+        finally:
+            flags.FLAGS.unparse_flags()
+    # Every official flag was on the parsed command line.
+    given = {a.split("=")[0][2:] for a in argv[1:]}
+    given = {n[2:] if n.startswith("no") and n[2:] in names else n for n in given}
+    assert given == set(names)
 
 
-@pytest.mark.slow
 def test_train_help_lists_model_flags():
-    out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train.py"), "--help"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=300,
-    )
+    with helpers.cli_flags_defined("train.py") as module:
+        text = flags.FLAGS.module_help(module)
     for name in ("--model_variant", "--atrous_rates", "--decoder_output_stride", "--num_classes"):
-        assert name in out.stdout, name
+        assert name in text, name
 
 
-@pytest.mark.slow
 def test_quantize_delay_step_with_mixed_precision_stops_with_one_line(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "train.py"),
-            f"--train_logdir={tmp_path / 'run'}",
-            "--quantize_delay_step=0",
-            "--mixed_precision=float16",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=300,
+    out = helpers.run_cli_in_process(
+        "train.py",
+        f"--train_logdir={tmp_path / 'run'}",
+        "--quantize_delay_step=0",
+        "--mixed_precision=float16",
     )
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if "quantize_delay_step" in line]
@@ -161,7 +118,7 @@ def test_tensorboard_is_installed_and_required():
     import tensorboard
 
     assert tensorboard.__version__.startswith("2.")
-    with open(os.path.join(ROOT, "setup.py")) as f:
+    with open(os.path.join(helpers.REPO, "setup.py")) as f:
         assert '"tensorboard>=' in f.read()
 
 

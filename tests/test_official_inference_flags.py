@@ -5,24 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import build_deeplab
 from deeplab.data import preprocess
 from deeplab.export import frozen_graph
 from deeplab.modeling import inference
+from tests import helpers
 
 
 @pytest.fixture(scope="module")
 def model():
     tf.keras.utils.set_random_seed(1)
-    return build_deeplab(
-        model_variant="mobilenet_v2",
-        num_classes=4,
-        depth_multiplier=0.25,
-        output_stride=16,
-        atrous_rates=None,
-        decoder_output_stride=None,
-        upsample_logits=False,
-    )
+    return helpers.tiny_model(num_classes=4, crop_size=None, upsample_logits=False)
 
 
 def _image(height=65, width=81, seed=0):

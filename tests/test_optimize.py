@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.inference import randomize_batch_norms as _randomize_batch_norms
 from deeplab import build_deeplab
 from deeplab.checkpoints.official import load_official_checkpoint
 from deeplab.export import inference_rewrites as optimize
+from deeplab.modeling.batch_norm_statistics import randomize_batch_norms
+from tests import helpers
 
 # Full DeepLab models (Xception and MobileNetV2) folded and compared with the originals.
 pytestmark = pytest.mark.slow
@@ -35,8 +36,8 @@ def _images(shape, seed=1):
 
 
 @pytest.fixture(scope="module")
-def official(model_fixtures):
-    model = build_deeplab(**model_fixtures.fixture_flags())
+def official():
+    model = build_deeplab(**helpers.fixture_flags())
     load_official_checkpoint(model, os.path.join(FIXTURE, "model.ckpt"))
     images = np.load(os.path.join(FIXTURE, "input.npy")).astype(np.float32)
     return model, images
@@ -59,7 +60,7 @@ def official(model_fixtures):
 )
 def test_folded_model_equals_unfolded(variant, kwargs):
     model = build_deeplab(model_variant=variant, num_classes=5, **kwargs)
-    _randomize_batch_norms(model)
+    randomize_batch_norms(model)
     folded = optimize.optimize_for_inference(model)
     bns = optimize.count_layers(folded, [keras.layers.BatchNormalization])
     assert bns == 0
@@ -121,7 +122,7 @@ def test_original_model_is_untouched(official):
 def test_bfloat16_path_agrees_on_argmax(variant, kwargs):
     keras.utils.set_random_seed(0)  # the agreement depends on the random weights
     model = build_deeplab(model_variant=variant, num_classes=21, **kwargs)
-    _randomize_batch_norms(model)
+    randomize_batch_norms(model)
     images = _images([2, 97, 97, 3])
     expected = model(images, training=False).numpy()
     bf16 = optimize.bfloat16_inference_model(model)
@@ -164,7 +165,7 @@ def test_frozen_batch_norm_model_and_no_upsampling_fold():
         fine_tune_batch_norm=False,
         upsample_logits=False,
     )
-    _randomize_batch_norms(model, seed=3)
+    randomize_batch_norms(model, seed=3)
     folded = optimize.fold_batch_norms(model)
     images = _images([1, 65, 65, 3], seed=2)
     expected = model(images, training=False).numpy()
@@ -176,7 +177,7 @@ def test_frozen_batch_norm_model_and_no_upsampling_fold():
 def test_residual_rewrites_keep_values():
     """Add -> AddN and ReLU-after-Add -> maximum(x, 0) (keep the oneDNN remapper working)."""
     model = build_deeplab(model_variant="xception_41", num_classes=4, output_stride=16)
-    _randomize_batch_norms(model, seed=5)
+    randomize_batch_norms(model, seed=5)
     plain = optimize.optimize_for_inference(model, residual_add_n=False, residual_relu_max=False)
     rewritten = optimize.optimize_for_inference(model)
     assert (

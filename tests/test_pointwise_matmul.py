@@ -5,11 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.inference import model_options, randomize_batch_norms
-from benchmarks.pointwise_matmul import loss_and_gradients
+from deeplab.modeling.batch_norm_statistics import randomize_batch_norms
 from deeplab.modeling.model import build_deeplab_from_options
+from deeplab.modeling.options import ModelOptions
 from deeplab.training import Trainer, pointwise_matmul
-from deeplab.training.pointwise_matmul import pointwise_conv, pointwise_convs_as_matmul
+from deeplab.training.pointwise_matmul import (
+    loss_and_gradients,
+    pointwise_conv,
+    pointwise_convs_as_matmul,
+)
+from tests import helpers
 
 
 def _conv_and_grads(x, kernel, dy, as_matmul, strides=(1, 1), padding="SAME"):
@@ -88,8 +93,14 @@ def test_one_training_step_changes_gradients_no_more_than_float32_rounding(monke
     (ReLU masks flip, the gradients are small), so the rewrite is held to that reference."""
     crop = 65
     keras.utils.set_random_seed(0)
-    options = model_options(
-        "xception_65", 16, num_classes=21, crop_size=(crop, crop), fine_tune_batch_norm=True
+    options = ModelOptions(
+        model_variant="xception_65",
+        output_stride=16,
+        atrous_rates=(6, 12, 18),
+        decoder_output_stride=4,
+        num_classes=21,
+        crop_size=(crop, crop),
+        fine_tune_batch_norm=True,
     )
     model = build_deeplab_from_options(options, input_size=(crop, crop))
     randomize_batch_norms(model)
@@ -126,19 +137,17 @@ def test_one_training_step_changes_gradients_no_more_than_float32_rounding(monke
 
 
 @pytest.mark.slow
-def test_the_trainer_applies_the_same_update_with_and_without_the_rewrite(
-    tmp_path, tiny_options, fixed_batches, make_config
-):
+def test_the_trainer_applies_the_same_update_with_and_without_the_rewrite(tmp_path):
     """One step of the trainer (default: rewrite on) against one with
     pointwise_convs_as_matmul=False, from the same initial weights."""
-    options = tiny_options(fine_tune_batch_norm=False)
+    options = helpers.tiny_options(fine_tune_batch_norm=False)
     updates = []
     for as_matmul in (True, False):
-        config = make_config(
+        config = helpers.make_config(
             tmp_path / str(as_matmul), options, steps=1, pointwise_convs_as_matmul=as_matmul
         )
         assert config.pointwise_convs_as_matmul is as_matmul
-        trainer = Trainer(config, dataset_fn=fixed_batches())
+        trainer = Trainer(config, dataset_fn=helpers.fixed_batches())
         before = [v.numpy() for v in trainer.model.trainable_variables]
         trainer.run()
         after = [v.numpy() for v in trainer.model.trainable_variables]

@@ -10,32 +10,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab import ModelOptions, build_deeplab_from_options
+from deeplab import build_deeplab_from_options
 from deeplab.checkpoints.official import load_checkpoint
-from deeplab.data import synthetic
 from deeplab.data.config import DataConfig
 from deeplab.data.pipeline import build_dataset
 from deeplab.export import litert, qat
 from deeplab.export import saved_model as export_lib
 from deeplab.modeling.layers import BatchNorm
 from deeplab.training import LearningRateConfig, TrainConfig, Trainer
+from tests import helpers
 
 CROP = (65, 65)
-OPTIONS = ModelOptions(
-    model_variant="mobilenet_v2",
-    num_classes=synthetic.NUM_CLASSES,
-    output_stride=16,
-    atrous_rates=None,
-    decoder_output_stride=None,
-    crop_size=CROP,
-    depth_multiplier=0.25,
-    batch_norm_decay=0.5,
-)
+OPTIONS = helpers.tiny_options(crop_size=CROP, batch_norm_decay=0.5)
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, eval_fixtures):
-    return eval_fixtures.build_synthetic(str(tmp_path_factory.mktemp("synthetic")))
+def data_dir(tmp_path_factory):
+    return helpers.build_synthetic(str(tmp_path_factory.mktemp("synthetic")))
 
 
 def _config(logdir, data_dir, steps, delay, **kwargs):
@@ -233,9 +224,9 @@ def test_int8_litert_model_agrees_with_the_fake_quantized_model(qat_run, data_di
 
 
 @pytest.mark.slow
-def test_export_cli_writes_the_full_integer_model_of_a_qat_run(qat_run, tmp_path, eval_fixtures):
+def test_export_cli_writes_the_full_integer_model_of_a_qat_run(qat_run, tmp_path):
     _, _, logdir = qat_run
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli_in_process(
         "export.py",
         f"--checkpoint_path={logdir}",
         f"--export_path={tmp_path / 'exported'}",

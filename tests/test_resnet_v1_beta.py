@@ -11,6 +11,7 @@ from deeplab import ModelOptions, build_deeplab, build_deeplab_from_options
 from deeplab.checkpoints.official import load_official_checkpoint, official_variables
 from deeplab.modeling.layers import ScaleToUnitRange
 from deeplab.modeling.summary import summarize
+from tests import helpers
 
 CONFIGS = [
     "resnet_v1_50_beta_21classes",
@@ -41,11 +42,11 @@ def official_options(facts, key, **changes):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["resnet_v1_50_beta_21classes", "resnet_v1_101_beta_21classes"])
-def test_variables_match_official_checkpoint_exactly(key, model_fixtures):
-    fact = model_fixtures.facts()[key]
-    model = build_deeplab_from_options(official_options(model_fixtures.facts, key))
+def test_variables_match_official_checkpoint_exactly(key):
+    fact = helpers.facts()[key]
+    model = build_deeplab_from_options(official_options(helpers.facts, key))
     ours = {name: list(v.shape) for name, v in official_variables(model).items()}
-    assert ours == model_fixtures.official_variables(fact["variables_file"].split("/")[-1])
+    assert ours == helpers.official_variables(fact["variables_file"].split("/")[-1])
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == fact["trainable_params"]
     assert len(model.trainable_weights) == fact["num_trainable_variables"]
     assert sum(int(np.prod(w.shape)) for w in model.weights) == fact["all_variable_elements"]
@@ -56,9 +57,9 @@ def test_variables_match_official_checkpoint_exactly(key, model_fixtures):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", CONFIGS)
-def test_mult_adds_strides_and_rates_match_official(key, model_fixtures):
-    fact = model_fixtures.facts()[key]
-    options = official_options(model_fixtures.facts, key)
+def test_mult_adds_strides_and_rates_match_official(key):
+    fact = helpers.facts()[key]
+    options = official_options(helpers.facts, key)
     summary = summarize(options, (513, 513))
     assert summary["trainable_params"] == fact["trainable_params"]
     # The official conv-only count, reproduced exactly (atrous convs run through
@@ -162,7 +163,7 @@ def test_strided_bottleneck_unit_follows_the_official_op_order():
 
 
 @pytest.mark.slow
-def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path, model_fixtures):
+def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path):
     """The official ImageNet resnet_v1_50 (beta) checkpoint holds only `resnet_v1_50/...`
     (plus its classifier and optimizer slots, ignored)."""
     source = build_deeplab(model_variant="resnet_v1_50_beta", num_classes=21)
@@ -177,7 +178,7 @@ def test_imagenet_backbone_checkpoint_initializes_the_backbone(tmp_path, model_f
     tensors["resnet_v1_50/logits/biases"] = np.zeros([1000], "float32")
     tensors["global_step"] = np.array(7, dtype=np.int64)
     prefix = str(tmp_path / "resnet_v1_50" / "model.ckpt")
-    model_fixtures.write_tf1_checkpoint(prefix, tensors)
+    helpers.write_tf1_checkpoint(prefix, tensors)
     model = build_deeplab(model_variant="resnet_v1_50_beta", num_classes=5, multi_grid=(1, 2, 4))
     report = load_official_checkpoint(model, prefix)
     assert len(report.loaded) == backbone
@@ -213,11 +214,9 @@ def test_bad_options_name_the_flag_and_the_allowed_values(bad, message):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", CONFIGS)
-def test_summary_cli_with_the_official_flags_prints_the_official_figures(
-    key, eval_fixtures, model_fixtures
-):
-    fact = model_fixtures.facts()[key]
-    result = eval_fixtures.run_cli(
+def test_summary_cli_with_the_official_flags_prints_the_official_figures(key):
+    fact = helpers.facts()[key]
+    result = helpers.run_cli_in_process(
         "deeplab.summary",
         *fact["official_flags_argv"],
         f"--num_classes={fact['num_classes']}",

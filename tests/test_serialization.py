@@ -5,10 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from deeplab import build_deeplab
 from deeplab.evaluation.metrics import MeanIoUWithIgnore
 from deeplab.export import inference_rewrites as optimize
 from deeplab.modeling import layers
+from tests import helpers
 
 
 @pytest.mark.parametrize(
@@ -36,14 +36,12 @@ def test_custom_objects_round_trip_through_their_config(layer):
 
 @pytest.mark.slow
 def test_built_model_saves_and_reloads_as_keras_file_with_identical_outputs(tmp_path):
-    model = build_deeplab(
-        model_variant="mobilenet_v2",
+    model = helpers.tiny_model(
         num_classes=5,
         output_stride=8,
         atrous_rates=(12, 24, 36),
         decoder_output_stride=4,
         crop_size=(65, 65),
-        depth_multiplier=0.25,
         fine_tune_batch_norm=False,
     )
     images = np.random.default_rng(0).uniform(0, 255, (2, 65, 65, 3)).astype(np.float32)

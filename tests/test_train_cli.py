@@ -1,34 +1,28 @@
-"""train.py end to end through subprocesses: checkpoints, events, SIGKILL and resume, flags."""
+"""train.py: end to end in a subprocess (checkpoints, events, SIGKILL and resume; a live second
+trainer), flag errors, the synthetic preset and NaN stops through its `main()` in process."""
 
 import glob
-import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from deeplab.data import synthetic, tfrecord
+from tests import helpers
 
-# Every test runs train.py in a subprocess.
+# Every test trains or runs train.py.
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "--model_variant=mobilenet_v2",
-    "--depth_multiplier=0.25",
-    "--train_crop_size=49,49",
-    "--train_batch_size=2",
+TINY = helpers.TINY_FLAGS + [
     "--base_learning_rate=0.01",
-    "--dataset=synthetic",
     "--min_scale_factor=0.75",
     "--max_scale_factor=1.25",
-    "--seed=3",
 ]
 
 
@@ -39,25 +33,6 @@ def data_dir(tmp_path_factory):
         path, num_train=8, num_val=2, num_shards=2, min_size=56, max_size=80
     )
     return path
-
-
-def _env():
-    env = dict(os.environ)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _train(args, **kwargs):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train.py")] + args,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=600,
-        **kwargs,
-    )
 
 
 def _scalar_tags(logdir):
@@ -77,13 +52,13 @@ def test_train_writes_checkpoint_and_events_then_rerun_does_nothing(tmp_path, da
         "--training_number_of_steps=20",
         "--log_steps=10",
     ] + TINY
-    proc = _train(args)
+    proc = helpers.run_cli("train.py", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert tf.train.latest_checkpoint(logdir).endswith("ckpt-20")
     tags = _scalar_tags(logdir)
     assert tags["total_loss"] == [10, 20] and tags["learning_rate"] == [10, 20]
     assert os.path.exists(os.path.join(logdir, "model_options.json"))
-    again = _train(args)
+    again = helpers.run_cli_in_process("train.py", *args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to do" in again.stdout and "step 20" in again.stdout
 
@@ -99,11 +74,11 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
         "--max_checkpoints_to_keep=2",
     ] + TINY
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "train.py")] + args,
+        helpers.cli_command("train.py") + args,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=_env(),
-        cwd=ROOT,
+        env=helpers.cli_env(),
+        cwd=helpers.REPO,
     )
     try:
         deadline = time.time() + 300
@@ -121,7 +96,7 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
     assert proc.returncode == -signal.SIGKILL
     killed_at = int(tf.train.latest_checkpoint(logdir).rsplit("-", 1)[1])
     assert 6 <= killed_at < 60
-    resumed = _train(args)
+    resumed = helpers.run_cli("train.py", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     restored = re.search(r"Restored \S+ \(step (\d+)\)", resumed.stderr)
     assert restored and int(restored.group(1)) >= killed_at, resumed.stderr[-3000:]
@@ -130,7 +105,6 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
     assert "Finished at step 60" in resumed.stdout
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, fragment",
     [
@@ -150,52 +124,28 @@ def test_bad_flags_exit_2_with_a_message_naming_the_flag(tmp_path, data_dir, fla
         tiny = [a for a in TINY if not a.startswith(name)]
     else:
         tiny = TINY
-    proc = _train([f"--train_logdir={tmp_path}", f"--dataset_dir={data_dir}"] + tiny + [flag])
+    proc = helpers.run_cli_in_process(
+        "train.py", f"--train_logdir={tmp_path}", f"--dataset_dir={data_dir}", *tiny, flag
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert fragment in proc.stderr, proc.stderr[-2000:]
     assert not glob.glob(str(tmp_path / "ckpt-*"))
 
 
-PRESET_SCRIPT = r"""
-import json, sys
-from deeplab.cli import train
-from absl import flags
-FLAGS = flags.FLAGS
-FLAGS(["train.py", "--train_logdir=" + sys.argv[1], "--train_batch_size=4"])
-config = train.config_from_flags(FLAGS)
-print("RESULT " + json.dumps({
-    "flag_steps": FLAGS.training_number_of_steps,
-    "flag_crop": FLAGS.train_crop_size,
-    "flag_batch": FLAGS.train_batch_size,
-    "steps": config.learning_rate.training_number_of_steps,
-    "crop": list(config.data.crop_size),
-    "batch": config.data.batch_size,
-    "decay": config.model_options.batch_norm_decay,
-    "dataset": config.data.dataset_name,
-}))
-"""
-
-
 def test_synthetic_preset_goes_into_the_config_not_into_the_flags(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-c", PRESET_SCRIPT, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-        timeout=600,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT ") :])
-    # The flags keep their defaults; the config has the demo preset, except for the flag given.
-    assert result["flag_steps"] == 30000 and result["flag_crop"] == ["513,513"]
-    assert result["steps"] == 1500 and result["crop"] == [129, 129]
-    assert result["flag_batch"] == result["batch"] == 4
-    assert result["decay"] == 0.99 and result["dataset"] == "synthetic"
+    with helpers.cli_flags_defined("train.py") as train:
+        values = flags.FLAGS
+        values(["train.py", f"--train_logdir={tmp_path}", "--train_batch_size=4"])
+        config = train.config_from_flags(values)
+        # The flags keep their defaults; the config has the demo preset, except for the flag
+        # given.
+        assert values.training_number_of_steps == 30000 and values.train_crop_size == ["513,513"]
+        assert values.train_batch_size == config.data.batch_size == 4
+    assert config.learning_rate.training_number_of_steps == 1500
+    assert list(config.data.crop_size) == [129, 129]
+    assert config.model_options.batch_norm_decay == 0.99 and config.data.dataset_name == "synthetic"
 
 
-@pytest.mark.slow
 def test_synthetic_never_writes_into_a_users_folder(tmp_path):
     user = tmp_path / "mine"
     user.mkdir()
@@ -212,19 +162,8 @@ def test_synthetic_never_writes_into_a_users_folder(tmp_path):
             str(tmp_path / "run"),
         ),
     ):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                os.path.join(ROOT, script),
-                *extra,
-                "--dataset=synthetic",
-                f"--dataset_dir={user}",
-            ],
-            capture_output=True,
-            text=True,
-            env=_env(),
-            cwd=ROOT,
-            timeout=600,
+        proc = helpers.run_cli_in_process(
+            script, *extra, "--dataset=synthetic", f"--dataset_dir={user}"
         )
         assert proc.returncode == 2, (script, proc.stderr[-2000:])
         last = proc.stderr.strip().splitlines()[-1]
@@ -243,24 +182,22 @@ def _wait_for(predicate, proc, what, seconds=300):
     raise AssertionError(f"{what} did not happen (exit {proc.poll()})")
 
 
-@pytest.mark.slow
 def test_second_trainer_on_a_live_logdir_is_refused_and_a_killed_ones_lock_is_taken_over(
     tmp_path, data_dir
 ):
     logdir = str(tmp_path / "run")
     args = [f"--train_logdir={logdir}", f"--dataset_dir={data_dir}", "--log_steps=1"] + TINY
     first = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "train.py"), "--training_number_of_steps=100000"]
-        + args,
+        helpers.cli_command("train.py") + ["--training_number_of_steps=100000"] + args,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=_env(),
-        cwd=ROOT,
+        env=helpers.cli_env(),
+        cwd=helpers.REPO,
     )
     try:
         lock = os.path.join(logdir, "train.lock")
         _wait_for(lambda: os.path.exists(lock), first, "the lock file")
-        second = _train(args + ["--training_number_of_steps=2"])
+        second = helpers.run_cli_in_process("train.py", *args, "--training_number_of_steps=2")
         assert second.returncode == 1, second.stderr[-2000:]
         last = second.stderr.strip().splitlines()[-1]
         assert f"in use by another trainer (pid {first.pid} on " in last, last
@@ -270,7 +207,7 @@ def test_second_trainer_on_a_live_logdir_is_refused_and_a_killed_ones_lock_is_ta
     finally:
         if first.poll() is None:
             first.kill()
-    third = _train(args + ["--training_number_of_steps=2"])
+    third = helpers.run_cli_in_process("train.py", *args, "--training_number_of_steps=2")
     assert third.returncode == 0, third.stderr[-3000:]
     assert f"taking over the stale lock {lock}" in third.stderr
     assert f"(pid {first.pid} on " in third.stderr
@@ -278,7 +215,6 @@ def test_second_trainer_on_a_live_logdir_is_refused_and_a_killed_ones_lock_is_ta
     assert not os.path.exists(lock)
 
 
-@pytest.mark.slow
 def test_forced_nan_with_a_checkpoint_every_step_then_a_sane_restart_finishes(tmp_path, data_dir):
     logdir = str(tmp_path / "run")
     args = [
@@ -289,13 +225,12 @@ def test_forced_nan_with_a_checkpoint_every_step_then_a_sane_restart_finishes(tm
         "--log_steps=1",
     ] + [a for a in TINY if not a.startswith("--base_learning_rate")]
     # Two sane steps, then a learning rate that sends the weights to inf.
-    nan = _train(
-        args
-        + [
-            "--base_learning_rate=1e38",
-            "--slow_start_step=2",
-            "--slow_start_learning_rate=0.01",
-        ]
+    nan = helpers.run_cli_in_process(
+        "train.py",
+        *args,
+        "--base_learning_rate=1e38",
+        "--slow_start_step=2",
+        "--slow_start_learning_rate=0.01",
     )
     assert nan.returncode == 3, nan.stderr[-3000:]
     last = nan.stderr.strip().splitlines()[-1]
@@ -307,7 +242,7 @@ def test_forced_nan_with_a_checkpoint_every_step_then_a_sane_restart_finishes(tm
         value = reader.get_tensor(name)
         if getattr(value, "dtype", None) is not None and value.dtype.kind == "f":
             assert np.all(np.isfinite(value)), name
-    sane = _train(args + ["--base_learning_rate=0.01"])
+    sane = helpers.run_cli_in_process("train.py", *args, "--base_learning_rate=0.01")
     assert sane.returncode == 0, sane.stderr[-3000:]
     assert f"Restored {named.group(1)} (step 2)" in sane.stderr
     assert "Finished at step 5" in sane.stdout

@@ -14,15 +14,16 @@ from deeplab.training import (
     NonFiniteLossError,
     Trainer,
 )
+from tests import helpers
 
 # Every test traces and runs the training loop.
 pytestmark = pytest.mark.slow
 
-CROP = 49  # the crop of conftest's `fixed_batches`
+CROP = helpers.CROP  # the crop of `helpers.fixed_batches`
 
 
-def test_overfits_a_few_images(tmp_path, fixed_batches, make_config):
-    config = make_config(
+def test_overfits_a_few_images(tmp_path):
+    config = helpers.make_config(
         tmp_path,
         steps=40,
         optimizer="adam",
@@ -30,7 +31,7 @@ def test_overfits_a_few_images(tmp_path, fixed_batches, make_config):
         log_steps=1,
         save_interval_steps=1000,
     )
-    trainer = Trainer(config, dataset_fn=fixed_batches(num_images=2))
+    trainer = Trainer(config, dataset_fn=helpers.fixed_batches(num_images=2))
     first = []
     orig = trainer._train_step
 
@@ -48,11 +49,11 @@ def test_overfits_a_few_images(tmp_path, fixed_batches, make_config):
     assert result["pixel_accuracy"] > 0.85
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-    tmp_path, fixed_batches, make_config, small_model
-):
-    config = make_config(tmp_path, steps=10)
-    trainer = Trainer(config, dataset_fn=fixed_batches(nan_from_step=5), model_fn=small_model)
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = helpers.make_config(tmp_path, steps=10)
+    trainer = Trainer(
+        config, dataset_fn=helpers.fixed_batches(nan_from_step=5), model_fn=helpers.small_model
+    )
     with pytest.raises(NonFiniteLossError, match=r"at step 5\b") as err:
         trainer.run()
     assert "ckpt-4" in str(err.value)
@@ -78,9 +79,7 @@ def _all_finite_checkpoint(path):
     return True
 
 
-def test_exploding_update_never_reaches_a_checkpoint_and_a_sane_restart_finishes(
-    tmp_path, fixed_batches, make_config, small_model
-):
+def test_exploding_update_never_reaches_a_checkpoint_and_a_sane_restart_finishes(tmp_path):
     # Three sane steps (saved), then a learning rate that sends the weights to inf at step 4.
     explode = LearningRateConfig(
         base_learning_rate=1e38,
@@ -88,8 +87,8 @@ def test_exploding_update_never_reaches_a_checkpoint_and_a_sane_restart_finishes
         slow_start_learning_rate=0.01,
         training_number_of_steps=10,
     )
-    config = make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
-    trainer = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model)
+    config = helpers.make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
+    trainer = Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model)
     with pytest.raises(NonFiniteLossError, match="not finite after step 4") as err:
         trainer.run()
     named = str(err.value).split("last good checkpoint is ")[1].split(". ")[0]
@@ -99,20 +98,18 @@ def test_exploding_update_never_reaches_a_checkpoint_and_a_sane_restart_finishes
     assert all(_all_finite_checkpoint(p[: -len(".index")]) for p in saved)
 
     sane = LearningRateConfig(base_learning_rate=0.01, training_number_of_steps=10)
-    config = make_config(tmp_path, learning_rate=sane, save_interval_steps=1)
-    result = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model).run()
+    config = helpers.make_config(tmp_path, learning_rate=sane, save_interval_steps=1)
+    result = Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model).run()
     assert result["steps_run"] == 7 and np.isfinite(result["total_loss"])
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-10")
 
 
-def test_a_checkpoint_of_weights_that_give_a_nan_loss_is_discarded(
-    tmp_path, fixed_batches, make_config, small_model
-):
+def test_a_checkpoint_of_weights_that_give_a_nan_loss_is_discarded(tmp_path):
     # lr 1e6: the weights stay finite for a step or two but give a NaN loss or gradients; the
     # checkpoint of those weights would fail every restart at once, so it is dropped.
     explode = LearningRateConfig(base_learning_rate=1e6, training_number_of_steps=10)
-    config = make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
-    trainer = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model)
+    config = helpers.make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
+    trainer = Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model)
     with pytest.raises(NonFiniteLossError, match="last good checkpoint is ") as err:
         trainer.run()
     named = str(err.value).split("last good checkpoint is ")[1].split(". ")[0]
@@ -125,20 +122,18 @@ def test_a_checkpoint_of_weights_that_give_a_nan_loss_is_discarded(
         assert not glob.glob(os.path.join(str(tmp_path), f"ckpt-{bad_step - 1}.*"))
 
 
-def test_a_restart_that_diverges_again_falls_back_and_finishes(
-    tmp_path, capfd, fixed_batches, make_config, small_model
-):
+def test_a_restart_that_diverges_again_falls_back_and_finishes(tmp_path, capfd):
     # lr 1e6 with a checkpoint every step: the saved weights are finite but huge, so a restart
     # at a sane learning rate diverges again at once from each of them.
     explode = LearningRateConfig(base_learning_rate=1e6, training_number_of_steps=10)
-    config = make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
+    config = helpers.make_config(tmp_path, learning_rate=explode, save_interval_steps=1)
     with pytest.raises(NonFiniteLossError, match="nothing needs deleting"):
-        Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model).run()
+        Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model).run()
     before = sorted(os.listdir(tmp_path))
     capfd.readouterr()
     sane = LearningRateConfig(base_learning_rate=0.01, training_number_of_steps=10)
-    config = make_config(tmp_path, learning_rate=sane, save_interval_steps=1)
-    result = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model).run()
+    config = helpers.make_config(tmp_path, learning_rate=sane, save_interval_steps=1)
+    result = Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model).run()
     assert result["step"] == 10 and np.isfinite(result["total_loss"])
     warnings = capfd.readouterr().err
     assert "after resuming; falling back to " in warnings, (before, warnings)
@@ -148,9 +143,9 @@ def test_a_restart_that_diverges_again_falls_back_and_finishes(
     )
 
 
-def test_non_finite_gradients_skip_the_update(tmp_path, fixed_batches, make_config, small_model):
-    config = make_config(tmp_path, steps=3)
-    trainer = Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model)
+def test_non_finite_gradients_skip_the_update(tmp_path):
+    config = helpers.make_config(tmp_path, steps=3)
+    trainer = Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model)
     before = [v.numpy() for v in trainer.model.trainable_variables]
     images = tf.constant(np.full((4, CROP, CROP, 3), 1e38, np.float32))
     labels = tf.zeros((4, CROP, CROP, 1), tf.int32)
@@ -173,12 +168,11 @@ def _bn_layers(model):
     return [layer for layer in model.layers if layer.name.endswith(".BatchNorm")]
 
 
-def test_fine_tune_batch_norm_false_keeps_moving_stats_and_trains_gamma_beta(
-    tmp_path, fixed_batches, make_config, tiny_options
-):
-    options = tiny_options(fine_tune_batch_norm=False)
+def test_fine_tune_batch_norm_false_keeps_moving_stats_and_trains_gamma_beta(tmp_path):
+    options = helpers.tiny_options(fine_tune_batch_norm=False)
     trainer = Trainer(
-        make_config(tmp_path, options, steps=2, save_interval_steps=0), dataset_fn=fixed_batches()
+        helpers.make_config(tmp_path, options, steps=2, save_interval_steps=0),
+        dataset_fn=helpers.fixed_batches(),
     )
     bns = _bn_layers(trainer.model)
     assert bns
@@ -204,15 +198,13 @@ def _official_l2(model, weight_decay):
     return total
 
 
-def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(
-    tmp_path, fixed_batches, make_config, tiny_options
-):
-    config = make_config(
+def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(tmp_path):
+    config = helpers.make_config(
         tmp_path,
-        tiny_options(weight_decay=1e-3),
+        helpers.tiny_options(weight_decay=1e-3),
         learning_rate=LearningRateConfig(base_learning_rate=0.0, training_number_of_steps=1),
     )
-    trainer = Trainer(config, dataset_fn=fixed_batches())
+    trainer = Trainer(config, dataset_fn=helpers.fixed_batches())
     # Conv and pointwise kernels and the logits kernel; not depthwise, BN or biases.
     want = _official_l2(trainer.model, 1e-3)
     bn = _bn_layers(trainer.model)[0]
@@ -226,11 +218,11 @@ def test_regularization_is_official_l2_and_batch_norm_trains_its_statistics(
     assert not np.array_equal(mean_before, bn.moving_mean.numpy())
 
 
-def test_batch_of_one_summaries_and_rerun_when_done(
-    tmp_path, fixed_batches, make_config, small_model
-):
-    config = make_config(tmp_path, steps=3, batch_size=1, save_summaries_images=True)
-    result = Trainer(config, dataset_fn=fixed_batches(num_images=1), model_fn=small_model).run()
+def test_batch_of_one_summaries_and_rerun_when_done(tmp_path):
+    config = helpers.make_config(tmp_path, steps=3, batch_size=1, save_summaries_images=True)
+    result = Trainer(
+        config, dataset_fn=helpers.fixed_batches(num_images=1), model_fn=helpers.small_model
+    ).run()
     assert result["step"] == 3 and np.isfinite(result["total_loss"])
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-3")
     tags = set()
@@ -249,22 +241,22 @@ def test_batch_of_one_summaries_and_rerun_when_done(
         "samples/label",
         "samples/prediction",
     } <= tags
-    again = Trainer(config, dataset_fn=fixed_batches(num_images=1), model_fn=small_model).run()
+    again = Trainer(
+        config, dataset_fn=helpers.fixed_batches(num_images=1), model_fn=helpers.small_model
+    ).run()
     assert again == {"step": 3, "steps_run": 0, "already_done": True}
     _, options = run_options.saved_run_info(str(tmp_path))
     assert options["model_variant"] == "mobilenet_v2" and options["dataset"] == "synthetic"
 
 
-def test_initialize_from_checkpoint_skipping_the_last_layers(
-    tmp_path, fixed_batches, make_config, tiny_options
-):
+def test_initialize_from_checkpoint_skipping_the_last_layers(tmp_path):
     first = tmp_path / "first"
-    Trainer(make_config(first, steps=1), dataset_fn=fixed_batches()).run()
+    Trainer(helpers.make_config(first, steps=1), dataset_fn=helpers.fixed_batches()).run()
     first_ckpt = tf.train.latest_checkpoint(str(first))
-    source = tiny_model_from(tiny_options, first_ckpt)
+    source = tiny_model_from(first_ckpt)
     # A new class count: the logits cannot come from the checkpoint, everything else does.
-    options = tiny_options(num_classes=3)
-    config = make_config(
+    options = helpers.tiny_options(num_classes=3)
+    config = helpers.make_config(
         tmp_path / "second",
         options,
         steps=1,
@@ -272,7 +264,7 @@ def test_initialize_from_checkpoint_skipping_the_last_layers(
         initialize_last_layer=False,
         last_layers_contain_logits_only=True,
     )
-    trainer = Trainer(config, dataset_fn=fixed_batches())
+    trainer = Trainer(config, dataset_fn=helpers.fixed_batches())
     trainer._restore_or_initialize()
     for layer in trainer.model.layers:
         if not layer.weights:
@@ -284,19 +276,15 @@ def test_initialize_from_checkpoint_skipping_the_last_layers(
                 np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=layer.name)
 
 
-def tiny_model_from(tiny_options, checkpoint):
-    from deeplab import build_deeplab_from_options
-
-    model = build_deeplab_from_options(tiny_options())
+def tiny_model_from(checkpoint):
+    model = helpers.tiny_model()
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model
 
 
-def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(
-    tmp_path, capfd, fixed_batches, make_config, small_model
-):
-    config = make_config(tmp_path, steps=4, save_interval_steps=2)
-    Trainer(config, dataset_fn=fixed_batches(), model_fn=small_model).run()
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capfd):
+    config = helpers.make_config(tmp_path, steps=4, save_interval_steps=2)
+    Trainer(config, dataset_fn=helpers.fixed_batches(), model_fn=helpers.small_model).run()
     data = glob.glob(os.path.join(str(tmp_path), "ckpt-4.data-*"))[0]
     with open(data, "r+b") as f:
         f.truncate(os.path.getsize(data) // 2)
@@ -306,7 +294,9 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(
     capfd.readouterr()
 
     trainer = Trainer(
-        make_config(tmp_path, steps=6), dataset_fn=fixed_batches(), model_fn=small_model
+        helpers.make_config(tmp_path, steps=6),
+        dataset_fn=helpers.fixed_batches(),
+        model_fn=helpers.small_model,
     )
     assert trainer._restore_or_initialize() == 2
     warning = capfd.readouterr().err

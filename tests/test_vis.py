@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from deeplab.evaluation import colormaps, visualization
+from tests import helpers
 
 
 def test_cityscapes_train_ids_to_label_ids():
@@ -66,9 +67,9 @@ def test_save_visualization_writes_image_prediction_overlay_and_figure(tmp_path)
 
 
 @pytest.mark.slow
-def test_vis_cli_writes_color_predictions_and_raw_label_ids(run, tmp_path, eval_fixtures):
+def test_vis_cli_writes_color_predictions_and_raw_label_ids(run, tmp_path):
     vis_dir = tmp_path / "vis"
-    result = eval_fixtures.run_cli(
+    result = helpers.run_cli(
         "vis.py",
         f"--checkpoint_dir={run.run_dir}",
         f"--vis_logdir={vis_dir}",
@@ -119,8 +120,8 @@ def test_vis_cli_writes_color_predictions_and_raw_label_ids(run, tmp_path, eval_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--vis_crop_size=97", "--eval_scales=1.0,x"])
-def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, flag, eval_fixtures):
-    result = eval_fixtures.run_cli(
+def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, flag):
+    result = helpers.run_cli_in_process(
         "vis.py", f"--checkpoint_dir={run.run_dir}", f"--vis_logdir={tmp_path / 'vis'}", flag
     )
     assert result.returncode == 2

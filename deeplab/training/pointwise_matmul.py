@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import Iterator, List, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -88,3 +88,20 @@ def pointwise_convs_as_matmul(enabled: bool = True) -> Iterator[None]:
                 else:
                     conv2d.convolution_op = _SAVED
                 _SAVED = None
+
+
+def loss_and_gradients(
+    model, images, labels, batch_norm_state: Sequence, as_matmul: bool
+) -> Tuple[object, List[object]]:
+    """(loss, gradients of every trainable variable) of the official loss (mean cross-entropy
+    plus `model.losses`) in training mode, the 1x1 convs as MatMuls if `as_matmul`; the
+    BatchNorm statistics (`model.non_trainable_variables`) are set to `batch_norm_state` first,
+    so that repeated calls see the same network."""
+    for variable, value in zip(model.non_trainable_variables, batch_norm_state):
+        variable.assign(value)
+    with tf.GradientTape() as tape:
+        with pointwise_convs_as_matmul(as_matmul):
+            logits = model(images, training=True)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        loss = tf.reduce_mean(ce) + tf.add_n(model.losses)
+    return loss, tape.gradient(loss, model.trainable_variables)
