@@ -194,6 +194,7 @@ class JaxTrainer:
         """Writes the checkpoint of the current step (see the module docstring); returns the
         weights path. Keeps the latest `max_checkpoints_to_keep`."""
         logdir = self.config.train_logdir
+        os.makedirs(logdir, exist_ok=True)
         name = f"ckpt-{self.step}"
         weights = os.path.join(logdir, name + ".weights.h5")
         state = os.path.join(logdir, name + ".state.npz")
