@@ -32,6 +32,7 @@ def test_default_training_runs_on_jax(make_config, tmp_path):
 @pytest.mark.slow
 def test_train_py_stops_on_a_tensorflow_only_flag_under_jax(tmp_path):
     pytest.importorskip("jax")
+    (tmp_path / "data").mkdir()
     run = subprocess.run(
         [sys.executable, "train.py", f"--train_logdir={tmp_path / 'run'}"]
         + [f"--dataset_dir={tmp_path / 'data'}", "--quantize_delay_step=0"],
