@@ -74,7 +74,7 @@ MODEL_CASES = {
     ),
 }
 # The JAX trainer's two steps against the TensorFlow trainer's: opt-in (about 150 s of CPU, and
-# not equal yet: the early layers' updates differ by up to ~70% of their size; see README).
+# not equal yet: the first layers' updates differ by 20-70% of their size; see README).
 TRAIN_STEP_ENABLED = os.environ.get("DEEPLAB_TEST_JAX_TRAIN_STEP") == "1"
 # Two training steps (poly rate, momentum carried over) with every official option of the step.
 TRAIN_STEP_OPTIONS = dict(
