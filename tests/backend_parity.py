@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import keras
 import numpy as np
 
-from deeplab import build_deeplab
+from deeplab import build_deeplab, build_deeplab_from_options
 from deeplab.checkpoints.keras_weights import load_keras_model
 from deeplab.evaluation.metrics import MeanIoUWithIgnore
 from deeplab.training import losses
@@ -31,6 +32,33 @@ from deeplab.training import losses
 
 def _max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def _numpy_initial_values() -> None:
+    """Keras's random initializers draw from numpy zeros here: every weight is loaded from a
+    file right after building, and `jax.random` compiles one program per variable shape
+    (most of the time of building a model, ~90 s of CPU for the model cases)."""
+    import jax.numpy as jnp
+    from keras.src.backend.jax import random as jax_random
+
+    def zeros(shape, *args, dtype=None, **kwargs):
+        return jnp.asarray(np.zeros(shape, dtype or "float32"))
+
+    for name in ("uniform", "normal", "truncated_normal"):
+        setattr(jax_random, name, zeros)
+
+
+def _jit_forward(model):
+    """The model's inference pass as one jitted function of the images (one XLA program instead
+    of one dispatch per op: several times cheaper on CPU)."""
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+    return lambda images: jax.tree_util.tree_map(
+        np.asarray, forward(trainable, non_trainable, images)
+    )
 
 
 def _model(case, folder):
@@ -45,7 +73,7 @@ def compare_models(cases, folder):
     for case in cases:
         model = _model(case, folder)
         images = np.load(os.path.join(folder, case["input"]))
-        logits = np.asarray(model(images, training=False))
+        logits = _jit_forward(model)(images)
         diffs[case["name"]] = _max_diff(logits, np.load(os.path.join(folder, case["logits"])))
     return diffs
 
@@ -94,7 +122,7 @@ def converted_checkpoint(spec):
     model = load_keras_model(spec["weights"])
     raw = keras.Model(model.input, model.get_layer(spec["raw_layer"]).output)
     images = np.load(spec["input"]).astype(np.float32)
-    return _max_diff(raw(images), np.load(spec["logits"]))
+    return _max_diff(_jit_forward(raw)(images), np.load(spec["logits"]))
 
 
 def official_fixtures(fixtures):
@@ -108,7 +136,8 @@ def official_fixtures(fixtures):
         load_official_checkpoint(model, os.path.join(fixture["folder"], "model.ckpt"))
         images = np.load(os.path.join(fixture["folder"], "input.npy")).astype(np.float32)
         raw = keras.Model(model.input, model.get_layer(fixture["raw_layer"]).output)
-        outputs = {"raw": np.asarray(raw(images)), "upsampled": np.asarray(model(images))}
+        both = keras.Model(model.input, [raw.output, model.output])
+        outputs = dict(zip(("raw", "upsampled"), _jit_forward(both)(images)))
         for key, (path, every) in fixture["expected"].items():
             ours = outputs[key][:, ::every, ::every, :]
             official = np.load(path)
@@ -120,16 +149,70 @@ def official_fixtures(fixtures):
     return out
 
 
+def train_step(spec, folder):
+    """Two steps of the JAX trainer (a save and a restore between them) from the TensorFlow
+    trainer's initial weights and batch: max differences of the weights to TensorFlow's."""
+    import jax
+
+    from deeplab.training.jax_trainer import JaxTrainer
+    from tests import test_backends as cases
+
+    initial = os.path.join(folder, spec["initial"])
+    config = cases.train_step_config(os.path.join(folder, "jax_run"))
+    batch = dict(np.load(os.path.join(folder, spec["batch"])))
+    batches = [batch, batch]
+
+    def model_fn(options):
+        return cases.train_step_model(options, initial)
+
+    trainer = JaxTrainer(config, batches=batches, model_fn=model_fn)
+    start = [np.asarray(v.value) for v in trainer.model.trainable_variables]
+    trainer.train_steps(batches, 1)
+    trainer.save()
+    restored = JaxTrainer(config, model_fn=model_fn)
+    restored.restore_or_initialize()
+    restored_diff = max(
+        [_max_diff(a.value, b.value) for a, b in zip(restored.model.weights, trainer.model.weights)]
+        + [_max_diff(a, b) for a, b in zip(restored.accumulators, trainer.accumulators)]
+        + [abs(restored.step - trainer.step)]
+    )
+    trainer.train_steps(batches, 1)
+    expected = build_deeplab_from_options(config.model_options)
+    expected.load_weights(os.path.join(folder, spec["tf_weights"]))
+    trainable = zip(trainer.model.trainable_variables, expected.trainable_variables, start)
+    diffs = [(_max_diff(a.value, b.value), _max_diff(b.value, s)) for a, b, s in trainable]
+    non_trainable = zip(trainer.model.non_trainable_variables, expected.non_trainable_variables)
+    return {
+        "devices": len(jax.devices()),
+        "data_parallel": trainer.distribution is not None,
+        "trainable": max(d for d, _ in diffs),
+        "max_update": max(u for _, u in diffs),
+        "non_trainable": max(
+            _max_diff(a.value, b.value) for a, b in non_trainable if "float" in str(a.dtype)
+        ),
+        "restored": float(restored_diff),
+    }
+
+
 def main(folder: str) -> None:
     with open(os.path.join(folder, "cases.json")) as f:
         spec = json.load(f)
-    results = {"backend": keras.backend.backend()}
-    results["models"] = compare_models(spec["models"], folder)
-    results["training_forward"] = training_forward(spec["training_forward"], folder)
-    results["loss_and_metric"] = loss_and_metric(spec["loss_and_metric"], folder)
-    results["converted_checkpoint"] = converted_checkpoint(spec["converted_checkpoint"])
+    results = {"backend": keras.backend.backend(), "cpu_seconds": {}}
+    _numpy_initial_values()
+
+    def timed(key, fn, *args):
+        start = time.process_time()
+        results[key] = fn(*args)
+        results["cpu_seconds"][key] = round(time.process_time() - start, 1)
+
+    timed("models", compare_models, spec["models"], folder)
+    timed("training_forward", training_forward, spec["training_forward"], folder)
+    timed("loss_and_metric", loss_and_metric, spec["loss_and_metric"], folder)
+    timed("converted_checkpoint", converted_checkpoint, spec["converted_checkpoint"])
     results["tensorflow_imported_by_model_core"] = "tensorflow" in sys.modules
-    results["official_fixtures"] = official_fixtures(spec["official_fixtures"])
+    timed("official_fixtures", official_fixtures, spec["official_fixtures"])
+    if "train_step" in spec:
+        timed("train_step", train_step, spec["train_step"], folder)
     with open(os.path.join(folder, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 

@@ -308,6 +308,7 @@ def main():
     except flags.ValidationError as err:
         cli_flags.print_flags_error(err)
         return 2
+    import keras
     import tensorflow as tf
 
     from deeplab.checkpoints.mismatch import cli_checkpoint_error
@@ -320,6 +321,16 @@ def main():
         train,
     )
 
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        from deeplab.training import jax_trainer
+
+        feature = jax_trainer.unsupported_feature(config)
+        if backend != "jax" or feature is not None:
+            what = feature or "train.py"
+            print(f"FATAL: {what} is not available on KERAS_BACKEND={backend}", file=sys.stderr)
+            return 2
+        train = jax_trainer.train
     if config.data.dataset_name == "synthetic":
         from deeplab.data import synthetic
 

@@ -12,6 +12,9 @@ and below `slow_start_step` the rate is `slow_start_learning_rate` instead. With
 default `slow_start_step=0` the step is the global step itself. `step` is the number of
 updates already applied (the TF1 global step before the update), so the first update uses
 `base_learning_rate`.
+
+The math is `keras.ops`, so the same function gives a TensorFlow tensor in the TensorFlow
+trainer (a graph op on the global step) and a JAX value inside the JAX trainer's jitted step.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 POLICIES = ("poly", "step")
 
@@ -67,26 +70,26 @@ class LearningRateConfig:
         return float(self.training_number_of_steps - self.slow_start_step)
 
 
-def learning_rate_at(config: LearningRateConfig, step) -> tf.Tensor:
-    """The learning rate (float32 tensor) after `step` updates."""
-    step = tf.cast(step, tf.float32)
-    adjusted = tf.maximum(step - float(config.slow_start_step), 0.0)
+def learning_rate_at(config: LearningRateConfig, step):
+    """The learning rate (a float32 tensor of the backend) after `step` updates."""
+    step = ops.cast(step, "float32")
+    adjusted = ops.maximum(step - float(config.slow_start_step), 0.0)
     base = float(config.base_learning_rate)
     if config.learning_policy == "poly":
         decay_steps = config.effective_decay_steps
-        frac = tf.minimum(adjusted, decay_steps) / decay_steps
+        frac = ops.minimum(adjusted, decay_steps) / decay_steps
         end = float(config.end_learning_rate)
-        rate = (base - end) * tf.pow(1.0 - frac, float(config.learning_power)) + end
+        rate = (base - end) * ops.power(1.0 - frac, float(config.learning_power)) + end
     else:
-        exponent = tf.floor(adjusted / float(config.learning_rate_decay_step))
-        rate = base * tf.pow(float(config.learning_rate_decay_factor), exponent)
+        exponent = ops.floor(adjusted / float(config.learning_rate_decay_step))
+        rate = base * ops.power(float(config.learning_rate_decay_factor), exponent)
     if config.slow_start_step > 0:
-        rate = tf.where(
+        rate = ops.where(
             step < float(config.slow_start_step),
-            tf.constant(float(config.slow_start_learning_rate), tf.float32),
+            ops.convert_to_tensor(float(config.slow_start_learning_rate), "float32"),
             rate,
         )
-    return rate
+    return ops.cast(rate, "float32")
 
 
 class OfficialSchedule(keras.optimizers.schedules.LearningRateSchedule):
