@@ -27,7 +27,8 @@ from tests.test_mobilenet_v3 import RECIPE
 
 pytest.importorskip("jax")
 # Eight models built on both backends and a JAX process start: about a minute.
-pytestmark = pytest.mark.slow
+# One worker runs this module (its module fixtures are built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backends")]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CROP = 65

@@ -18,7 +18,8 @@ from deeplab.checkpoints.official import (
 from tests import helpers
 
 # Full DeepLab models (the official mobilenet_v2 OS 8 fixture) built and run.
-pytestmark = pytest.mark.slow
+# One worker runs this module (its module fixtures are built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("checkpoints")]
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mobilenet_v2_os8")
 CKPT = os.path.join(FIXTURE, "model.ckpt")

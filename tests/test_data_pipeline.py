@@ -14,6 +14,9 @@ from deeplab.data import descriptors, pipeline, synthetic, tfrecord
 from deeplab.data.config import DataConfig
 from tests import helpers
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("data_pipeline")
+
 NUM_CLASSES = descriptors.get_dataset_info("synthetic").num_classes
 
 

@@ -17,6 +17,9 @@ from deeplab.modeling.model import last_layers
 from deeplab.modeling.summary import summarize
 from tests import helpers
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("dense_prediction_cell")
+
 KEY = "xception_71_19classes_dpc"
 OFFICIAL_JSON = "deeplab/core/dense_prediction_cell_branch5_top1_cityscapes.json"
 CELL_NAME = "dense_prediction_cell_branch5_top1_cityscapes.json"

@@ -19,7 +19,8 @@ from deeplab.modeling import inference
 from tests import helpers
 
 # Every test needs the tiny trained DeepLab run and exports it (once, in a subprocess).
-pytestmark = pytest.mark.slow
+# One worker runs this module (its module fixtures are built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("export")]
 
 
 TFLITE_SIZE = (65, 65)

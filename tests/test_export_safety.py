@@ -15,6 +15,9 @@ from deeplab.export import saved_model as export_lib
 from deeplab.export import staging
 from tests.helpers import small_model, tiny_options
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("export_safety")
+
 SETTINGS = os.path.join("assets.extra", export_lib.METADATA_FILENAME)
 
 

@@ -10,6 +10,9 @@ import pytest
 from deeplab.data import synthetic
 from tests import helpers
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("first_contact")
+
 TINY = helpers.TINY_FLAGS
 
 

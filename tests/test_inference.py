@@ -15,6 +15,9 @@ from deeplab.cli import flags as cli_flags
 from deeplab.modeling import inference, layers
 from tests import helpers
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("inference")
+
 TINY = dict(
     model_variant="mobilenet_v2",
     num_classes=5,

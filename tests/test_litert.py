@@ -9,6 +9,9 @@ import pytest
 from deeplab.export import litert
 from tests import helpers
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("litert")
+
 SIZE = (97, 97)  # holds every image of the fixture set (48..96 pixels a side) unresized
 EXPORTS = {
     "float32": [],

@@ -16,7 +16,8 @@ import pytest
 from tests import helpers
 
 # Training in a subprocess with two logical devices.
-pytestmark = pytest.mark.slow
+# One worker runs this module (its module fixtures are built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mirrored")]
 
 
 SCRIPT = r"""

@@ -19,7 +19,8 @@ from deeplab.modeling.summary import summarize
 from tests import helpers
 
 # Full DeepLab models (MobileNetV3 recipes) built and run.
-pytestmark = pytest.mark.slow
+# One worker runs this module (its module fixtures are built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mobilenet_v3")]
 
 VARIANTS = ["mobilenet_v3_large_seg", "mobilenet_v3_small_seg"]
 # The official Cityscapes recipe's head (model_zoo.md), without the class count.

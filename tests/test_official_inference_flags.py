@@ -10,6 +10,9 @@ from deeplab.export import frozen_graph
 from deeplab.modeling import inference
 from tests import helpers
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("official_inference_flags")
+
 
 @pytest.fixture(scope="module")
 def model():

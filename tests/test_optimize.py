@@ -26,7 +26,8 @@ from deeplab.modeling.batch_norm_statistics import randomize_batch_norms
 from tests import helpers
 
 # Full DeepLab models (Xception and MobileNetV2) folded and compared with the originals.
-pytestmark = pytest.mark.slow
+# One worker runs this module (its module fixtures are built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("optimize")]
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "mobilenet_v2_os8")
 

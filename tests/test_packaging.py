@@ -9,6 +9,9 @@ import pytest
 
 from deeplab.modeling.cell_description import packaged_cells
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("packaging")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONSOLE_SCRIPTS = {
     "deeplab-train",

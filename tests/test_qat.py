@@ -20,6 +20,9 @@ from deeplab.modeling.layers import BatchNorm
 from deeplab.training import LearningRateConfig, TrainConfig, Trainer
 from tests import helpers
 
+# One worker runs this module (its module fixtures are built once).
+pytestmark = pytest.mark.xdist_group("qat")
+
 CROP = (65, 65)
 OPTIONS = helpers.tiny_options(crop_size=CROP, batch_norm_decay=0.5)
 

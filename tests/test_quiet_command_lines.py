@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# One worker runs this module (its module fixtures are built once).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("quiet_command_lines")]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
