@@ -17,9 +17,11 @@ CPU-second" figures divide by process CPU time instead of wall time, which holds
 work shares the machine.
 
 Against the official TF1 graph: `benchmarks/official.py` reads the official graph's fraction of
-matmul on this project's machine kind (../shared/reference/official_timings.json, else the copy
-in benchmarks/), and each case shows ours / official, the speed vs official normalised by
-matmul. No absolute time from another run is compared.
+matmul (../shared/reference/official_timings.json, else the copy in benchmarks/) from the entry
+of this CPU's kind, chosen by its flags (avx512f + avx512_bf16 + avx512_vnni: `avx512_machine`;
+avx2 + fma without avx512f: the top level; any other CPU: none, and no "vs official" figures),
+and each case shows ours / official, the speed vs official normalised by matmul. The report
+names the entry and the flags that chose it. No absolute time from another run is compared.
 """
 
 from __future__ import annotations
@@ -306,6 +308,13 @@ def _model_row(group: str, label: str, model: str, r) -> str:
     )
 
 
+def official_entry_line(choice) -> str:
+    """The report's line saying which official timings entry the run compares with, and why."""
+    if choice["entry"] is None:
+        return f"vs official: none ({choice['reason']})"
+    return f"vs official: entry {choice['entry']} of the official timings ({choice['reason']})"
+
+
 def format_report(report) -> str:
     lines = []
     m = report["machine"]
@@ -314,6 +323,8 @@ def format_report(report) -> str:
         f" (AVX512_BF16: {m['avx512_bf16']}), TF {m.get('tensorflow', '?')}, "
         f"load average {m['load_start']:.1f} at start, {m['load_end']:.1f} at end"
     )
+    if "official_entry" in report:
+        lines.append(official_entry_line(report["official_entry"]))
     header = (
         f"{'group':<9} {'case':<32} {'model':<22} {'time/item':>10} {'items/s':>8} "
         f"{'cpu s':>7} {'GFLOP/s':>8} {'%mm':>5} {'%mm cpu':>7} {'RSS MB':>7} "
@@ -467,7 +478,8 @@ def main(argv=None) -> int:
     machine["load_end"] = load_average()
     timings_file = official.timings_path()
     timings = official.load_timings(timings_file) if os.path.exists(timings_file) else None
-    _annotate(results, timings)
+    choice = official.choose_entry(timings, machine["simd"])
+    _annotate(results, choice.pop("timings"))
     training = [
         c["result"] for c in results if c["group"] == "training" and "error" not in c["result"]
     ]
@@ -479,6 +491,7 @@ def main(argv=None) -> int:
     report = {
         "machine": machine,
         "official_timings": timings_file if timings else "none found",
+        "official_entry": choice,
         "elapsed_s": time.time() - start,
         "cases": results,
         "summary": summary,

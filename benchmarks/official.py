@@ -2,17 +2,21 @@
 
 `official_timings.json` (a copy of the project's reference file; the file in
 `../shared/reference/` is preferred when it exists) holds the official research/deeplab graph's
-times on this project's machine kind, each with the float32 matmul GFLOP/s of the same run. A
-figure from one machine compares with another only that way: our fraction of matmul over the
-official fraction is our speed relative to the official graph's, normalised by matmul.
-Both fractions use the oneDNN float32 matmul (the faster yardstick) as the reference.
+times on the two CPU kinds this project runs on, each with the float32 matmul GFLOP/s of the same
+run: at its top level an AVX2 AMD EPYC Zen 3, under `avx512_machine` an AMD EPYC with AVX-512,
+AVX512_BF16 and VNNI. A figure from one machine compares with another only that way: our
+fraction of matmul over the official fraction is our speed relative to the official graph's,
+normalised by matmul. Both fractions use the oneDNN float32 matmul (the faster yardstick) as the
+reference. Fractions of matmul differ between the two kinds (the official graph reaches more of
+matmul on AVX-512), so a run compares with the entry of its own CPU kind (`choose_entry`), and
+with none on a CPU of neither kind.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILENAME = "official_timings.json"
@@ -29,6 +33,56 @@ def load_timings(path: Optional[str] = None) -> Dict[str, object]:
     """The official timings (see the module docstring); `path` overrides the lookup."""
     with open(path or timings_path()) as f:
         return json.load(f)
+
+
+AVX512_ENTRY = "avx512_machine"
+TOP_LEVEL_ENTRY = "top level (AVX2)"
+# The CPU flags that make a CPU of each kind (as /proc/cpuinfo spells them).
+AVX512_KIND_FLAGS = ("avx512f", "avx512_bf16", "avx512_vnni")
+AVX2_KIND_FLAGS = ("avx2", "fma")
+
+
+def choose_entry(timings: Optional[Dict[str, object]], simd: Iterable[str]) -> Dict[str, object]:
+    """The entry of the official timings that a run on a CPU with the flags `simd` compares with.
+
+    avx512f + avx512_bf16 + avx512_vnni: `avx512_machine`; avx2 + fma without avx512f: the top
+    level (AVX2). Any other CPU (AVX-512 without BF16 or VNNI, or no AVX2) is of neither kind:
+    no entry, because fractions of matmul do not carry over between CPU kinds. Returns
+    {"entry": the entry's name or None, "reason": one line naming the flags, "flags": the
+    deciding flags this CPU has, "timings": the entry's figures or None}.
+    """
+    simd = set(simd)
+    flags = [f for f in AVX2_KIND_FLAGS + AVX512_KIND_FLAGS if f in simd]
+    have = " ".join(flags) or "none of " + " ".join(AVX2_KIND_FLAGS + AVX512_KIND_FLAGS)
+    entry, reason = None, ""
+    if set(AVX512_KIND_FLAGS) <= simd:
+        entry, reason = AVX512_ENTRY, f"this CPU has {have}: the AVX-512 BF16/VNNI kind"
+    elif "avx512f" in simd:
+        missing = " ".join(f for f in AVX512_KIND_FLAGS if f not in simd)
+        reason = (
+            f"this CPU has {have} but not {missing}: AVX-512 of neither timed kind "
+            "(AVX2 Zen 3; AVX-512 with BF16 and VNNI), so no speed vs official"
+        )
+    elif set(AVX2_KIND_FLAGS) <= simd:
+        entry, reason = TOP_LEVEL_ENTRY, f"this CPU has {have} and no avx512f: the AVX2 kind"
+    else:
+        reason = (
+            f"this CPU has {have}: neither timed kind (AVX2 Zen 3; AVX-512 with BF16 and "
+            "VNNI), so no speed vs official"
+        )
+    figures = None
+    if timings is None:
+        entry, reason = None, "no official timings file found, so no speed vs official"
+    elif entry == AVX512_ENTRY:
+        figures = timings.get(AVX512_ENTRY)
+        if figures is None:
+            entry, reason = (
+                None,
+                f"{reason}, but the timings file has no {AVX512_ENTRY} entry, so no speed vs official",
+            )
+    elif entry == TOP_LEVEL_ENTRY:
+        figures = timings
+    return {"entry": entry, "reason": reason, "flags": flags, "timings": figures}
 
 
 def official_fraction(
