@@ -141,12 +141,15 @@ def visualize_checkpoint(config: VisConfig) -> List[Dict[str, object]]:
     if limit is not None:
         target = min(target, limit) if target else limit
     visualised = []
-    predict = None  # traced once for the model of every checkpoint
+    # Traced once for the model of every checkpoint; no autograph (the inference code has no
+    # data-dependent Python control flow, and converting the model's code only slows tracing).
+    predict = None
     for model, prefix, step in each_checkpoint(config, config.max_number_of_iterations):
         if predict is None:
             predict = tf.function(
                 lambda images: settings.predict_labels(model, images),
                 input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+                autograph=False,
             )
         progress = Progress(target, "image")
         index = 0
