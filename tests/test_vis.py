@@ -215,3 +215,19 @@ def test_vis_cli_rejects_bad_flags_naming_them(run, tmp_path, args, flag):
     errors = [line for line in result.stderr.splitlines() if flag in line]
     assert len(errors) == 1 and errors[0].startswith("FATAL Flags parsing error: "), result.stderr
     assert not (tmp_path / "vis").exists()
+
+
+@pytest.mark.parametrize(
+    "script, config_class",
+    [("vis.py", "VisConfig"), ("eval.py", "EvalConfig")],
+)
+def test_every_config_field_is_a_flag_of_its_command_line(script, config_class):
+    """vis.py and eval.py fill their config's fields from the flags of the same names
+    (`cli_flags.checkpoint_job_config`): a field without its flag would silently keep its
+    default."""
+    import deeplab.evaluation
+
+    fields = {f.name for f in dataclasses.fields(getattr(deeplab.evaluation, config_class))}
+    with helpers.cli_flags_defined(script) as module:
+        missing = fields - {"model_options", "data", "settings"} - set(module.FLAGS)
+    assert not missing
