@@ -19,8 +19,6 @@ TensorBoard summaries (`eval/miou_1.0_overall`, `eval/miou_1.0_class_<i>`, ...).
 
 from __future__ import annotations
 
-import sys
-
 from absl import flags
 
 from deeplab.cli import flags as cli_flags
@@ -106,47 +104,16 @@ def config_from_flags(values):
     naming the flag if bad)."""
     from deeplab.evaluation import EvalConfig
 
-    setup = cli_flags.cli_setup(
-        values, values.checkpoint_dir, script="eval", crop_flag="eval_crop_size"
-    )
-    data = cli_flags.eval_data_config(
-        values, setup, split=values.eval_split, batch_size=values.eval_batch_size
-    )
-    return EvalConfig(
-        checkpoint_dir=values.checkpoint_dir,
-        model_options=setup.options,
-        data=data,
-        settings=setup.settings,
-        eval_logdir=values.eval_logdir,
-        eval_interval_secs=values.eval_interval_secs,
-        max_number_of_evaluations=values.max_number_of_evaluations,
-        eval_timeout_secs=values.eval_timeout_secs,
-        output_json=values.output_json,
-        max_eval_batches=values.max_eval_batches,
-    )
+    return cli_flags.checkpoint_job_config(EvalConfig, values, "eval")
 
 
 def main():
     """The command line; returns its exit status."""
-    from deeplab.checkpoints.mismatch import cli_checkpoint_error
-    from deeplab.checkpoints.official import CheckpointError
     from deeplab.evaluation import runner
 
-    try:
-        config = config_from_flags(FLAGS)
-    except (ValueError, flags.Error) as err:
-        cli_flags.print_flags_error(err)
-        return 2
-    try:
-        runner.evaluate_checkpoint(config)
-    except runner.BadEvalDataError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
-    except CheckpointError as err:
-        path = getattr(err, "prefix", None) or config.checkpoint_dir
-        print(cli_checkpoint_error(err, config.model_options, path), file=sys.stderr)
-        return 1
-    return 0
+    return cli_flags.run_checkpoint_job(
+        config_from_flags, runner.evaluate_checkpoint, FLAGS, job_errors=(runner.BadEvalDataError,)
+    )
 
 
 def run() -> None:

@@ -519,6 +519,63 @@ def eval_data_config(flag_values, setup, *, split: str, batch_size: int) -> Data
     )
 
 
+def checkpoint_job_fields(flag_values, script: str) -> dict:
+    """The fields that eval.py's EvalConfig and vis.py's VisConfig (`script`) share, from the
+    flags: `checkpoint_dir`, `model_options`, `settings` and `data` (the evaluation
+    DataConfig of --<script>_split, --<script>_crop_size, --<script>_batch_size). Raises
+    ValueError or absl's flags.Error on bad flags (`cli_setup`)."""
+    checkpoint_dir = flag_values.checkpoint_dir
+    setup = cli_setup(flag_values, checkpoint_dir, script=script, crop_flag=f"{script}_crop_size")
+    return dict(
+        checkpoint_dir=checkpoint_dir,
+        model_options=setup.options,
+        settings=setup.settings,
+        data=eval_data_config(
+            flag_values,
+            setup,
+            split=flag_values[f"{script}_split"].value,
+            batch_size=flag_values[f"{script}_batch_size"].value,
+        ),
+    )
+
+
+def checkpoint_job_config(config_class, flag_values, script: str):
+    """eval.py's EvalConfig or vis.py's VisConfig (`config_class`, of `script`) from the flags:
+    the fields they share (`checkpoint_job_fields`), and each other field from the flag of
+    its name. Raises ValueError or absl's flags.Error naming the flag of a bad value."""
+    import dataclasses
+
+    fields = checkpoint_job_fields(flag_values, script)
+    for field in dataclasses.fields(config_class):
+        if field.name not in fields and field.name in flag_values:
+            fields[field.name] = flag_values[field.name].value
+    return config_class(**fields)
+
+
+def run_checkpoint_job(config_from_flags, job, flag_values, job_errors=()) -> int:
+    """The main() of eval.py and vis.py: `job(config_from_flags(flag_values))`; returns the
+    exit status. A bad flag prints one line and gives 2; a checkpoint that cannot be loaded
+    into the model (its mismatch explained), or one of `job_errors` (printed as is), gives 1."""
+    from deeplab.checkpoints.mismatch import cli_checkpoint_error
+    from deeplab.checkpoints.official import CheckpointError
+
+    try:
+        config = config_from_flags(flag_values)
+    except (ValueError, flags.Error) as err:
+        print_flags_error(err)
+        return 2
+    try:
+        job(config)
+    except tuple(job_errors) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    except CheckpointError as err:
+        path = getattr(err, "prefix", None) or config.checkpoint_dir
+        print(cli_checkpoint_error(err, config.model_options, path), file=sys.stderr)
+        return 1
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------
 # Official command lines: every flag of the official research/deeplab scripts is accepted (the
 # official names are test data: tests/data/official_flags.json).

@@ -16,13 +16,9 @@ label map (Cityscapes: train ids converted to label ids, as the evaluation serve
 
 from __future__ import annotations
 
-import os
-import sys
-
-from absl import flags, logging
+from absl import flags
 
 from deeplab.cli import flags as cli_flags
-from deeplab.cli import logs as cli_logs
 
 FLAGS = flags.FLAGS
 
@@ -74,140 +70,20 @@ cli_flags.define_resize_flags()
 cli_flags.define_official_flags("vis")
 flags.adopt_module_key_flags(cli_flags)
 
-_COLORMAP_DATASET = {
-    "pascal": "pascal_voc_seg",
-    "cityscapes": "cityscapes",
-    "ade20k": "ade20k",
-    "synthetic": "synthetic",
-}
 
+def config_from_flags(values):
+    """Turns parsed flags into a `deeplab.evaluation.VisConfig` (ValueError or a flag error
+    naming the flag if bad)."""
+    from deeplab.evaluation import VisConfig
 
-def _resized_size(height: int, width: int):
-    """Size of an image after the pipeline's resize_to_range (the official vis reverses it)."""
-    if not FLAGS.min_resize_value:
-        return height, width
-    import tensorflow as tf
-
-    from deeplab.data import preprocess
-
-    resized = preprocess.resize_to_range(
-        tf.zeros([height, width, 1]),
-        None,
-        FLAGS.min_resize_value,
-        FLAGS.max_resize_value,
-        FLAGS.resize_factor,
-        keep_aspect_ratio=FLAGS.keep_aspect_ratio,
-    )[0]
-    return int(resized.shape[0]), int(resized.shape[1])
+    return cli_flags.checkpoint_job_config(VisConfig, values, "vis")
 
 
 def main():
     """The command line; returns its exit status."""
-    import numpy as np
-    import tensorflow as tf
+    from deeplab.evaluation import vis_runner
 
-    from deeplab.checkpoints import polling as checkpoint_polling
-    from deeplab.checkpoints.mismatch import cli_checkpoint_error
-    from deeplab.checkpoints.official import (
-        CheckpointError,
-        load_checkpoint,
-        resolve_checkpoint_prefix,
-    )
-    from deeplab.data.pipeline import build_dataset, split_size
-    from deeplab.evaluation import colormaps, visualization
-    from deeplab.modeling import inference
-    from deeplab.modeling.layers import resize_labels
-
-    checkpoint_dir = FLAGS.checkpoint_dir
-    try:
-        setup = cli_flags.cli_setup(FLAGS, checkpoint_dir, script="vis", crop_flag="vis_crop_size")
-    except (ValueError, flags.Error) as err:
-        cli_flags.print_flags_error(err)
-        return 2
-    dataset, dataset_dir = setup.dataset, setup.dataset_dir
-    info, options = setup.info, setup.options
-    model, _ = inference.build_inference_model(options)
-    colormap = colormaps.get_colormap(
-        _COLORMAP_DATASET[FLAGS.colormap_type] if FLAGS.colormap_type else dataset
-    )
-    class_names = list(info.class_names) if len(info.class_names) == options.num_classes else None
-    vis_logdir = FLAGS.vis_logdir or inference.default_output_dir(checkpoint_dir, "vis")
-    save_dir = os.path.join(vis_logdir, "segmentation_results")
-    raw_dir = os.path.join(vis_logdir, "raw_segmentation_results")
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    def predict(images):
-        return setup.settings.predict_labels(model, images)
-
-    convert = dataset == "cityscapes" or FLAGS.colormap_type == "cityscapes"
-    for path in checkpoint_polling.checkpoints_to_evaluate(
-        checkpoint_dir,
-        eval_interval_secs=FLAGS.eval_interval_secs,
-        max_number_of_evaluations=FLAGS.max_number_of_iterations,
-        timeout_secs=FLAGS.eval_timeout_secs,
-    ):
-        try:
-            path, report = checkpoint_polling.load_readable(
-                lambda p: load_checkpoint(model, p), path, checkpoint_dir
-            )
-            logging.info("%s", report.summary())
-        except CheckpointError as err:
-            print(cli_checkpoint_error(err, options, path), file=sys.stderr)
-            return 1
-        data = build_dataset(
-            cli_flags.eval_data_config(
-                FLAGS, setup, split=FLAGS.vis_split, batch_size=FLAGS.vis_batch_size
-            )
-        )
-        target = split_size(dataset, dataset_dir, FLAGS.vis_split)
-        if FLAGS.num_vis_examples is not None:
-            target = min(target, FLAGS.num_vis_examples) if target else FLAGS.num_vis_examples
-        progress = cli_logs.Progress(target, "image")
-        index = 0
-        for batch in data:
-            predictions = predict(tf.cast(batch["image"], tf.float32)).numpy()
-            for i in range(predictions.shape[0]):
-                if FLAGS.num_vis_examples is not None and index >= FLAGS.num_vis_examples:
-                    break
-                height, width = int(batch["height"][i]), int(batch["width"][i])
-                valid_h, valid_w = _resized_size(height, width)
-                name = batch["image_name"][i].numpy().decode()
-                prediction = predictions[i, :valid_h, :valid_w]
-                visualization.save_visualization(
-                    save_dir,
-                    index,
-                    batch["image"][i, :valid_h, :valid_w].numpy(),
-                    prediction,
-                    batch["label"][i, :valid_h, :valid_w, 0].numpy(),
-                    colormap=colormap,
-                    class_names=class_names,
-                    ignore_label=info.ignore_label,
-                    num_classes=options.num_classes,
-                    alpha=FLAGS.overlay_alpha,
-                    save_figure=FLAGS.save_figures,
-                    image_name=name,
-                )
-                if FLAGS.also_save_raw_predictions:
-                    raw = prediction
-                    if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
-                        raw = resize_labels(raw[None], [height, width]).numpy()[0]
-                    if convert:
-                        raw = visualization.train_id_to_label_id(raw)
-                    visualization.save_png(
-                        np.asarray(raw, np.uint8),
-                        os.path.join(raw_dir, f"{name or f'{index:06d}'}.png"),
-                    )
-                index += 1
-                progress.update(index)
-            if FLAGS.num_vis_examples is not None and index >= FLAGS.num_vis_examples:
-                break
-        progress.finish(index)
-        print(
-            f"Visualised {index} images of {dataset}/{FLAGS.vis_split} with "
-            f"{resolve_checkpoint_prefix(path)} in {save_dir}",
-            flush=True,
-        )
-    return 0
+    return cli_flags.run_checkpoint_job(config_from_flags, vis_runner.visualize_checkpoint, FLAGS)
 
 
 def run() -> None:

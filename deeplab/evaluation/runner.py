@@ -13,11 +13,9 @@ import json
 import os
 from typing import Dict, List, Optional
 
-from absl import logging
-
 from deeplab.data.config import DataConfig
 from deeplab.modeling.inference import InferenceSettings
-from deeplab.modeling.options import ModelOptions, options_summary
+from deeplab.modeling.options import ModelOptions
 
 
 class BadEvalDataError(RuntimeError):
@@ -61,21 +59,16 @@ def evaluate_checkpoint(config: EvalConfig) -> List[Dict[str, object]]:
     before it, `polling.load_readable`) and BadEvalDataError for a bad example."""
     import tensorflow as tf
 
-    from deeplab.checkpoints import polling
-    from deeplab.checkpoints.official import load_checkpoint, resolve_checkpoint_prefix
     from deeplab.data.decode import bad_example_error
     from deeplab.data.pipeline import build_dataset, split_size
     from deeplab.data.validate import bad_data_advice
     from deeplab.evaluation import loop
     from deeplab.evaluation import results as results_lib
+    from deeplab.evaluation.checkpoint_loop import each_checkpoint
     from deeplab.evaluation.metrics import format_iou_table
-    from deeplab.modeling import inference
 
     options, data, settings = config.model_options, config.data, config.settings
-    logging.info("Model options: %s", options_summary(options))
     info = data.dataset_info()
-    model, _ = inference.build_inference_model(options)
-    step_fn = loop.make_eval_step(model, options.num_classes, data.ignore_label, settings)
     num_images = split_size(data.dataset_name, data.dataset_dir, data.split)
     writer = None  # created with the first results: nothing is written before
     tag = results_lib.metric_tag(settings.eval_scales, settings.add_flipped_images)
@@ -83,18 +76,10 @@ def evaluate_checkpoint(config: EvalConfig) -> List[Dict[str, object]]:
     if info is not None and len(info.class_names) >= options.num_classes:
         class_names = info.class_names[: options.num_classes]
     all_results = []
-    for path in polling.checkpoints_to_evaluate(
-        config.checkpoint_dir,
-        eval_interval_secs=config.eval_interval_secs,
-        max_number_of_evaluations=config.max_number_of_evaluations,
-        timeout_secs=config.eval_timeout_secs,
-    ):
-        path, report = polling.load_readable(
-            lambda p: load_checkpoint(model, p), path, config.checkpoint_dir
-        )
-        logging.info("%s", report.summary())
-        prefix = resolve_checkpoint_prefix(path)
-        step = polling.checkpoint_step(prefix)
+    step_fn = None  # the eval step, traced once for the model of every checkpoint
+    for model, prefix, step in each_checkpoint(config, config.max_number_of_evaluations):
+        if step_fn is None:
+            step_fn = loop.make_eval_step(model, options.num_classes, data.ignore_label, settings)
         try:
             results = loop.evaluate(
                 model,
