@@ -149,48 +149,112 @@ def official_fixtures(fixtures):
     return out
 
 
-def train_step(spec, folder):
-    """Two steps of the JAX trainer (a save and a restore between them) from the TensorFlow
-    trainer's initial weights and batch: max differences of the weights to TensorFlow's."""
-    import jax
+def _weights(model, path=None) -> dict:
+    """{variable path: float64 value} of `model` (after loading `path` when given)."""
+    if path is not None:
+        model.load_weights(path)
+    return {v.path: np.asarray(v.value, np.float64) for v in model.weights}
 
+
+def _trainable_update_diffs(model, initial, ours, theirs) -> dict:
+    """Max abs difference of the trainable weights, the largest update, and
+    ||update_ours - update_theirs|| / ||update_theirs|| over all trainable weights."""
+    names = [v.path for v in model.trainable_variables]
+    ours_update = np.concatenate([(ours[n] - initial[n]).ravel() for n in names])
+    theirs_update = np.concatenate([(theirs[n] - initial[n]).ravel() for n in names])
+    return {
+        "max_abs": float(np.max(np.abs(ours_update - theirs_update))),
+        "max_update": float(np.max(np.abs(theirs_update))),
+        "relative_l2": float(
+            np.linalg.norm(ours_update - theirs_update) / np.linalg.norm(theirs_update)
+        ),
+    }
+
+
+def _non_trainable_diffs(model, ours, theirs) -> dict:
+    """Max abs, and max relative to each variable's largest value, of the float non-trainable
+    weights (BatchNorm moving statistics)."""
+    names = [v.path for v in model.non_trainable_variables if "float" in str(v.dtype)]
+    abs_diffs = [np.max(np.abs(ours[n] - theirs[n])) for n in names]
+    scales = [max(np.max(np.abs(theirs[n])), 1e-12) for n in names]
+    return {
+        "max_abs": float(max(abs_diffs)),
+        "max_relative": float(max(d / s for d, s in zip(abs_diffs, scales))),
+    }
+
+
+def _frozen_batch_norm_steps(spec, folder, config, initial, batch) -> dict:
+    """Two steps of the JAX trainer with BatchNorm frozen, the trainer's state saved after the
+    first, the model and momentum reset to the initial ones and restored from the checkpoint
+    before the second: differences to the TensorFlow trainer after each step."""
     from deeplab.training.jax_trainer import JaxTrainer
     from tests import test_backends as cases
 
-    initial = os.path.join(folder, spec["initial"])
-    config = cases.train_step_config(os.path.join(folder, "jax_run"))
-    batch = dict(np.load(os.path.join(folder, spec["batch"])))
-    batches = [batch, batch]
-
-    def model_fn(options):
-        return cases.train_step_model(options, initial)
-
-    trainer = JaxTrainer(config, batches=batches, model_fn=model_fn)
-    start = [np.asarray(v.value) for v in trainer.model.trainable_variables]
-    trainer.train_steps(batches, 1)
+    trainer = JaxTrainer(config, model_fn=lambda options: cases.train_step_model(options, initial))
+    model = trainer.model
+    start = _weights(model)
+    trainer.train_steps([batch], 1)
+    after_one = _weights(model)
+    saved = dict(after_one, step=trainer.step, accumulators=list(trainer.accumulators))
     trainer.save()
-    restored = JaxTrainer(config, model_fn=model_fn)
-    restored.restore_or_initialize()
-    restored_diff = max(
-        [_max_diff(a.value, b.value) for a, b in zip(restored.model.weights, trainer.model.weights)]
-        + [_max_diff(a, b) for a, b in zip(restored.accumulators, trainer.accumulators)]
-        + [abs(restored.step - trainer.step)]
+    model.load_weights(initial)
+    trainer.accumulators = [np.zeros_like(a) for a in trainer.accumulators]
+    trainer.step = 0
+    trainer.restore_or_initialize()
+    restored = max(
+        [_max_diff(value, saved[name]) for name, value in _weights(model).items()]
+        + [_max_diff(a, b) for a, b in zip(trainer.accumulators, saved["accumulators"])]
+        + [abs(trainer.step - saved["step"])]
     )
-    trainer.train_steps(batches, 1)
+    trainer.train_steps([batch], 1)
+    after_two = _weights(model)
+    out = {"restored": float(restored), "data_parallel": trainer.distribution is not None}
     expected = build_deeplab_from_options(config.model_options)
-    expected.load_weights(os.path.join(folder, spec["tf_weights"]))
-    trainable = zip(trainer.model.trainable_variables, expected.trainable_variables, start)
-    diffs = [(_max_diff(a.value, b.value), _max_diff(b.value, s)) for a, b, s in trainable]
-    non_trainable = zip(trainer.model.non_trainable_variables, expected.non_trainable_variables)
+    for key, ours in (("frozen_1", after_one), ("frozen_2", after_two)):
+        theirs = _weights(expected, os.path.join(folder, spec[key]))
+        out[key] = _trainable_update_diffs(model, start, ours, theirs)
+        out[key]["non_trainable"] = _non_trainable_diffs(model, ours, theirs)
+    return out
+
+
+def _fine_tuned_batch_norm_step(spec, folder, config, initial, batch) -> dict:
+    """One step of the JAX trainer with BatchNorm fine-tuned: differences to the TensorFlow
+    trainer's step, and the TensorFlow step's own noise floor (its update from the perturbed
+    images)."""
+    from deeplab.training.jax_trainer import JaxTrainer
+    from tests import test_backends as cases
+
+    trainer = JaxTrainer(config, model_fn=lambda options: cases.train_step_model(options, initial))
+    model = trainer.model
+    start = _weights(model)
+    trainer.train_steps([batch], 1)
+    ours = _weights(model)
+    expected = build_deeplab_from_options(config.model_options)
+    theirs = _weights(expected, os.path.join(folder, spec["fine_tuned"]))
+    perturbed = _weights(expected, os.path.join(folder, spec["fine_tuned_perturbed"]))
+    out = _trainable_update_diffs(model, start, ours, theirs)
+    out["noise"] = _trainable_update_diffs(model, start, perturbed, theirs)
+    out["non_trainable"] = _non_trainable_diffs(model, ours, theirs)
+    out["non_trainable_noise"] = _non_trainable_diffs(model, perturbed, theirs)
+    return out
+
+
+def train_step(spec, folder):
+    """The JAX trainer's steps (on every JAX device) from the TensorFlow trainer's initial
+    weights and batch, against the TensorFlow trainer's: BatchNorm frozen (two steps, a save
+    and a restore between them) and fine-tuned (one step, with the noise floor)."""
+    import jax
+
+    from tests import test_backends as cases
+
+    initial = os.path.join(folder, spec["initial"])
+    batch = dict(np.load(os.path.join(folder, spec["batch"])))
+    frozen = cases.train_step_config(os.path.join(folder, "jax_frozen"), False)
+    fine_tuned = cases.train_step_config(os.path.join(folder, "jax_fine_tuned"), True)
     return {
         "devices": len(jax.devices()),
-        "data_parallel": trainer.distribution is not None,
-        "trainable": max(d for d, _ in diffs),
-        "max_update": max(u for _, u in diffs),
-        "non_trainable": max(
-            _max_diff(a.value, b.value) for a, b in non_trainable if "float" in str(a.dtype)
-        ),
-        "restored": float(restored_diff),
+        "frozen": _frozen_batch_norm_steps(spec, folder, frozen, initial, batch),
+        "fine_tuned": _fine_tuned_batch_norm_step(spec, folder, fine_tuned, initial, batch),
     }
 
 
@@ -211,8 +275,7 @@ def main(folder: str) -> None:
     timed("converted_checkpoint", converted_checkpoint, spec["converted_checkpoint"])
     results["tensorflow_imported_by_model_core"] = "tensorflow" in sys.modules
     timed("official_fixtures", official_fixtures, spec["official_fixtures"])
-    if "train_step" in spec:
-        timed("train_step", train_step, spec["train_step"], folder)
+    timed("train_step", train_step, spec["train_step"], folder)
     with open(os.path.join(folder, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 

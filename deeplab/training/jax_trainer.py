@@ -12,12 +12,12 @@ With more than one JAX device the step runs under `keras.distribution.DataParall
 weights replicated, each batch split over the devices (its BatchNorm statistics are those of
 the whole batch, as in single-device training).
 
-Checkpoints are Keras-native, in `train_logdir`: `ckpt-<step>.weights.h5` (`model.save_weights`,
-loadable into the model on any backend, e.g. by eval.py with
-`--checkpoint_dir=<train_logdir>/ckpt-<step>.weights.h5`), `ckpt-<step>.state.npz` (the momentum
-accumulators and the step) and `checkpoint.json` naming the latest pair; each file is written
-under a temporary name and renamed, `checkpoint.json` last, so a run killed at any moment
-resumes from the last complete checkpoint.
+Checkpoints are Keras-native, in `train_logdir` (`deeplab.checkpoints.keras_checkpoints`):
+`ckpt-<step>.weights.h5` (`model.save_weights`, loadable into the model on any backend; eval.py,
+vis.py and export.py read them from `--checkpoint_dir=<train_logdir>`), `ckpt-<step>.state.npz`
+(the momentum accumulators and the step) and `checkpoint.json` naming the latest pair; each file
+is written under a temporary name and renamed, `checkpoint.json` last, so a run killed at any
+moment resumes from the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import numpy as np
 from absl import logging
 
 from deeplab.checkpoints import run_options
+from deeplab.checkpoints.keras_checkpoints import CHECKPOINT_STATE
+from deeplab.checkpoints.keras_checkpoints import read_state as latest_checkpoint
 from deeplab.training import losses as losses_lib
 from deeplab.training import optimizers, schedules
 from deeplab.training.trainer import NonFiniteLossError, TrainConfig
-
-CHECKPOINT_STATE = "checkpoint.json"
 
 
 def unsupported_feature(config: TrainConfig) -> Optional[str]:
@@ -59,15 +59,6 @@ def _atomic_write(path: str, write) -> None:
     temp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")  # same suffix: .weights.h5
     write(temp)
     os.replace(temp, path)
-
-
-def latest_checkpoint(logdir: str) -> Optional[dict]:
-    """{"step", "weights", "state"} of the latest complete checkpoint of `logdir`, or None."""
-    path = os.path.join(logdir, CHECKPOINT_STATE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def numpy_batches(config: TrainConfig) -> Iterator[Dict[str, np.ndarray]]:
@@ -146,6 +137,14 @@ def _data_parallel() -> Optional[object]:
     return keras.distribution.DataParallel(devices=devices)
 
 
+def _committed(arrays) -> list:
+    """`arrays` committed to their devices, as the step's outputs are: the step's inputs keep
+    one placement from the first step on, and it compiles once (not again at the second)."""
+    import jax
+
+    return [jax.device_put(a, a.sharding) for a in arrays]
+
+
 class JaxTrainer:
     """Builds the model and the step of one run on the JAX backend; `run()` trains to the final
     step. `batches`: an iterable of {"image", "label"} numpy batches (default: the tf.data
@@ -185,7 +184,17 @@ class JaxTrainer:
         self._batches = batches
         self._step_fn = make_train_step(self.model, config, self.ignore_label, self.multipliers)
         self.step = 0
-        self.accumulators = [np.zeros(v.shape, v.dtype) for v in self.model.trainable_variables]
+        self.accumulators = self._placed_as_weights(
+            [np.zeros(v.shape, v.dtype) for v in self.model.trainable_variables]
+        )
+
+    def _placed_as_weights(self, arrays) -> list:
+        """`arrays` committed to the devices, laid out as the trainable weights are (replicated
+        under DataParallel), as `_committed`."""
+        import jax
+
+        variables = self.model.trainable_variables
+        return [jax.device_put(np.asarray(a), v.value.sharding) for a, v in zip(arrays, variables)]
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -233,9 +242,9 @@ class JaxTrainer:
             self.model.load_weights(os.path.join(logdir, latest["weights"]))
             with np.load(os.path.join(logdir, latest["state"])) as state:
                 self.step = int(state["step"])
-                self.accumulators = [
-                    state[f"accumulator_{i}"] for i in range(len(self.accumulators))
-                ]
+                self.accumulators = self._placed_as_weights(
+                    [state[f"accumulator_{i}"] for i in range(len(self.accumulators))]
+                )
             logging.info("Restored %s at step %d", latest["weights"], self.step)
         elif self.config.tf_initial_checkpoint:
             from deeplab.training.trainer import _initialize_from_checkpoint
@@ -259,8 +268,7 @@ class JaxTrainer:
         """Applies `num_steps` updates from `batches` to the model; returns the last scalars.
         Raises NonFiniteLossError (without applying the update) on a non-finite loss."""
         variables = self.model.trainable_variables, self.model.non_trainable_variables
-        trainable = [v.value for v in variables[0]]
-        non_trainable = [v.value for v in variables[1]]
+        trainable, non_trainable = (_committed([v.value for v in vs]) for vs in variables)
         accumulators = list(self.accumulators)
         scalars: Dict[str, float] = {}
         iterator = iter(batches)
