@@ -171,15 +171,22 @@ def _trainable_update_diffs(model, initial, ours, theirs) -> dict:
     }
 
 
-def _non_trainable_diffs(model, ours, theirs) -> dict:
-    """Max abs, and max relative to each variable's largest value, of the float non-trainable
-    weights (BatchNorm moving statistics)."""
+def _non_trainable_diffs(model, initial, ours, theirs) -> dict:
+    """Of the float non-trainable weights (BatchNorm moving statistics): max abs difference,
+    that relative to the largest value, and ||update_ours - update_theirs|| /
+    ||update_theirs||."""
     names = [v.path for v in model.non_trainable_variables if "float" in str(v.dtype)]
-    abs_diffs = [np.max(np.abs(ours[n] - theirs[n])) for n in names]
-    scales = [max(np.max(np.abs(theirs[n])), 1e-12) for n in names]
+    max_abs = max(_max_diff(ours[n], theirs[n]) for n in names)
+    scale = max(float(np.max(np.abs(theirs[n]))) for n in names)
+    ours_update = np.concatenate([(ours[n] - initial[n]).ravel() for n in names])
+    theirs_update = np.concatenate([(theirs[n] - initial[n]).ravel() for n in names])
+    theirs_norm = np.linalg.norm(theirs_update)
     return {
-        "max_abs": float(max(abs_diffs)),
-        "max_relative": float(max(d / s for d, s in zip(abs_diffs, scales))),
+        "max_abs": max_abs,
+        "max_relative": max_abs / scale,
+        "update_relative_l2": float(
+            np.linalg.norm(ours_update - theirs_update) / theirs_norm if theirs_norm else 0.0
+        ),
     }
 
 
@@ -208,12 +215,17 @@ def _frozen_batch_norm_steps(spec, folder, config, initial, batch) -> dict:
     )
     trainer.train_steps([batch], 1)
     after_two = _weights(model)
-    out = {"restored": float(restored), "data_parallel": trainer.distribution is not None}
+    out = {
+        "restored": float(restored),
+        "data_parallel": trainer.distribution is not None,
+        # One XLA program for the three steps (a second would mean the inputs changed layout).
+        "compiles": trainer._step_fn._cache_size(),
+    }
     expected = build_deeplab_from_options(config.model_options)
     for key, ours in (("frozen_1", after_one), ("frozen_2", after_two)):
         theirs = _weights(expected, os.path.join(folder, spec[key]))
         out[key] = _trainable_update_diffs(model, start, ours, theirs)
-        out[key]["non_trainable"] = _non_trainable_diffs(model, ours, theirs)
+        out[key]["non_trainable"] = _non_trainable_diffs(model, start, ours, theirs)
     return out
 
 
@@ -231,11 +243,13 @@ def _fine_tuned_batch_norm_step(spec, folder, config, initial, batch) -> dict:
     ours = _weights(model)
     expected = build_deeplab_from_options(config.model_options)
     theirs = _weights(expected, os.path.join(folder, spec["fine_tuned"]))
-    perturbed = _weights(expected, os.path.join(folder, spec["fine_tuned_perturbed"]))
     out = _trainable_update_diffs(model, start, ours, theirs)
-    out["noise"] = _trainable_update_diffs(model, start, perturbed, theirs)
-    out["non_trainable"] = _non_trainable_diffs(model, ours, theirs)
-    out["non_trainable_noise"] = _non_trainable_diffs(model, perturbed, theirs)
+    out["non_trainable"] = _non_trainable_diffs(model, start, ours, theirs)
+    out["noise"], out["non_trainable_noise"] = [], []
+    for key in spec["perturbed"]:
+        perturbed = _weights(expected, os.path.join(folder, spec[key]))
+        out["noise"].append(_trainable_update_diffs(model, start, perturbed, theirs))
+        out["non_trainable_noise"].append(_non_trainable_diffs(model, start, perturbed, theirs))
     return out
 
 

@@ -102,15 +102,21 @@ TRAIN_STEP_CONFIG = dict(
     log_steps=1,
 )
 # BatchNorm frozen: trainable weights of the JAX step within this fraction of the largest update
-# of the TensorFlow step (measured: XXX).
-FROZEN_STEP_RTOL = 1e-5
-# BatchNorm fine-tuned: relative L2 difference of the updates at most this many times the
-# noise floor below, and at most the cap.
+# of the TensorFlow step (measured: 3e-7 after one step, 1.3e-6 to 3.5e-6 after two; a wrong
+# multiplier or momentum rule differs by 1e-2 or more).
+FROZEN_STEP_RTOL = 2e-5
+# BatchNorm fine-tuned: the float32 noise floor of the step is the median relative L2 change of
+# the TensorFlow update when the images are multiplied by (1 + each of these) (measured:
+# 0.3% to 2.5%: one perturbation alone is not a stable floor). The JAX update may differ from
+# TensorFlow's by at most FINE_TUNED_NOISE_FACTOR times that floor and the cap (measured: 0.7% to
+# 2.1%, 1.9x the floor).
+TRAIN_STEP_PERTURBATIONS = (1e-6, -1e-6, 2e-6, -2e-6)
 FINE_TUNED_NOISE_FACTOR = 3.0
 FINE_TUNED_RELATIVE_L2_CAP = 0.05
-# The fine-tuned BatchNorm step's float32 noise floor: the TensorFlow update from the images
-# multiplied by (1 + TRAIN_STEP_PERTURBATION).
-TRAIN_STEP_PERTURBATION = 1e-6
+# The moving statistics' update ((1 - decay) x (batch statistic - moving one)): relative L2
+# difference cap (measured: 6e-6, the noise floor 7e-6 to 9e-6; the biased batch variance instead
+# of the unbiased one would differ by 2%).
+MOVING_STATISTICS_UPDATE_CAP = 1e-4
 
 
 def train_step_config(logdir, fine_tune_batch_norm=True):
@@ -250,7 +256,7 @@ def _tensorflow_steps(config, initial, runs, outputs):
 def _train_step_case(folder, rng):
     """The TensorFlow trainer's steps from saved weights on one saved batch: with BatchNorm
     frozen, one and two steps; with BatchNorm fine-tuned, one step, and one step from the
-    images times (1 + TRAIN_STEP_PERTURBATION) (the float32 noise floor)."""
+    images times (1 + each of TRAIN_STEP_PERTURBATIONS) (the float32 noise floor)."""
     options = ModelOptions(**TRAIN_STEP_OPTIONS)
     initial = os.path.join(folder, "train_step.initial.weights.h5")
     build_deeplab_from_options(options).save_weights(initial)
@@ -260,11 +266,15 @@ def _train_step_case(folder, rng):
     labels[:, :5] = 255
     np.savez(os.path.join(folder, "train_step.batch.npz"), image=images, label=labels)
     batch = {"image": images, "label": labels}
-    perturbed = dict(batch, image=(images * (1 + TRAIN_STEP_PERTURBATION)).astype(np.float32))
     spec = {"initial": os.path.basename(initial), "batch": "train_step.batch.npz"}
+    fine_tuned = {"fine_tuned": [batch]}
+    for i, eps in enumerate(TRAIN_STEP_PERTURBATIONS):
+        perturbed = (images * np.float32(1 + eps)).astype(np.float32)
+        fine_tuned[f"fine_tuned_perturbed_{i}"] = [dict(batch, image=perturbed)]
+    spec["perturbed"] = [f"fine_tuned_perturbed_{i}" for i in range(len(TRAIN_STEP_PERTURBATIONS))]
     cases = {
         "frozen": (False, {"frozen_1": [batch], "frozen_2": [batch, batch]}),
-        "fine_tuned": (True, {"fine_tuned": [batch], "fine_tuned_perturbed": [perturbed]}),
+        "fine_tuned": (True, fine_tuned),
     }
     for name, (fine_tune, runs) in cases.items():
         config = train_step_config(os.path.join(folder, f"tf_{name}"), fine_tune)
@@ -369,7 +379,7 @@ def jax_results(tmp_path_factory):
         os.environ,
         KERAS_BACKEND="jax",
         PYTHONPATH=os.path.dirname(HERE),
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0",
     )
     run = subprocess.run(
         [sys.executable, "-m", "tests.backend_parity", folder],
@@ -437,11 +447,12 @@ def test_jax_trainer_gives_the_tensorflow_trainers_update_with_frozen_batch_norm
     result = jax_results["train_step"]
     assert result["devices"] == 2 and result["frozen"]["data_parallel"]
     assert result["frozen"]["restored"] == 0.0, result
+    assert result["frozen"]["compiles"] == 1, result
     for key in ("frozen_1", "frozen_2"):
         step = result["frozen"][key]
         assert step["max_update"] > 1e-2, step
         assert step["max_abs"] <= FROZEN_STEP_RTOL * step["max_update"], (key, step)
-        assert step["non_trainable"]["max_abs"] <= 1e-6, (key, step)
+        assert step["non_trainable"]["max_abs"] == 0.0, (key, step)
 
 
 def test_jax_trainer_gives_the_tensorflow_trainers_update_with_batch_norm_fine_tuned(
@@ -459,9 +470,16 @@ def test_jax_trainer_gives_the_tensorflow_trainers_update_with_batch_norm_fine_t
     float32 rounding of the batch statistics."""
     result = jax_results["train_step"]["fine_tuned"]
     assert result["max_update"] > 1e-2, result
-    assert result["relative_l2"] <= FINE_TUNED_NOISE_FACTOR * result["noise"]["relative_l2"]
+    noise = float(np.median([n["relative_l2"] for n in result["noise"]]))
+    assert result["relative_l2"] <= FINE_TUNED_NOISE_FACTOR * noise, (noise, result)
     assert result["relative_l2"] <= FINE_TUNED_RELATIVE_L2_CAP, result
-    assert result["non_trainable"]["max_relative"] <= 1e-4, result
+    statistics = result["non_trainable"]
+    statistics_noise = float(
+        np.median([n["update_relative_l2"] for n in result["non_trainable_noise"]])
+    )
+    assert statistics["max_relative"] <= 1e-4, result
+    assert statistics["update_relative_l2"] <= FINE_TUNED_NOISE_FACTOR * statistics_noise, result
+    assert statistics["update_relative_l2"] <= MOVING_STATISTICS_UPDATE_CAP, result
 
 
 def test_convert_into_the_wrong_architecture_fails_as_export_does(tmp_path):

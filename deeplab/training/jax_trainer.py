@@ -72,7 +72,9 @@ def make_train_step(model, config: TrainConfig, ignore_label: int, multipliers: 
     """The jitted step: (trainable, non_trainable, accumulators, step, images, labels) ->
     (trainable, non_trainable, accumulators, scalars). `step` is the number of updates already
     applied; an update whose loss or gradients are not finite is not applied
-    (`scalars["finite"]` is 0)."""
+    (`scalars["finite"]` is 0). The new weights and accumulators keep the layout of the model's
+    variables (replicated under DataParallel), so that the next step's inputs are laid out as
+    this step's were and the step compiles once."""
     import jax
     import jax.numpy as jnp
 
@@ -95,7 +97,6 @@ def make_train_step(model, config: TrainConfig, ignore_label: int, multipliers: 
         reg = sum((r.astype("float32") for r in model_losses), jnp.float32(0.0))
         return ce + reg, (non_trainable, ce, reg)
 
-    @jax.jit
     def train_step(trainable, non_trainable, accumulators, step, images, labels):
         (total, (new_non_trainable, ce, reg)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             trainable, non_trainable, images, labels, step
@@ -124,7 +125,9 @@ def make_train_step(model, config: TrainConfig, ignore_label: int, multipliers: 
             scalars,
         )
 
-    return train_step
+    trainable = [v.value.sharding for v in model.trainable_variables]
+    non_trainable = [v.value.sharding for v in model.non_trainable_variables]
+    return jax.jit(train_step, out_shardings=(trainable, non_trainable, trainable, None))
 
 
 def _data_parallel() -> Optional[object]:
