@@ -6,7 +6,8 @@ Keras picks its backend when it is imported, so a second backend needs its own p
 one does all the other-backend work of the test file in one start. `CASES_DIR/cases.json`
 (written by test_backends.py under TensorFlow) lists models (build_deeplab kwargs, a
 `.weights.h5`, an input and TensorFlow's logits), a training-mode forward pass, loss and metric
-inputs, and the official fixture folders. The results (max abs differences, agreement, which
+inputs, the official fixture folders, and the training-step cases (initial weights, a batch,
+and the TensorFlow trainer's weights after its steps). The results (max abs differences, agreement, which
 modules were imported) go to `CASES_DIR/results.json`; the test file asserts on them.
 
 Models are built, loaded from `.weights.h5` and run before anything reads a TF1 checkpoint, so
