@@ -104,17 +104,18 @@ TRAIN_STEP_CONFIG = dict(
     log_steps=1,
 )
 # BatchNorm frozen: trainable weights of the JAX step within this fraction of the largest update
-# of the TensorFlow step (measured: 3e-7 after one step, 1.3e-6 to 3.5e-6 after two; a wrong
-# multiplier or momentum rule differs by 1e-2 or more).
-FROZEN_STEP_RTOL = 2e-5
+# of the TensorFlow step (measured over runs from other random initial weights: 3e-7 to 7e-7
+# after one step, 1.3e-6 to 5.1e-6 after two; a wrong multiplier or momentum rule differs by 1e-2
+# or more).
+FROZEN_STEP_RTOL = 5e-5
 # BatchNorm fine-tuned: the float32 noise floor of the step is the median relative L2 change of
-# the TensorFlow update when the images are multiplied by (1 + each of these) (measured:
-# 0.3% to 2.5%: one perturbation alone is not a stable floor). The JAX update may differ from
-# TensorFlow's by at most FINE_TUNED_NOISE_FACTOR times that floor and the cap (measured: 0.7% to
-# 2.1%, 1.9x the floor).
+# the TensorFlow update when the images are multiplied by (1 + each of these) (measured over
+# runs from other initial weights: 0.3% to 2.9%; one perturbation alone is not a stable floor). The JAX update may differ
+# from TensorFlow's by at most FINE_TUNED_NOISE_FACTOR times that floor and by at most the cap
+# (measured: 0.7% to 2.6%, 0.7x to 1.9x the floor).
 TRAIN_STEP_PERTURBATIONS = (1e-6, -1e-6, 2e-6, -2e-6)
 FINE_TUNED_NOISE_FACTOR = 3.0
-FINE_TUNED_RELATIVE_L2_CAP = 0.05
+FINE_TUNED_RELATIVE_L2_CAP = 0.08
 # The moving statistics' update ((1 - decay) x (batch statistic - moving one)): relative L2
 # difference cap (measured: 6e-6, the noise floor 7e-6 to 9e-6; the biased batch variance instead
 # of the unbiased one would differ by 2%).
@@ -261,6 +262,7 @@ def _train_step_case(folder, rng):
     images times (1 + each of TRAIN_STEP_PERTURBATIONS) (the float32 noise floor)."""
     options = ModelOptions(**TRAIN_STEP_OPTIONS)
     initial = os.path.join(folder, "train_step.initial.weights.h5")
+    keras.utils.set_random_seed(0)  # the same initial weights in every run
     build_deeplab_from_options(options).save_weights(initial)
     batch_size = TRAIN_STEP_BATCH
     images = rng.uniform(0, 255, (batch_size, CROP, CROP, 3)).astype(np.float32)
@@ -464,9 +466,9 @@ def test_jax_trainer_gives_the_tensorflow_trainers_update_with_batch_norm_fine_t
     pass, moving statistics updated). Not a semantic difference but conditioning: on a batch of
     2 images at crop 65 (5x5 features at output stride 16), normalising by the statistics of
     so few values amplifies float32 rounding, so that the TensorFlow update itself moves by
-    0.3% to 2.5% (relative L2 over every trainable weight; up to 6e-4 max abs on an update of
-    0.036) when the images are multiplied by 1 +- 1e-6 or 2e-6, and the JAX update differs from
-    TensorFlow's by as much (0.7% to 2.1%). With BatchNorm frozen the same step agrees to 3e-7
+    0.3% to 2.9% (relative L2 over every trainable weight; up to 7e-4 max abs on an update of
+    0.037) when the images are multiplied by 1 +- 1e-6 or 2e-6, and the JAX update differs from
+    TensorFlow's by as much (0.7% to 2.6%). With BatchNorm frozen the same step agrees to 7e-7
     (test above). So the test measures that noise floor in the same run (median over
     TRAIN_STEP_PERTURBATIONS) and asks the JAX difference to stay within a few times it and
     under an absolute cap, which a semantic error in the BatchNorm path (batch statistics,
