@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.checkpoints import keras_checkpoints, polling, unreadable
+from deeplab.checkpoints import keras_checkpoints, unreadable
 from deeplab.modeling.layers import scope_of
 from deeplab.modeling.model import LAST_LAYER_SCOPES, LOGITS_SCOPE
 
@@ -151,7 +151,8 @@ def resolve_checkpoint_prefix(path: str) -> str:
     if path.endswith((".tar.gz", ".tgz", ".tar")) and os.path.isfile(path):
         path = _extract_archive(path)
     if os.path.isdir(path):
-        latest = polling.latest_checkpoint(path)
+        # As polling.latest_checkpoint (which imports this module): TensorFlow's, else Keras's.
+        latest = tf.train.latest_checkpoint(path) or keras_checkpoints.latest_checkpoint(path)
         if latest:
             return latest
         indexes = sorted(
