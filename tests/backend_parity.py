@@ -99,9 +99,19 @@ def training_forward(case, folder):
     }
 
 
+def _top_k_gradient(data, options):
+    """The gradient of the top-k loss to logits whose pixel losses tie."""
+    import jax
+
+    labels = data["ties_labels"]
+    loss = lambda x: losses.softmax_cross_entropy(x, labels, **options)  # noqa: E731
+    return jax.grad(loss)(data["ties_logits"])
+
+
 def loss_and_metric(spec, folder):
-    """Differences of the official loss (plain, top-k, label weights, resized logits) and of
-    the mIoU metric to TensorFlow's values."""
+    """Differences of the official loss (plain, top-k, label weights, resized logits), of the
+    top-k loss's gradient over tied pixel losses, and of the mIoU metric to TensorFlow's
+    values."""
     data = np.load(os.path.join(folder, spec["arrays"]))
     out = {}
     for name, options in spec["losses"].items():
@@ -109,6 +119,9 @@ def loss_and_metric(spec, folder):
         out[f"loss_{name}"] = _max_diff(value, data[f"loss_{name}"])
     metric = MeanIoUWithIgnore(spec["num_classes"], ignore_label=255)
     metric.update_state(data["labels"], data["logits"])
+    out["top_k_ties_gradient"] = _max_diff(
+        _top_k_gradient(data, spec["top_k_ties"]), data["ties_gradient"]
+    )
     out["miou"] = _max_diff(metric.result(), data["miou"])
     out["per_class_iou"] = _max_diff(
         np.nan_to_num(np.asarray(metric.per_class_iou()), nan=-1.0),

@@ -204,6 +204,26 @@ def _model_case(folder, name, kwargs, rng, batch=1):
     return model, images, case
 
 
+# Top-k mining over tied pixel losses (logits the same at every pixel, as a young model's nearly
+# are): which of the tied pixels count, and so the gradient, must be the same on both backends.
+TOP_K_TIES = dict(
+    num_classes=NUM_CLASSES, ignore_label=255, top_k_percent_pixels=0.5, upsample_logits=False
+)
+
+
+def _top_k_ties_case(rng):
+    """Logits with ties, labels, and TensorFlow's gradient of the top-k loss to the logits."""
+    import tensorflow as tf
+
+    logits = np.tile(rng.normal(0, 1, NUM_CLASSES), (2, 9, 9, 1)).astype(np.float32)
+    labels = rng.integers(0, NUM_CLASSES, (2, 9, 9)).astype(np.int32)
+    x = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = losses.softmax_cross_entropy(x, labels, **TOP_K_TIES)
+    return {"ties_logits": logits, "ties_labels": labels, "ties_gradient": tape.gradient(loss, x)}
+
+
 def _loss_and_metric_case(folder, rng):
     logits = rng.normal(0, 2, (2, 17, 17, NUM_CLASSES)).astype(np.float32)
     labels = rng.integers(0, NUM_CLASSES, (2, 33, 33)).astype(np.int32)
@@ -215,8 +235,14 @@ def _loss_and_metric_case(folder, rng):
     metric.update_state(labels, logits)
     arrays["miou"] = metric.result().numpy()
     arrays["per_class_iou"] = metric.per_class_iou().numpy()
+    arrays.update(_top_k_ties_case(rng))
     np.savez(os.path.join(folder, "loss_and_metric.npz"), **arrays)
-    return {"arrays": "loss_and_metric.npz", "losses": LOSS_OPTIONS, "num_classes": NUM_CLASSES}
+    return {
+        "arrays": "loss_and_metric.npz",
+        "losses": LOSS_OPTIONS,
+        "num_classes": NUM_CLASSES,
+        "top_k_ties": TOP_K_TIES,
+    }
 
 
 def train_step_model(options, weights):
