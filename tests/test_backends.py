@@ -117,9 +117,8 @@ FROZEN_STEP_RTOL = 1e-5
 # BatchNorm fine-tuned: the float32 noise floor of the step is the median relative L2 change of
 # the TensorFlow update when the images are multiplied by (1 + each of these) (measured: 1.3% to
 # 2.1%, 1.0% to 1.5% with another batch, 0.3% to 2.9% from other random initial weights: one
-# perturbation alone is not a
-# stable floor). The JAX update may differ from TensorFlow's by at most FINE_TUNED_NOISE_FACTOR
-# times that floor and by at most the cap (measured: 1.0% to 1.4%, 0.7x to 0.8x the floor; 0.7%
+# perturbation alone is not a stable floor). The JAX update may differ from TensorFlow's by at
+# most FINE_TUNED_NOISE_FACTOR times that floor and by at most the cap (measured: 1.0% to 1.4%, 0.7x to 0.8x the floor; 0.7%
 # to 2.6% from other initial weights).
 TRAIN_STEP_PERTURBATIONS = (1e-6, -1e-6, 2e-6, -2e-6)
 FINE_TUNED_NOISE_FACTOR = 3.0
