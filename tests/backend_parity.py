@@ -6,7 +6,8 @@ Keras picks its backend when it is imported, so a second backend needs its own p
 one does all the other-backend work of the test file in one start. `CASES_DIR/cases.json`
 (written by test_backends.py under TensorFlow) lists models (build_deeplab kwargs, a
 `.weights.h5`, an input and TensorFlow's logits), a training-mode forward pass, loss and metric
-inputs, and the official fixture folders. The results (max abs differences, agreement, which
+inputs, the official fixture folders, and the training-step cases (initial weights, a batch,
+and the TensorFlow trainer's weights after its steps). The results (max abs differences, agreement, which
 modules were imported) go to `CASES_DIR/results.json`; the test file asserts on them.
 
 Models are built, loaded from `.weights.h5` and run before anything reads a TF1 checkpoint, so
@@ -98,9 +99,19 @@ def training_forward(case, folder):
     }
 
 
+def _top_k_gradient(data, options):
+    """The gradient of the top-k loss to logits whose pixel losses tie."""
+    import jax
+
+    labels = data["ties_labels"]
+    loss = lambda x: losses.softmax_cross_entropy(x, labels, **options)  # noqa: E731
+    return jax.grad(loss)(data["ties_logits"])
+
+
 def loss_and_metric(spec, folder):
-    """Differences of the official loss (plain, top-k, label weights, resized logits) and of
-    the mIoU metric to TensorFlow's values."""
+    """Differences of the official loss (plain, top-k, label weights, resized logits), of the
+    top-k loss's gradient over tied pixel losses, and of the mIoU metric to TensorFlow's
+    values."""
     data = np.load(os.path.join(folder, spec["arrays"]))
     out = {}
     for name, options in spec["losses"].items():
@@ -108,6 +119,9 @@ def loss_and_metric(spec, folder):
         out[f"loss_{name}"] = _max_diff(value, data[f"loss_{name}"])
     metric = MeanIoUWithIgnore(spec["num_classes"], ignore_label=255)
     metric.update_state(data["labels"], data["logits"])
+    out["top_k_ties_gradient"] = _max_diff(
+        _top_k_gradient(data, spec["top_k_ties"]), data["ties_gradient"]
+    )
     out["miou"] = _max_diff(metric.result(), data["miou"])
     out["per_class_iou"] = _max_diff(
         np.nan_to_num(np.asarray(metric.per_class_iou()), nan=-1.0),
@@ -149,48 +163,126 @@ def official_fixtures(fixtures):
     return out
 
 
-def train_step(spec, folder):
-    """Two steps of the JAX trainer (a save and a restore between them) from the TensorFlow
-    trainer's initial weights and batch: max differences of the weights to TensorFlow's."""
-    import jax
+def _weights(model, path=None) -> dict:
+    """{variable path: float64 value} of `model` (after loading `path` when given)."""
+    if path is not None:
+        model.load_weights(path)
+    return {v.path: np.asarray(v.value, np.float64) for v in model.weights}
 
+
+def _trainable_update_diffs(model, initial, ours, theirs) -> dict:
+    """Max abs difference of the trainable weights, the largest update, and
+    ||update_ours - update_theirs|| / ||update_theirs|| over all trainable weights."""
+    names = [v.path for v in model.trainable_variables]
+    ours_update = np.concatenate([(ours[n] - initial[n]).ravel() for n in names])
+    theirs_update = np.concatenate([(theirs[n] - initial[n]).ravel() for n in names])
+    return {
+        "max_abs": float(np.max(np.abs(ours_update - theirs_update))),
+        "max_update": float(np.max(np.abs(theirs_update))),
+        "relative_l2": float(
+            np.linalg.norm(ours_update - theirs_update) / np.linalg.norm(theirs_update)
+        ),
+    }
+
+
+def _non_trainable_diffs(model, initial, ours, theirs) -> dict:
+    """Of the float non-trainable weights (BatchNorm moving statistics): max abs difference,
+    that relative to the largest value, and ||update_ours - update_theirs|| /
+    ||update_theirs||."""
+    names = [v.path for v in model.non_trainable_variables if "float" in str(v.dtype)]
+    max_abs = max(_max_diff(ours[n], theirs[n]) for n in names)
+    scale = max(float(np.max(np.abs(theirs[n]))) for n in names)
+    ours_update = np.concatenate([(ours[n] - initial[n]).ravel() for n in names])
+    theirs_update = np.concatenate([(theirs[n] - initial[n]).ravel() for n in names])
+    theirs_norm = np.linalg.norm(theirs_update)
+    return {
+        "max_abs": max_abs,
+        "max_relative": max_abs / scale,
+        "update_relative_l2": float(
+            np.linalg.norm(ours_update - theirs_update) / theirs_norm if theirs_norm else 0.0
+        ),
+    }
+
+
+def _frozen_batch_norm_steps(spec, folder, config, initial, batch) -> dict:
+    """Two steps of the JAX trainer with BatchNorm frozen, the trainer's state saved after the
+    first, the model and momentum reset to the initial ones and restored from the checkpoint
+    before the second: differences to the TensorFlow trainer after each step."""
     from deeplab.training.jax_trainer import JaxTrainer
     from tests import test_backends as cases
 
-    initial = os.path.join(folder, spec["initial"])
-    config = cases.train_step_config(os.path.join(folder, "jax_run"))
-    batch = dict(np.load(os.path.join(folder, spec["batch"])))
-    batches = [batch, batch]
-
-    def model_fn(options):
-        return cases.train_step_model(options, initial)
-
-    trainer = JaxTrainer(config, batches=batches, model_fn=model_fn)
-    start = [np.asarray(v.value) for v in trainer.model.trainable_variables]
-    trainer.train_steps(batches, 1)
+    trainer = JaxTrainer(config, model_fn=lambda options: cases.train_step_model(options, initial))
+    model = trainer.model
+    start = _weights(model)
+    trainer.train_steps([batch], 1)
+    after_one = _weights(model)
+    saved = dict(after_one, step=trainer.step, accumulators=list(trainer.accumulators))
     trainer.save()
-    restored = JaxTrainer(config, model_fn=model_fn)
-    restored.restore_or_initialize()
-    restored_diff = max(
-        [_max_diff(a.value, b.value) for a, b in zip(restored.model.weights, trainer.model.weights)]
-        + [_max_diff(a, b) for a, b in zip(restored.accumulators, trainer.accumulators)]
-        + [abs(restored.step - trainer.step)]
+    model.load_weights(initial)
+    trainer.accumulators = [np.zeros_like(a) for a in trainer.accumulators]
+    trainer.step = 0
+    trainer.restore_or_initialize()
+    restored = max(
+        [_max_diff(value, saved[name]) for name, value in _weights(model).items()]
+        + [_max_diff(a, b) for a, b in zip(trainer.accumulators, saved["accumulators"])]
+        + [abs(trainer.step - saved["step"])]
     )
-    trainer.train_steps(batches, 1)
+    trainer.train_steps([batch], 1)
+    after_two = _weights(model)
+    out = {
+        "restored": float(restored),
+        "data_parallel": trainer.distribution is not None,
+        # One XLA program for the three steps (a second would mean the inputs changed layout).
+        "compiles": trainer._step_fn._cache_size(),
+    }
     expected = build_deeplab_from_options(config.model_options)
-    expected.load_weights(os.path.join(folder, spec["tf_weights"]))
-    trainable = zip(trainer.model.trainable_variables, expected.trainable_variables, start)
-    diffs = [(_max_diff(a.value, b.value), _max_diff(b.value, s)) for a, b, s in trainable]
-    non_trainable = zip(trainer.model.non_trainable_variables, expected.non_trainable_variables)
+    for key, ours in (("frozen_1", after_one), ("frozen_2", after_two)):
+        theirs = _weights(expected, os.path.join(folder, spec[key]))
+        out[key] = _trainable_update_diffs(model, start, ours, theirs)
+        out[key]["non_trainable"] = _non_trainable_diffs(model, start, ours, theirs)
+    return out
+
+
+def _fine_tuned_batch_norm_step(spec, folder, config, initial, batch) -> dict:
+    """One step of the JAX trainer with BatchNorm fine-tuned: differences to the TensorFlow
+    trainer's step, and the TensorFlow step's own noise floor (its update from the perturbed
+    images)."""
+    from deeplab.training.jax_trainer import JaxTrainer
+    from tests import test_backends as cases
+
+    trainer = JaxTrainer(config, model_fn=lambda options: cases.train_step_model(options, initial))
+    model = trainer.model
+    start = _weights(model)
+    trainer.train_steps([batch], 1)
+    ours = _weights(model)
+    expected = build_deeplab_from_options(config.model_options)
+    theirs = _weights(expected, os.path.join(folder, spec["fine_tuned"]))
+    out = _trainable_update_diffs(model, start, ours, theirs)
+    out["non_trainable"] = _non_trainable_diffs(model, start, ours, theirs)
+    out["noise"], out["non_trainable_noise"] = [], []
+    for key in spec["perturbed"]:
+        perturbed = _weights(expected, os.path.join(folder, spec[key]))
+        out["noise"].append(_trainable_update_diffs(model, start, perturbed, theirs))
+        out["non_trainable_noise"].append(_non_trainable_diffs(model, start, perturbed, theirs))
+    return out
+
+
+def train_step(spec, folder):
+    """The JAX trainer's steps (on every JAX device) from the TensorFlow trainer's initial
+    weights and batch, against the TensorFlow trainer's: BatchNorm frozen (two steps, a save
+    and a restore between them) and fine-tuned (one step, with the noise floor)."""
+    import jax
+
+    from tests import test_backends as cases
+
+    initial = os.path.join(folder, spec["initial"])
+    batch = dict(np.load(os.path.join(folder, spec["batch"])))
+    frozen = cases.train_step_config(os.path.join(folder, "jax_frozen"), False)
+    fine_tuned = cases.train_step_config(os.path.join(folder, "jax_fine_tuned"), True)
     return {
         "devices": len(jax.devices()),
-        "data_parallel": trainer.distribution is not None,
-        "trainable": max(d for d, _ in diffs),
-        "max_update": max(u for _, u in diffs),
-        "non_trainable": max(
-            _max_diff(a.value, b.value) for a, b in non_trainable if "float" in str(a.dtype)
-        ),
-        "restored": float(restored_diff),
+        "frozen": _frozen_batch_norm_steps(spec, folder, frozen, initial, batch),
+        "fine_tuned": _fine_tuned_batch_norm_step(spec, folder, fine_tuned, initial, batch),
     }
 
 
@@ -211,8 +303,7 @@ def main(folder: str) -> None:
     timed("converted_checkpoint", converted_checkpoint, spec["converted_checkpoint"])
     results["tensorflow_imported_by_model_core"] = "tensorflow" in sys.modules
     timed("official_fixtures", official_fixtures, spec["official_fixtures"])
-    if "train_step" in spec:
-        timed("train_step", train_step, spec["train_step"], folder)
+    timed("train_step", train_step, spec["train_step"], folder)
     with open(os.path.join(folder, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 

@@ -1,12 +1,19 @@
-"""train.py on the JAX backend: TensorFlow-only features stop with one line (the training
-step itself is compared with the TensorFlow trainer's in test_backends.py)."""
+"""train.py on the JAX backend: TensorFlow-only features stop with one line; a run resumes after
+SIGKILL and eval.py evaluates its Keras checkpoints (the training step itself is compared with
+the TensorFlow trainer's in test_backends.py)."""
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+from deeplab.checkpoints import keras_checkpoints
+from deeplab.data import synthetic
 from deeplab.training.jax_trainer import unsupported_feature
 from tests import helpers
 
@@ -47,3 +54,63 @@ def test_train_py_stops_on_a_tensorflow_only_flag_under_jax(tmp_path):
     assert "--quantize_delay_step" in run.stderr and "KERAS_BACKEND=jax" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "run").exists()
+
+
+def _jax_checkpoint_step(logdir):
+    latest = keras_checkpoints.latest_checkpoint(logdir)
+    return None if latest is None else keras_checkpoints.checkpoint_step(latest)
+
+
+@pytest.mark.slow
+def test_train_py_on_jax_resumes_after_sigkill_and_eval_py_evaluates_its_checkpoint(tmp_path):
+    """KERAS_BACKEND=jax train.py, killed (SIGKILL) after its first Keras checkpoint, resumes
+    from it to the last step; eval.py (TensorFlow) finds the run's latest `.weights.h5` in the
+    training dir and gives an mIoU."""
+    pytest.importorskip("jax")
+    data_dir, logdir = str(tmp_path / "data"), str(tmp_path / "run")
+    synthetic.build_synthetic_dataset(
+        data_dir, seed=0, num_train=4, num_val=2, num_shards=1, min_size=40, max_size=64
+    )
+    steps = 40
+    args = [f"--train_logdir={logdir}", f"--dataset_dir={data_dir}"] + helpers.TINY_FLAGS
+    args += [f"--training_number_of_steps={steps}", "--save_interval_steps=1", "--log_steps=10"]
+    # XLA's backend optimisation off: each train.py compiles its step (~40% less CPU).
+    env = dict(
+        helpers.cli_env(), KERAS_BACKEND="jax", XLA_FLAGS="--xla_backend_optimization_level=0"
+    )
+    proc = subprocess.Popen(
+        helpers.cli_command("train.py") + args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=helpers.REPO,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not _jax_checkpoint_step(logdir):
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = _jax_checkpoint_step(logdir)
+    assert killed_at is not None and 1 <= killed_at < steps
+    resumed = helpers.run_cli("train.py", *args, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    restored = re.search(r"Restored ckpt-(\d+)\.weights\.h5 at step (\d+)", resumed.stderr)
+    assert restored and int(restored.group(2)) >= killed_at, resumed.stderr[-3000:]
+    assert _jax_checkpoint_step(logdir) == steps
+    evaluated = helpers.run_cli_in_process(
+        "eval.py",
+        f"--checkpoint_dir={logdir}",
+        f"--dataset_dir={data_dir}",
+        "--eval_crop_size=65,65",
+        "--max_number_of_evaluations=1",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    with open(os.path.join(logdir, "eval", "results.json")) as f:
+        results = json.load(f)
+    assert results["step"] == steps and results["checkpoint"].endswith(f"ckpt-{steps}.weights.h5")
+    assert 0.0 <= results["miou"] <= 1.0

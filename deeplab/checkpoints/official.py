@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.checkpoints import unreadable
+from deeplab.checkpoints import keras_checkpoints, unreadable
 from deeplab.modeling.layers import scope_of
 from deeplab.modeling.model import LAST_LAYER_SCOPES, LOGITS_SCOPE
 
@@ -142,12 +142,17 @@ def _extract_archive(path: str) -> str:
 
 
 def resolve_checkpoint_prefix(path: str) -> str:
-    """A checkpoint prefix from a prefix, a directory, or a model-zoo .tar.gz archive."""
+    """A checkpoint prefix from a prefix, a directory (its latest checkpoint: a TensorFlow
+    prefix, or the JAX trainer's `.weights.h5`), or a model-zoo .tar.gz archive; a Keras
+    `.weights.h5` file is returned as it is."""
     path = os.fspath(path)
+    if keras_checkpoints.is_keras_weights(path):
+        return path
     if path.endswith((".tar.gz", ".tgz", ".tar")) and os.path.isfile(path):
         path = _extract_archive(path)
     if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        # As polling.latest_checkpoint (which imports this module): TensorFlow's, else Keras's.
+        latest = tf.train.latest_checkpoint(path) or keras_checkpoints.latest_checkpoint(path)
         if latest:
             return latest
         indexes = sorted(
@@ -268,8 +273,9 @@ def load_official_checkpoint(
 
 
 def load_checkpoint(model: keras.Model, path: str, **options) -> LoadReport:
-    """Loads our own (tf.train.Checkpoint, model under the key `model`) or an official TF1
-    checkpoint, whichever `path` holds (prefix, directory -> latest, or .tar.gz).
+    """Loads our own (tf.train.Checkpoint, model under the key `model`; or the JAX trainer's
+    Keras `.weights.h5`) or an official TF1 checkpoint, whichever `path` holds (prefix, weights
+    file, directory -> latest, or .tar.gz).
 
     `options`: `skip_logits`, `exclude_scopes` and (official checkpoints only)
     `backbone_only`, as in `load_official_checkpoint`.
@@ -278,6 +284,8 @@ def load_checkpoint(model: keras.Model, path: str, **options) -> LoadReport:
     if unknown:
         raise TypeError(f"load_checkpoint got unexpected keyword arguments {sorted(unknown)}")
     prefix = resolve_checkpoint_prefix(path)
+    if keras_checkpoints.is_keras_weights(prefix):
+        return _load_keras_weights(model, prefix, **options)
     try:
         return _load_prefix(model, prefix, **options)
     except CheckpointError:
@@ -288,6 +296,24 @@ def load_checkpoint(model: keras.Model, path: str, **options) -> LoadReport:
         raise CheckpointUnreadableError(
             prefix, unreadable.describe_unreadable(prefix, err)
         ) from None
+
+
+def _load_keras_weights(model: keras.Model, path: str, **options) -> LoadReport:
+    """`load_checkpoint` of a Keras `.weights.h5` (the whole model: `options` must be empty)."""
+    if options.get("skip_logits") or options.get("exclude_scopes"):
+        raise CheckpointError(
+            f"{path}: a Keras .weights.h5 loads whole; skipping the logits or other scopes "
+            "needs a TensorFlow checkpoint"
+        )
+    try:
+        model.load_weights(path)
+    except OSError as err:  # h5py: a truncated or garbled file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointUnreadableError(path, f"{path}: {first}") from None
+    except ValueError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise CheckpointError(f"{path} does not match the model: {first}") from None
+    return LoadReport(path=path, loaded=list(official_variables(model)))
 
 
 def _load_prefix(model: keras.Model, prefix: str, **options) -> LoadReport:

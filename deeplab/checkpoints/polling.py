@@ -12,9 +12,15 @@ from typing import Callable, Iterator, List, Optional
 import tensorflow as tf
 from absl import logging
 
+from deeplab.checkpoints import keras_checkpoints
+
 
 def checkpoint_step(path: str) -> int:
-    """Training step of a checkpoint: its `step` / `global_step` variable, else the `-N` suffix."""
+    """Training step of a checkpoint: its `step` / `global_step` variable, else the `-N` suffix
+    (`ckpt-N.weights.h5` for a Keras checkpoint of the JAX trainer)."""
+    keras_step = keras_checkpoints.checkpoint_step(path)
+    if keras_step is not None:
+        return keras_step
     try:
         reader = tf.train.load_checkpoint(path)
         shapes = reader.get_variable_to_shape_map()
@@ -32,13 +38,20 @@ def checkpoint_step(path: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def latest_checkpoint(logdir: str) -> Optional[str]:
+    """The latest checkpoint of a training dir: a TensorFlow one (prefix), else the JAX
+    trainer's latest complete `.weights.h5`; None when there is none."""
+    return tf.train.latest_checkpoint(logdir) or keras_checkpoints.latest_checkpoint(logdir)
+
+
 def all_checkpoints(logdir: str) -> List[str]:
-    """The checkpoints listed in `logdir`'s state file, oldest first (the latest last)."""
+    """The checkpoints listed in `logdir`'s state file (TensorFlow's, else the JAX trainer's
+    `checkpoint.json`), oldest first (the latest last)."""
     if not logdir or not tf.io.gfile.isdir(logdir):
         return []
     state = tf.train.get_checkpoint_state(logdir)
     if state is None:
-        return []
+        return keras_checkpoints.all_checkpoints(logdir)
     paths = [
         p if os.path.isabs(p) else os.path.join(logdir, p) for p in state.all_model_checkpoint_paths
     ]
@@ -69,9 +82,12 @@ def load_readable(load: Callable[[str], object], path: str, checkpoint_dir: str)
 
 
 def is_static_checkpoint(path: str) -> bool:
-    """True when `path` names one fixed checkpoint (a prefix, an archive, or a directory without
-    a `checkpoint` state file, e.g. an unpacked model-zoo tarball) rather than a training dir."""
+    """True when `path` names one fixed checkpoint (a prefix, an archive, a Keras `.weights.h5`,
+    or a directory without a `checkpoint` state file, e.g. an unpacked model-zoo tarball)
+    rather than a training dir."""
     path = os.fspath(path)
+    if keras_checkpoints.is_keras_weights(path):
+        return True
     if path.endswith((".tar.gz", ".tgz", ".tar")) or os.path.isfile(path + ".index"):
         return True
     if path.endswith(".index") and os.path.isfile(path):
@@ -100,7 +116,7 @@ def checkpoints_to_evaluate(
     count, last, waiting = 0, None, False
     wait_start = next_poll = time.monotonic()
     while True:
-        path = tf.train.latest_checkpoint(checkpoint_dir)
+        path = latest_checkpoint(checkpoint_dir)
         if path is not None and path != last:
             started, last, waiting = time.monotonic(), path, False
             yield path

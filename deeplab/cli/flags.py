@@ -408,7 +408,7 @@ def checkpoint_source_problem(path: str) -> Optional[str]:
         return None
     if not tf.io.gfile.isdir(path):
         return "no such checkpoint, directory or archive"
-    return None if tf.train.latest_checkpoint(path) is not None else "holds no checkpoint"
+    return None if polling.latest_checkpoint(path) is not None else "holds no checkpoint"
 
 
 def check_checkpoint_source(flag_values, script: str) -> None:

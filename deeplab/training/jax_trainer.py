@@ -12,12 +12,12 @@ With more than one JAX device the step runs under `keras.distribution.DataParall
 weights replicated, each batch split over the devices (its BatchNorm statistics are those of
 the whole batch, as in single-device training).
 
-Checkpoints are Keras-native, in `train_logdir`: `ckpt-<step>.weights.h5` (`model.save_weights`,
-loadable into the model on any backend, e.g. by eval.py with
-`--checkpoint_dir=<train_logdir>/ckpt-<step>.weights.h5`), `ckpt-<step>.state.npz` (the momentum
-accumulators and the step) and `checkpoint.json` naming the latest pair; each file is written
-under a temporary name and renamed, `checkpoint.json` last, so a run killed at any moment
-resumes from the last complete checkpoint.
+Checkpoints are Keras-native, in `train_logdir` (`deeplab.checkpoints.keras_checkpoints`):
+`ckpt-<step>.weights.h5` (`model.save_weights`, loadable into the model on any backend; eval.py,
+vis.py and export.py read them from `--checkpoint_dir=<train_logdir>`), `ckpt-<step>.state.npz`
+(the momentum accumulators and the step) and `checkpoint.json` naming the latest pair; each file
+is written under a temporary name and renamed, `checkpoint.json` last, so a run killed at any
+moment resumes from the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import numpy as np
 from absl import logging
 
 from deeplab.checkpoints import run_options
+from deeplab.checkpoints.keras_checkpoints import CHECKPOINT_STATE
+from deeplab.checkpoints.keras_checkpoints import read_state as latest_checkpoint
 from deeplab.training import losses as losses_lib
 from deeplab.training import optimizers, schedules
 from deeplab.training.trainer import NonFiniteLossError, TrainConfig
-
-CHECKPOINT_STATE = "checkpoint.json"
 
 
 def unsupported_feature(config: TrainConfig) -> Optional[str]:
@@ -61,15 +61,6 @@ def _atomic_write(path: str, write) -> None:
     os.replace(temp, path)
 
 
-def latest_checkpoint(logdir: str) -> Optional[dict]:
-    """{"step", "weights", "state"} of the latest complete checkpoint of `logdir`, or None."""
-    path = os.path.join(logdir, CHECKPOINT_STATE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def numpy_batches(config: TrainConfig) -> Iterator[Dict[str, np.ndarray]]:
     """The training pipeline of `config` (tf.data) as numpy batches."""
     from deeplab.data import pipeline
@@ -81,7 +72,9 @@ def make_train_step(model, config: TrainConfig, ignore_label: int, multipliers: 
     """The jitted step: (trainable, non_trainable, accumulators, step, images, labels) ->
     (trainable, non_trainable, accumulators, scalars). `step` is the number of updates already
     applied; an update whose loss or gradients are not finite is not applied
-    (`scalars["finite"]` is 0)."""
+    (`scalars["finite"]` is 0). The new weights and accumulators keep the layout of the model's
+    variables (replicated under DataParallel), so that the next step's inputs are laid out as
+    this step's were and the step compiles once."""
     import jax
     import jax.numpy as jnp
 
@@ -104,7 +97,6 @@ def make_train_step(model, config: TrainConfig, ignore_label: int, multipliers: 
         reg = sum((r.astype("float32") for r in model_losses), jnp.float32(0.0))
         return ce + reg, (non_trainable, ce, reg)
 
-    @jax.jit
     def train_step(trainable, non_trainable, accumulators, step, images, labels):
         (total, (new_non_trainable, ce, reg)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             trainable, non_trainable, images, labels, step
@@ -133,7 +125,9 @@ def make_train_step(model, config: TrainConfig, ignore_label: int, multipliers: 
             scalars,
         )
 
-    return train_step
+    trainable = [v.value.sharding for v in model.trainable_variables]
+    non_trainable = [v.value.sharding for v in model.non_trainable_variables]
+    return jax.jit(train_step, out_shardings=(trainable, non_trainable, trainable, None))
 
 
 def _data_parallel() -> Optional[object]:
@@ -144,6 +138,14 @@ def _data_parallel() -> Optional[object]:
     if len(devices) < 2:
         return None
     return keras.distribution.DataParallel(devices=devices)
+
+
+def _committed(arrays) -> list:
+    """`arrays` committed to their devices, as the step's outputs are: the step's inputs keep
+    one placement from the first step on, and it compiles once (not again at the second)."""
+    import jax
+
+    return [jax.device_put(a, a.sharding) for a in arrays]
 
 
 class JaxTrainer:
@@ -185,7 +187,17 @@ class JaxTrainer:
         self._batches = batches
         self._step_fn = make_train_step(self.model, config, self.ignore_label, self.multipliers)
         self.step = 0
-        self.accumulators = [np.zeros(v.shape, v.dtype) for v in self.model.trainable_variables]
+        self.accumulators = self._placed_as_weights(
+            [np.zeros(v.shape, v.dtype) for v in self.model.trainable_variables]
+        )
+
+    def _placed_as_weights(self, arrays) -> list:
+        """`arrays` committed to the devices, laid out as the trainable weights are (replicated
+        under DataParallel), as `_committed`."""
+        import jax
+
+        variables = self.model.trainable_variables
+        return [jax.device_put(np.asarray(a), v.value.sharding) for a, v in zip(arrays, variables)]
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -233,9 +245,9 @@ class JaxTrainer:
             self.model.load_weights(os.path.join(logdir, latest["weights"]))
             with np.load(os.path.join(logdir, latest["state"])) as state:
                 self.step = int(state["step"])
-                self.accumulators = [
-                    state[f"accumulator_{i}"] for i in range(len(self.accumulators))
-                ]
+                self.accumulators = self._placed_as_weights(
+                    [state[f"accumulator_{i}"] for i in range(len(self.accumulators))]
+                )
             logging.info("Restored %s at step %d", latest["weights"], self.step)
         elif self.config.tf_initial_checkpoint:
             from deeplab.training.trainer import _initialize_from_checkpoint
@@ -259,8 +271,7 @@ class JaxTrainer:
         """Applies `num_steps` updates from `batches` to the model; returns the last scalars.
         Raises NonFiniteLossError (without applying the update) on a non-finite loss."""
         variables = self.model.trainable_variables, self.model.non_trainable_variables
-        trainable = [v.value for v in variables[0]]
-        non_trainable = [v.value for v in variables[1]]
+        trainable, non_trainable = (_committed([v.value for v in vs]) for vs in variables)
         accumulators = list(self.accumulators)
         scalars: Dict[str, float] = {}
         iterator = iter(batches)

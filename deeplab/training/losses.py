@@ -113,13 +113,16 @@ def pixel_losses(
 def _sum_of_top_k(values, k):
     """(sum of the k largest values, how many of them are non-zero) of a flat tensor; k may be
     a tensor. TensorFlow's top_k takes a dynamic k; elsewhere the values are sorted and the
-    first k kept (the same sum)."""
+    first k kept (the same sum). Among equal values both keep the lower indices, as top_k does
+    (a stable ascending sort of the negated values; a flipped ascending sort would keep the
+    higher ones): which pixels' gradients count must not depend on the backend, and the pixel
+    losses of a young model tie by the thousand."""
     if on_tensorflow():
         import tensorflow as tf
 
         top, _ = tf.math.top_k(values, k=k, sorted=True)
     else:
-        ordered = ops.flip(ops.sort(values), axis=0)
+        ordered = -ops.sort(-values)
         top = ops.where(ops.arange(ops.shape(values)[0]) < k, ordered, ops.zeros_like(ordered))
     return ops.sum(top), ops.sum(ops.cast(ops.not_equal(top, 0.0), "float32"))
 
