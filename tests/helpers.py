@@ -35,6 +35,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -408,6 +409,28 @@ def trained_run(tmp_path_factory) -> TrainedRun:
         checkpoint=tf.train.latest_checkpoint(run_dir),
         options=TINY_RUN_OPTIONS,
     )
+
+
+def train_then_sigkill(args, ready, env=None, timeout=300) -> int:
+    """Starts train.py with `args` in a subprocess, kills it with SIGKILL once `ready()` is
+    true (within `timeout` seconds) and returns its exit status; fails if the run ended first."""
+    proc = subprocess.Popen(
+        cli_command("train.py") + list(args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env or cli_env(),
+        cwd=REPO,
+    )
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        return proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def cli_env():

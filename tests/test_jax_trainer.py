@@ -5,10 +5,8 @@ the TensorFlow trainer's in test_backends.py)."""
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -78,23 +76,7 @@ def test_train_py_on_jax_resumes_after_sigkill_and_eval_py_evaluates_its_checkpo
     env = dict(
         helpers.cli_env(), KERAS_BACKEND="jax", XLA_FLAGS="--xla_backend_optimization_level=0"
     )
-    proc = subprocess.Popen(
-        helpers.cli_command("train.py") + args,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=helpers.REPO,
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and not _jax_checkpoint_step(logdir):
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    helpers.train_then_sigkill(args, lambda: _jax_checkpoint_step(logdir), env=env)
     killed_at = _jax_checkpoint_step(logdir)
     assert killed_at is not None and 1 <= killed_at < steps
     resumed = helpers.run_cli("train.py", *args, env=env)

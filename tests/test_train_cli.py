@@ -73,27 +73,12 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
         "--log_steps=50",
         "--max_checkpoints_to_keep=2",
     ] + TINY
-    proc = subprocess.Popen(
-        helpers.cli_command("train.py") + args,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=helpers.cli_env(),
-        cwd=helpers.REPO,
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            latest = tf.train.latest_checkpoint(logdir)
-            if latest and int(latest.rsplit("-", 1)[1]) >= 6:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+
+    def reached_step_6():
+        latest = tf.train.latest_checkpoint(logdir)
+        return bool(latest) and int(latest.rsplit("-", 1)[1]) >= 6
+
+    assert helpers.train_then_sigkill(args, reached_step_6) == -signal.SIGKILL
     killed_at = int(tf.train.latest_checkpoint(logdir).rsplit("-", 1)[1])
     assert 6 <= killed_at < 60
     resumed = helpers.run_cli("train.py", *args)
