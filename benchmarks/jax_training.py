@@ -1,6 +1,6 @@
 """GPU figures without TensorFlow: xception_65 OS 16 training at crop 513 on the JAX backend in
-float32 and mixed_bfloat16, and 513x513 inference; images/s, peak device memory, and the
-fraction of the same run's dense matmul speed.
+float32 and mixed_bfloat16, and 513x513 inference; images/s, the process's peak device memory,
+and the fraction of the same run's dense matmul speed.
 
     KERAS_BACKEND=jax python -m benchmarks.jax_training          # a machine with JAX, one GPU
     KERAS_BACKEND=jax python -m benchmarks.jax_training --smoke  # anywhere: tiny crop, CPU
@@ -49,6 +49,8 @@ def _timed(fn, steps: int) -> float:
 
 
 def _peak_gib():
+    """The device's peak memory in use so far in this process (GiB): JAX's allocator keeps one
+    peak per process, so a later case reports max(its own peak, the earlier cases')."""
     import jax
 
     stats = jax.devices()[0].memory_stats() or {}
@@ -61,7 +63,8 @@ def matmul_gflops(dtype: str, n: int) -> float:
     import jax
     import jax.numpy as jnp
 
-    a = jnp.ones((n, n), dtype)
+    # Random operands: constant ones or zeros can run faster than real data on a GPU.
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
     f = jax.jit(lambda x: x @ x)
     return 2.0 * n**3 / _timed(lambda: f(a), 5) / 1e9
 
@@ -142,7 +145,7 @@ def training_case(variant: str, precision: str, crop: int, batch: int, steps: in
         "images_per_s": batch / seconds,
         "step_s": seconds,
         "gflops": 3 * 2.0 * madds * batch / seconds / 1e9,
-        "peak_gib": _peak_gib(),
+        "process_peak_gib": _peak_gib(),
         "loss_first": losses_seen[0],
         "loss_last": losses_seen[-1],
         "finite": all(math.isfinite(v) for v in losses_seen),
@@ -163,7 +166,7 @@ def inference_case(variant: str, precision: str, crop: int, batch: int, steps: i
         "batch": batch,
         "images_per_s": batch / seconds,
         "gflops": 2.0 * madds * batch / seconds / 1e9,
-        "peak_gib": _peak_gib(),
+        "process_peak_gib": _peak_gib(),
     }
 
 
@@ -195,10 +198,16 @@ def main(argv=None) -> Dict:
         case = inference_case(args.variant, precision, crop, 1, steps)
         case["fraction_of_matmul"] = case["gflops"] / matmul
         results["inference"][precision] = case
+    return report(results, "jax_training.json")
+
+
+def report(results: Dict, filename: str) -> Dict:
+    """Prints `results` as JSON and writes it to $OUT/`filename` when $OUT (the device
+    machine's output folder) is set."""
     text = json.dumps(results, indent=1)
     print(text)
     if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "jax_training.json"), "w") as f:
+        with open(os.path.join(os.environ["OUT"], filename), "w") as f:
             f.write(text)
     return results
 
