@@ -59,6 +59,19 @@ def test_the_latest_complete_keras_checkpoint_is_found_polled_and_loaded(tmp_pat
         logdir, eval_interval_secs=0, max_number_of_evaluations=1
     )
     assert list(polled) == [latest]
+    # A non-positive count polls on for each new checkpoint (the official endless loop).
+    with open(os.path.join(logdir, "checkpoint.json")) as f:
+        listing = json.load(f)
+    for count in (0, -1):
+        polled = polling.checkpoints_to_evaluate(
+            logdir, eval_interval_secs=0, max_number_of_evaluations=count, timeout_secs=0.05
+        )
+        assert next(polled) == latest
+        with open(os.path.join(logdir, "checkpoint.json"), "w") as f:  # training wrote another
+            json.dump(dict(listing, **listing["all"][0]), f)
+        assert list(polled) == [str(tmp_path / "ckpt-2.weights.h5")]
+        with open(os.path.join(logdir, "checkpoint.json"), "w") as f:
+            json.dump(listing, f)
     assert resolve_checkpoint_prefix(logdir) == latest
     model = helpers.tiny_model()
     load_checkpoint(model, logdir)

@@ -64,8 +64,9 @@ def test_a_typod_or_empty_checkpoint_dir_stops_instead_of_waiting(tmp_path, scri
         # Waiting stays when asked for: a timeout, or no count (the official endless loop).
         asked = dict(checkpoint_dir=path, eval_timeout_secs=30, **{count_flag: 1})
         cli_flags.check_checkpoint_source(_checkpoint_flags(count_flag, **asked), script)
-        forever = _checkpoint_flags(count_flag, checkpoint_dir=path)
-        cli_flags.check_checkpoint_source(forever, script)
+        for count in (0, -1):  # non-positive: the official endless loop
+            forever = _checkpoint_flags(count_flag, checkpoint_dir=path, **{count_flag: count})
+            cli_flags.check_checkpoint_source(forever, script)
     assert not os.path.exists(tmp_path / "runs")
     # Nothing lands beside a directory training has not created yet.
     assert inference.default_output_dir(typo, "eval") == os.path.join(typo, "eval")

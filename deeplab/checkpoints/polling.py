@@ -108,8 +108,9 @@ def checkpoints_to_evaluate(
 ) -> Iterator[str]:
     """Checkpoint paths to evaluate: one for a static checkpoint, else each new checkpoint of
     `checkpoint_dir` as training writes it (at most one per `eval_interval_secs`, as
-    `tf.train.checkpoints_iterator`), until `max_number_of_evaluations` (0: no limit) or
-    `timeout_secs` without a new one. "Waiting" is logged only when there is no new one."""
+    `tf.train.checkpoints_iterator`), until `max_number_of_evaluations` (0 or less: no limit, as
+    in the official scripts) or `timeout_secs` without a new one. "Waiting" is logged only when
+    there is no new one."""
     if is_static_checkpoint(checkpoint_dir):
         yield checkpoint_dir
         return
@@ -121,7 +122,7 @@ def checkpoints_to_evaluate(
             started, last, waiting = time.monotonic(), path, False
             yield path
             count += 1
-            if max_number_of_evaluations and count >= max_number_of_evaluations:
+            if max_number_of_evaluations > 0 and count >= max_number_of_evaluations:
                 return
             wait_start = time.monotonic()
             next_poll = started + eval_interval_secs

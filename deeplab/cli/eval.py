@@ -9,7 +9,7 @@ Official command lines keep working, e.g. the model zoo's PASCAL VOC check (82.2
       --max_number_of_evaluations=1
 
 `--checkpoint_dir` is a training directory (each new checkpoint is evaluated as training writes
-it, until --max_number_of_evaluations; 0 = forever), or one fixed checkpoint: a prefix, a
+it, until --max_number_of_evaluations; 0 or less = forever), or one fixed checkpoint: a prefix, a
 model-zoo .tar.gz or an unpacked one (evaluated once). For our own runs the model flags default
 to the run's `model_options.json`; flags given on the command line override it (e.g.
 --output_stride=8 at eval time). Results go to --eval_logdir (default <checkpoint_dir>/eval):
@@ -70,7 +70,7 @@ cli_flags.define_resize_flags()
 flags.DEFINE_integer(
     "max_number_of_evaluations",
     0,
-    "Number of checkpoints to evaluate before stopping (0: keep waiting for new ones).",
+    "Number of checkpoints to evaluate before stopping (0 or less: keep waiting for new ones).",
 )
 flags.DEFINE_integer(
     "eval_interval_secs",

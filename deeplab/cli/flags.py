@@ -418,7 +418,7 @@ def check_checkpoint_source(flag_values, script: str) -> None:
     --max_number_of_iterations) and no --eval_timeout_secs asks to wait for training."""
     path = flag_values.checkpoint_dir
     count_flag = "max_number_of_evaluations" if script == "eval" else "max_number_of_iterations"
-    if not flag_values[count_flag].value or flag_values.eval_timeout_secs is not None:
+    if flag_values[count_flag].value <= 0 or flag_values.eval_timeout_secs is not None:
         return  # the official loop: wait for training to write one
     problem = checkpoint_source_problem(path)
     if problem:

@@ -11,7 +11,8 @@ prediction in the dataset's colours), `%06d_overlay.png` (prediction blended ove
 --also_save_raw_predictions, <vis_logdir>/raw_segmentation_results/<image name>.png holds the raw
 label map (Cityscapes: train ids converted to label ids, as the evaluation server expects).
 `--checkpoint_dir` is a training directory (each new checkpoint, until
---max_number_of_iterations; 0 = forever) or one checkpoint (prefix, official dir or .tar.gz).
+--max_number_of_iterations; 0 or less = forever) or one checkpoint (prefix, official dir or
+.tar.gz).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ flags.DEFINE_boolean(
 flags.DEFINE_integer(
     "max_number_of_iterations",
     0,
-    "Checkpoints to visualise before stopping (0: keep waiting for new ones).",
+    "Checkpoints to visualise before stopping (0 or less: keep waiting for new ones).",
 )
 flags.DEFINE_integer("eval_interval_secs", 60 * 5, "Minimum seconds between two checkpoints.")
 flags.DEFINE_float(

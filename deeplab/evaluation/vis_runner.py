@@ -35,7 +35,7 @@ class VisConfig:
     model's (`inference.inference_options`); `data` is an evaluation DataConfig (vis.py's
     --vis_split, --vis_crop_size, --vis_batch_size and resize flags); `vis_logdir` defaults to
     `<checkpoint_dir>/vis`; `colormap_type` None: the dataset's colours;
-    `max_number_of_iterations` checkpoints are read (0: keep waiting for new ones);
+    `max_number_of_iterations` checkpoints are read (0 or less: keep waiting for new ones);
     `num_vis_examples` None: every image of the split. A bad value raises ValueError naming
     the flag."""
 
@@ -64,7 +64,6 @@ class VisConfig:
                 + ", ".join(COLORMAP_DATASETS)
             )
         for name, value in (
-            ("max_number_of_iterations", self.max_number_of_iterations),
             ("eval_interval_secs", self.eval_interval_secs),
             ("eval_timeout_secs", self.eval_timeout_secs),
         ):
