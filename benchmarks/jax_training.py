@@ -109,12 +109,12 @@ def train_step_fn(model):
     return step
 
 
-def training_case(variant: str, precision: str, crop: int, batch: int, steps: int) -> Dict:
-    """Times the training step, halving the batch on out-of-memory."""
+def training_case(model, madds: float, crop: int, batch: int, steps: int) -> Dict:
+    """Times the training step of `model` (Mult-Adds `madds` per image), halving the batch on
+    out-of-memory; the model's own variables are left as they are."""
     import jax
     import jax.numpy as jnp
 
-    model, madds = _model(variant, precision, crop)
     step = train_step_fn(model)
     while True:
         try:
@@ -152,11 +152,10 @@ def training_case(variant: str, precision: str, crop: int, batch: int, steps: in
     }
 
 
-def inference_case(variant: str, precision: str, crop: int, batch: int, steps: int) -> Dict:
-    """Times the jitted forward pass at `crop`."""
+def inference_case(model, madds: float, crop: int, batch: int, steps: int) -> Dict:
+    """Times the jitted forward pass of `model` at `crop`."""
     import jax
 
-    model, madds = _model(variant, precision, crop)
     forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
@@ -192,10 +191,11 @@ def main(argv=None) -> Dict:
     }
     for precision in ("float32", "mixed_bfloat16"):
         matmul = results["matmul_gflops"]["float32" if precision == "float32" else "bfloat16"]
-        case = training_case(args.variant, precision, crop, batch, steps)
+        model, madds = _model(args.variant, precision, crop)  # one model for both cases
+        case = training_case(model, madds, crop, batch, steps)
         case["fraction_of_matmul"] = case["gflops"] / matmul
         results["training"][precision] = case
-        case = inference_case(args.variant, precision, crop, 1, steps)
+        case = inference_case(model, madds, crop, 1, steps)
         case["fraction_of_matmul"] = case["gflops"] / matmul
         results["inference"][precision] = case
     return report(results, "jax_training.json")
