@@ -111,6 +111,70 @@ def test_folded_training_step_normalizes_with_batch_statistics_and_updates_the_m
     np.testing.assert_allclose(first(x, training=False), expected, atol=1e-5)
 
 
+def test_the_trainers_one_switch_gives_the_per_layer_switchs_loss_gradients_and_state():
+    """The trainer traces its step once float and once fake-quantized under one `tf.cond` on
+    the delay (`_switch_at_quantization_delay`); before and after the delay it computes what
+    the model's own per-layer switch computes: loss, gradients (None where no gradient), the
+    BatchNorm and range updates; before it, what the float model computes."""
+    from deeplab.training.trainer import _switch_at_quantization_delay
+
+    float_model, twin = _conv_bn_model(), _conv_bn_model()  # the same weights
+    step = tf.Variable(0, dtype=tf.int64)
+    quantized = qat.quantize_model(twin, 2, step=lambda: step)
+    x = tf.random.stateless_uniform([2, 9, 9, 3], seed=[5, 6], minval=-1, maxval=1)
+    weights = tf.random.stateless_normal([2, 9, 9, 8], seed=[7, 8])
+    initial = {
+        id(m): [v.numpy() for v in m.non_trainable_variables] for m in (float_model, quantized)
+    }
+
+    def forward_backward(model, variables):
+        def run(images, labels, step_value):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(model(images, training=True) * labels)
+            grads = tape.gradient(loss, variables)
+            none = [None] * len(variables)
+            return loss, tf.constant(1.0), tf.constant(0.0), grads, none, loss, loss
+
+        return run
+
+    def outcome(fn, model):
+        for variable, value in zip(model.non_trainable_variables, initial[id(model)]):
+            variable.assign(value)
+        out = fn(x, weights, step.read_value())
+        return out, [v.numpy() for v in model.non_trainable_variables]
+
+    trainable = twin.trainable_variables
+    delay = quantized.quantization_delay
+    switched = tf.function(
+        _switch_at_quantization_delay(forward_backward(quantized, trainable), delay, trainable)
+    )
+    per_layer = tf.function(forward_backward(quantized, trainable))
+    float_step = tf.function(forward_backward(float_model, float_model.trainable_variables))
+    float_out, _ = outcome(float_step, float_model)
+    for at in (0, 2):
+        step.assign(at)
+        ours, our_state = outcome(switched, quantized)
+        theirs, their_state = outcome(per_layer, quantized)
+        assert all(g is None for g in ours[4])
+        np.testing.assert_allclose(float(ours[0]), float(theirs[0]), rtol=1e-6)
+        for a, b in zip(ours[3], theirs[3]):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        for a, b in zip(our_state, their_state):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        if at == 0:  # the float step: the float model's values
+            assert float(ours[0]) == float(float_out[0])
+            for a, b in zip(ours[3], float_out[3]):
+                np.testing.assert_array_equal(a.numpy(), b.numpy())
+        else:
+            assert abs(float(ours[0]) - float(float_out[0])) > 1e-6 * abs(float(float_out[0]))
+
+    def conds(fn):
+        graph = fn.get_concrete_function(x, weights, step.read_value()).graph
+        return sum(op.type in ("If", "StatelessIf") for op in graph.get_operations())
+
+    assert conds(switched) == 1 and conds(per_layer) > 4  # one per layer: 4 layers, gradients
+
+
 @pytest.mark.slow
 def test_before_the_delay_the_step_is_the_float_step_then_it_quantizes():
     keras.utils.set_random_seed(0)

@@ -28,12 +28,15 @@ checkpoint loader keep working on the float model) and adds:
 
 Before step N the model computes exactly what the float model computes (the quantized path is
 not run); from step N on (a `tf.cond` on the global step, inside tf.function, XLA and
-tf.distribute alike) everything is fake-quantized. `export_lib`'s int8 conversion of such a
+tf.distribute alike) everything is fake-quantized. The trainer puts that one `tf.cond` around its
+whole forward and backward pass (`QuantizationDelay.traced_as`); the model called on its own
+has one per layer. `export_lib`'s int8 conversion of such a
 model keeps these ranges, so the int8 LiteRT model reproduces the fake-quantized float model.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Dict, List, Optional
 
 import keras
@@ -61,13 +64,37 @@ class QuantizationDelay:
             raise ValueError(f"quantize_delay_step={delay_step} must be >= 0 to quantize")
         self.delay_step = int(delay_step)
         self.step = step
+        self._traced_as: Optional[bool] = None
+
+    @property
+    def switches(self) -> bool:
+        """Whether the model switches from float to quantized at some step (else it is always
+        quantized)."""
+        return self.step is not None and self.delay_step > 0
+
+    def is_on(self) -> tf.Tensor:
+        """Whether the delay has passed (a boolean tensor of the current step)."""
+        return tf.greater_equal(tf.cast(self.step(), tf.int64), self.delay_step)
+
+    @contextlib.contextmanager
+    def traced_as(self, on: bool):
+        """Within it, the model is traced as quantized (`on`) or float throughout, with no
+        per-layer `tf.cond`: for a caller that switches once around its whole step (the trainer
+        traces its step once per side; one `tf.cond` per layer, and its gradient, made the
+        trace of a quantization-aware step several times slower)."""
+        previous, self._traced_as = self._traced_as, bool(on)
+        try:
+            yield
+        finally:
+            self._traced_as = previous
 
     def select(self, quantized: Callable, float_: Callable):
         """`quantized()` once the delay has passed, else `float_()` (only one of them runs)."""
-        if self.step is None or self.delay_step == 0:
+        if self._traced_as is not None:
+            return quantized() if self._traced_as else float_()
+        if not self.switches:
             return quantized()
-        on = tf.greater_equal(tf.cast(self.step(), tf.int64), self.delay_step)
-        return tf.cond(on, quantized, float_)
+        return tf.cond(self.is_on(), quantized, float_)
 
 
 def fake_quantize_weights(kernel, depthwise: bool = False):
@@ -347,7 +374,11 @@ def quantize_model(
 
     # A conv folded with its BatchNorm passes its input on unchanged (`call` above), and the
     # BatchNorm's turn computes the folded layer from it.
-    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    quantized = keras.models.clone_model(
+        model, clone_function=lambda layer: layer, call_function=call
+    )
+    quantized.quantization_delay = delay  # for `delay.traced_as` (the trainer's step)
+    return quantized
 
 
 def quantizer_layers(quantized_model: keras.Model) -> Dict[str, ActivationQuantizer]:

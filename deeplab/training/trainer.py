@@ -246,6 +246,41 @@ def _all_finite(tensors) -> tf.Tensor:
     return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
 
 
+def _switch_at_quantization_delay(forward_backward, delay, trainable):
+    """`forward_backward` (images, labels, step) -> (ce, count, reg, ce_grads, reg_grads,
+    correct, valid) under one `tf.cond` on the quantization delay: each side traced with the
+    model float or fake-quantized throughout (`qat.QuantizationDelay.traced_as`), instead of a
+    `tf.cond` per layer and its gradient. The same values; a few times faster to trace.
+
+    A `tf.cond` cannot return None, so gradients that are None (variables a loss does not reach)
+    travel as zeros and are None again after it: the same variables on both sides."""
+    missing = {}
+
+    def side(on, images, labels, step):
+        def run():
+            with delay.traced_as(on):
+                out = list(forward_backward(images, labels, step))
+            missing[on] = [[g is None for g in grads] for grads in out[3:5]]
+            for i in (3, 4):
+                out[i] = [tf.zeros_like(v) if g is None else g for g, v in zip(out[i], trainable)]
+            return tuple(out)
+
+        return run
+
+    def switched(images, labels, step):
+        out = tf.cond(
+            delay.is_on(), side(True, images, labels, step), side(False, images, labels, step)
+        )
+        if missing[True] != missing[False]:
+            raise ValueError("the float and the fake-quantized step train different variables")
+        out = list(out)
+        for i, none in zip((3, 4), missing[True]):
+            out[i] = [None if is_none else g for g, is_none in zip(out[i], none)]
+        return tuple(out)
+
+    return switched
+
+
 def _apply_if(optimizer, condition, grads, variables) -> None:
     """`optimizer.apply_gradients(zip(grads, variables))` only where `condition` (the same on
     every replica) holds, called from a replica context.
@@ -459,6 +494,9 @@ class Trainer:
             valid_count = tf.reduce_sum(tf.cast(valid, tf.float32))
             return local_ce, count, reg, ce_grads, reg_grads, correct, valid_count
 
+        delay = getattr(model, "quantization_delay", None)
+        if delay is not None and delay.switches:
+            forward_backward = _switch_at_quantization_delay(forward_backward, delay, trainable)
         if config.jit_compile:
             forward_backward = tf.function(forward_backward, jit_compile=True, autograph=False)
 
