@@ -326,6 +326,35 @@ def build_synthetic(data_dir):
     return data_dir
 
 
+def synthetic_example(index, size, split="train", label_value=None, label_size=None):
+    """A synthetic tf.Example (`size` x `size`, named `img<index>`); `label_value` is put at one
+    pixel, `label_size` crops the label (a label of the wrong size)."""
+    from deeplab.data import tfrecord
+
+    image, label = synthetic.generate_example(3, split, index, min_size=size, max_size=size)
+    if label_value is not None:
+        label[5, 5] = label_value
+    if label_size is not None:
+        label = label[:label_size, :label_size]
+    encoded = synthetic.encode_example(image, label, "x").features.feature["image/encoded"]
+    label_png = encode(label, "PNG", mode="L")
+    return tfrecord.image_seg_to_tfexample(
+        encoded.bytes_list.value[0], f"img{index}", size, size, label_png
+    )
+
+
+def split_with_a_bad_example(folder, split, bad_index=2, count=4, size=49):
+    """`count` synthetic examples of `split` in `folder`, the one at `bad_index` with a label of
+    the wrong size."""
+    from deeplab.data import tfrecord
+
+    examples = [
+        synthetic_example(i, size, label_size=20 if i == bad_index else None) for i in range(count)
+    ]
+    tfrecord.write_shards(examples, folder, split, 1)
+    return folder
+
+
 def train_tiny_run(run_dir, data_dir, steps=CHECKPOINT_STEPS, batch_size=4, seed=0):
     """Trains the tiny model with Adam and writes checkpoints at `steps` + model_options.json."""
     keras.utils.set_random_seed(seed)

@@ -1,43 +1,28 @@
-"""A bad training example stops the run in a few lines naming it, after saving the progress;
-the split checker lists every problem at once."""
+"""A bad example stops training in a few lines naming it, after saving the progress, and stops
+evaluation and visualisation the same way; the split checker lists every problem at once."""
 
-import io
+import os
 
 import pytest
 import tensorflow as tf
-from PIL import Image
 
-from deeplab.data import synthetic, tfrecord, validate
+from deeplab.data import tfrecord, validate
+from deeplab.data.config import DataConfig
+from deeplab.evaluation.runner import BadEvalDataError, EvalConfig, evaluate_checkpoint
+from deeplab.evaluation.vis_runner import BadVisDataError, VisConfig, visualize_checkpoint
+from deeplab.modeling import inference
 from deeplab.training import BadDataError, Trainer
 from tests import helpers
 
 CROP = 49
 
 
-def _example(index, label_value=None, label_size=None):
-    image, label = synthetic.generate_example(3, "train", index, min_size=CROP, max_size=CROP)
-    if label_value is not None:
-        label[5, 5] = label_value
-    if label_size is not None:
-        label = label[:label_size, :label_size]
-    buffer = io.BytesIO()
-    Image.fromarray(label, mode="L").save(buffer, format="PNG")
-    return tfrecord.image_seg_to_tfexample(
-        synthetic.encode_example(image, label, "x")
-        .features.feature["image/encoded"]
-        .bytes_list.value[0],
-        f"img{index}",
-        CROP,
-        CROP,
-        buffer.getvalue(),
-    )
-
-
 @pytest.fixture
 def data_with_bad_examples(tmp_path):
-    examples = [_example(i) for i in range(10)]
-    examples[7] = _example(7, label_value=10)  # a class of 21, not of a 7-class model
-    examples[9] = _example(9, label_size=20)
+    examples = [helpers.synthetic_example(i, CROP) for i in range(10)]
+    # A class of 21, not of a 7-class model; a label of the wrong size.
+    examples[7] = helpers.synthetic_example(7, CROP, label_value=10)
+    examples[9] = helpers.synthetic_example(9, CROP, label_size=20)
     folder = str(tmp_path / "data")
     tfrecord.write_shards(examples, folder, "train", 1)
     return folder
@@ -75,3 +60,37 @@ def test_the_split_checker_reports_every_problem(data_with_bad_examples):
     assert report.summary() == "2 of 10 examples are bad."
     with_21 = validate.check_split("synthetic", data_with_bad_examples, "train", 21, False)
     assert with_21.problems == report.problems[1:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", ["eval", "vis"])
+def test_a_bad_example_stops_eval_and_vis_in_a_few_lines_naming_it(run, tmp_path, job):
+    """eval.py / vis.py on a split with a label of the wrong size: the library entry raises its
+    bad-data error (printed as is by the CLI, exit 1) naming the example and its file, what was
+    written, and the fix; no traceback of the input pipeline."""
+    folder = helpers.split_with_a_bad_example(str(tmp_path / "data"), "val")
+    options = inference.inference_options(run.options)
+    data = DataConfig(
+        "synthetic", folder, "val", crop_size=(65, 65), batch_size=1, is_training=False,
+        model_variant=options.model_variant, num_classes=options.num_classes,
+    )  # fmt: skip
+    settings = inference.InferenceSettings.for_options(options)
+    common = dict(checkpoint_dir=run.run_dir, model_options=options, data=data, settings=settings)
+    if job == "eval":
+        config = EvalConfig(
+            eval_logdir=str(tmp_path / "eval"), max_number_of_evaluations=1, **common
+        )
+        error, entry, stopped = BadEvalDataError, evaluate_checkpoint, "nothing was written"
+    else:
+        config = VisConfig(vis_logdir=str(tmp_path / "vis"), max_number_of_iterations=1, **common)
+        error, entry, stopped = BadVisDataError, visualize_checkpoint, "stopped after 2 images"
+    with pytest.raises(error) as err:
+        entry(config)
+    message = str(err.value)
+    lines = message.splitlines()
+    assert len(lines) <= 6, message
+    assert lines[0].startswith("bad example 'img2'") and folder in lines[0], message
+    assert "label" in lines[0] and stopped in message
+    assert "--skip_bad_examples" in message and "validate_data --dataset=synthetic" in message
+    if job == "eval":
+        assert not os.path.exists(tmp_path / "eval" / "results.json")

@@ -88,12 +88,7 @@ flags.DEFINE_string(
     "Also write the latest results to this JSON file (miou, pixel_accuracy, "
     "per_class_iou in class order, confusion_matrix, ...).",
 )
-flags.DEFINE_boolean(
-    "skip_bad_examples",
-    False,
-    "Skip unreadable or invalid examples (corrupt records, bad labels) and count them "
-    "instead of stopping at the first one.",
-)
+cli_flags.define_skip_bad_examples_flag()
 flags.DEFINE_integer("max_eval_batches", None, "Evaluate only this many batches (quick checks).")
 cli_flags.define_official_flags("eval")
 flags.adopt_module_key_flags(cli_flags)

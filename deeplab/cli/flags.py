@@ -192,6 +192,16 @@ def parse_flags_exit_2(argv):
 HELP_FLAGS = frozenset(("-?", "-h", "--help", "--helpshort", "--helpfull", "--helpxml"))
 
 
+def define_skip_bad_examples_flag() -> None:
+    """--skip_bad_examples of train.py, eval.py and vis.py (`DataConfig.skip_bad_examples`)."""
+    flags.DEFINE_boolean(
+        "skip_bad_examples",
+        False,
+        "Skip unreadable or invalid examples (corrupt records, bad labels) and count them "
+        "instead of stopping at the first one.",
+    )
+
+
 def define_resize_flags() -> None:
     """The official input resizing flags (`preprocess.resize_to_range`), shared by the CLIs."""
     flags.DEFINE_integer("min_resize_value", None, "Desired size of the smaller image side.")

@@ -149,12 +149,7 @@ flags.DEFINE_integer(
     8,
     "The number of images in each batch during training (global: split over the replicas).",
 )
-flags.DEFINE_boolean(
-    "skip_bad_examples",
-    False,
-    "Skip unreadable or invalid examples (corrupt records, bad labels) and count them "
-    "instead of stopping at the first one.",
-)
+cli_flags.define_skip_bad_examples_flag()
 cli_flags.define_resize_flags()
 flags.DEFINE_float("min_scale_factor", 0.5, "Mininum scale factor for data augmentation.")
 flags.DEFINE_float("max_scale_factor", 2.0, "Maximum scale factor for data augmentation.")

@@ -67,6 +67,7 @@ flags.DEFINE_float(
 flags.DEFINE_integer("num_vis_examples", None, "Visualise only this many images (default: all).")
 flags.DEFINE_float("overlay_alpha", 0.5, "Weight of the label colours in the overlay.")
 flags.DEFINE_boolean("save_figures", True, "Write the side-by-side matplotlib figures.")
+cli_flags.define_skip_bad_examples_flag()
 cli_flags.define_resize_flags()
 cli_flags.define_official_flags("vis")
 flags.adopt_module_key_flags(cli_flags)
@@ -84,7 +85,12 @@ def main():
     """The command line; returns its exit status."""
     from deeplab.evaluation import vis_runner
 
-    return cli_flags.run_checkpoint_job(config_from_flags, vis_runner.visualize_checkpoint, FLAGS)
+    return cli_flags.run_checkpoint_job(
+        config_from_flags,
+        vis_runner.visualize_checkpoint,
+        FLAGS,
+        job_errors=(vis_runner.BadVisDataError,),
+    )
 
 
 def run() -> None:

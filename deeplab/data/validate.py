@@ -61,6 +61,19 @@ def check_split(
     return SplitReport(count, problems)
 
 
+def stopped_by_bad_example(err: Exception, data, num_classes: Optional[int], stopped: str):
+    """What a command stopped by a bad example of `data` (a DataConfig; `err` raised by its
+    input pipeline) prints: the example and its file, `stopped` (what was and was not written)
+    and the advice (`bad_data_advice`). None when `err` is not a bad example."""
+    from deeplab.data.decode import bad_example_error  # creates tensors on import
+
+    bad = bad_example_error(err)
+    if bad is None:
+        return None
+    advice = bad_data_advice(data.dataset_name, data.dataset_dir, data.split, num_classes)
+    return f"{bad}\n{stopped}\n{advice}"
+
+
 def bad_data_advice(
     dataset: str, dataset_dir: Optional[str], split: str, num_classes: Optional[int]
 ) -> str:

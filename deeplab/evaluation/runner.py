@@ -59,9 +59,8 @@ def evaluate_checkpoint(config: EvalConfig) -> List[Dict[str, object]]:
     before it, `polling.load_readable`) and BadEvalDataError for a bad example."""
     import tensorflow as tf
 
-    from deeplab.data.decode import bad_example_error
     from deeplab.data.pipeline import build_dataset, split_size
-    from deeplab.data.validate import bad_data_advice
+    from deeplab.data.validate import stopped_by_bad_example
     from deeplab.evaluation import loop
     from deeplab.evaluation import results as results_lib
     from deeplab.evaluation.checkpoint_loop import each_checkpoint
@@ -93,15 +92,11 @@ def evaluate_checkpoint(config: EvalConfig) -> List[Dict[str, object]]:
                 num_batches=-(-num_images // data.batch_size) if num_images else None,
             )
         except tf.errors.OpError as err:
-            bad = bad_example_error(err)
-            if bad is None:
+            stopped = f"Evaluation of {prefix} stopped; nothing was written for it."
+            message = stopped_by_bad_example(err, data, options.num_classes, stopped)
+            if message is None:
                 raise
-            raise BadEvalDataError(
-                f"{bad}\nEvaluation of {prefix} stopped; nothing was written for it.\n"
-                + bad_data_advice(
-                    data.dataset_name, data.dataset_dir, data.split, options.num_classes
-                )
-            ) from None
+            raise BadEvalDataError(message) from None
         extra = dict(
             checkpoint=prefix,
             step=step,

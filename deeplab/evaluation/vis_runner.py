@@ -29,6 +29,11 @@ COLORMAP_DATASETS = {
 }
 
 
+class BadVisDataError(RuntimeError):
+    """A bad example stopped the visualisation of a checkpoint (the images before it are
+    written); the message names the example's file, the problem and the fix."""
+
+
 @dataclasses.dataclass(frozen=True)
 class VisConfig:
     """A visualisation job (field names are vis.py's flags). `model_options` are the inference
@@ -116,11 +121,13 @@ def visualize_checkpoint(config: VisConfig) -> List[Dict[str, object]]:
     """Runs the visualisation job of `config`; returns, per checkpoint read, a dict with its
     `checkpoint` prefix, `step`, `num_images` visualised and `save_dir`. Raises
     `deeplab.checkpoints.CheckpointError` for a checkpoint that cannot be loaded into the model
-    (a damaged one of a training dir falls back to the one before it)."""
+    (a damaged one of a training dir falls back to the one before it), and BadVisDataError for
+    a bad example."""
     import numpy as np
     import tensorflow as tf
 
     from deeplab.data.pipeline import build_dataset, split_size
+    from deeplab.data.validate import stopped_by_bad_example
     from deeplab.evaluation import colormaps, visualization
     from deeplab.evaluation.checkpoint_loop import each_checkpoint
     from deeplab.evaluation.progress import Progress
@@ -152,43 +159,52 @@ def visualize_checkpoint(config: VisConfig) -> List[Dict[str, object]]:
             )
         progress = Progress(target, "image")
         index = 0
-        for batch in build_dataset(data):
-            predictions = predict(tf.cast(batch["image"], tf.float32)).numpy()
-            for i in range(predictions.shape[0]):
+        try:
+            for batch in build_dataset(data):
+                predictions = predict(tf.cast(batch["image"], tf.float32)).numpy()
+                for i in range(predictions.shape[0]):
+                    if limit is not None and index >= limit:
+                        break
+                    height, width = int(batch["height"][i]), int(batch["width"][i])
+                    valid_h, valid_w = _resized_size(data, height, width)
+                    name = batch["image_name"][i].numpy().decode()
+                    prediction = predictions[i, :valid_h, :valid_w]
+                    visualization.save_visualization(
+                        config.save_dir,
+                        index,
+                        batch["image"][i, :valid_h, :valid_w].numpy(),
+                        prediction,
+                        batch["label"][i, :valid_h, :valid_w, 0].numpy(),
+                        colormap=colormap,
+                        class_names=class_names,
+                        ignore_label=data.ignore_label,
+                        num_classes=options.num_classes,
+                        alpha=config.overlay_alpha,
+                        save_figure=config.save_figures,
+                        image_name=name,
+                    )
+                    if config.also_save_raw_predictions:
+                        raw = prediction
+                        if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
+                            raw = resize_labels(raw[None], [height, width]).numpy()[0]
+                        if to_label_ids:
+                            raw = visualization.train_id_to_label_id(raw)
+                        visualization.save_png(
+                            np.asarray(raw, np.uint8),
+                            os.path.join(config.raw_dir, f"{name or f'{index:06d}'}.png"),
+                        )
+                    index += 1
+                    progress.update(index)
                 if limit is not None and index >= limit:
                     break
-                height, width = int(batch["height"][i]), int(batch["width"][i])
-                valid_h, valid_w = _resized_size(data, height, width)
-                name = batch["image_name"][i].numpy().decode()
-                prediction = predictions[i, :valid_h, :valid_w]
-                visualization.save_visualization(
-                    config.save_dir,
-                    index,
-                    batch["image"][i, :valid_h, :valid_w].numpy(),
-                    prediction,
-                    batch["label"][i, :valid_h, :valid_w, 0].numpy(),
-                    colormap=colormap,
-                    class_names=class_names,
-                    ignore_label=data.ignore_label,
-                    num_classes=options.num_classes,
-                    alpha=config.overlay_alpha,
-                    save_figure=config.save_figures,
-                    image_name=name,
-                )
-                if config.also_save_raw_predictions:
-                    raw = prediction
-                    if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
-                        raw = resize_labels(raw[None], [height, width]).numpy()[0]
-                    if to_label_ids:
-                        raw = visualization.train_id_to_label_id(raw)
-                    visualization.save_png(
-                        np.asarray(raw, np.uint8),
-                        os.path.join(config.raw_dir, f"{name or f'{index:06d}'}.png"),
-                    )
-                index += 1
-                progress.update(index)
-            if limit is not None and index >= limit:
-                break
+        except tf.errors.OpError as err:
+            stopped = (
+                f"Visualisation with {prefix} stopped after {index} images (in {config.save_dir})."
+            )
+            message = stopped_by_bad_example(err, data, options.num_classes, stopped)
+            if message is None:
+                raise
+            raise BadVisDataError(message) from None
         progress.finish(index)
         print(
             f"Visualised {index} images of {data.dataset_name}/{data.split} with {prefix} "
