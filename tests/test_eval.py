@@ -173,3 +173,8 @@ def test_eval_cli_rejects_bad_flags(run):
     )
     assert result.returncode == 2
     assert "--output_stride=7" in result.stderr
+    result = helpers.run_cli_in_process(
+        "eval.py", f"--checkpoint_dir={run.run_dir}", "--eval_batch_size=0"
+    )
+    assert result.returncode == 2
+    assert "FATAL Flags parsing error: --eval_batch_size: 0 must be >= 1" in result.stderr

@@ -200,6 +200,7 @@ def test_vis_cli_end_to_end(run, tmp_path):
         (["--vis_crop_size=97"], "--vis_crop_size"),
         (["--eval_scales=1.0,x"], "--eval_scales"),
         (["--overlay_alpha=2"], "--overlay_alpha=2.0"),
+        (["--vis_batch_size=0"], "--vis_batch_size: 0 must be >= 1"),
         (["--checkpoint_dir={missing}", "--max_number_of_iterations=1"], "--checkpoint_dir="),
     ],
 )

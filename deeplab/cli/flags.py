@@ -534,18 +534,26 @@ def checkpoint_job_fields(flag_values, script: str) -> dict:
     flags: `checkpoint_dir`, `model_options`, `settings` and `data` (the evaluation
     DataConfig of --<script>_split, --<script>_crop_size, --<script>_batch_size). Raises
     ValueError or absl's flags.Error on bad flags (`cli_setup`)."""
+    from deeplab.data.config import DataConfigError
+
     checkpoint_dir = flag_values.checkpoint_dir
     setup = cli_setup(flag_values, checkpoint_dir, script=script, crop_flag=f"{script}_crop_size")
-    return dict(
-        checkpoint_dir=checkpoint_dir,
-        model_options=setup.options,
-        settings=setup.settings,
-        data=eval_data_config(
+    try:
+        data = eval_data_config(
             flag_values,
             setup,
             split=flag_values[f"{script}_split"].value,
             batch_size=flag_values[f"{script}_batch_size"].value,
-        ),
+        )
+    except DataConfigError as err:  # named by the flag, not the DataConfig field
+        per_script = ("batch_size", "crop_size", "split")  # --eval_batch_size, --vis_split, ...
+        flag = f"{script}_{err.field}" if err.field in per_script else err.field
+        raise flags.ValidationError(f"--{flag}: {err.reason}") from None
+    return dict(
+        checkpoint_dir=checkpoint_dir,
+        model_options=setup.options,
+        settings=setup.settings,
+        data=data,
     )
 
 
