@@ -146,6 +146,38 @@ def visualize_checkpoint(config: VisConfig) -> List[Dict[str, object]]:
     target = split_size(data.dataset_name, data.dataset_dir, data.split)
     if limit is not None:
         target = min(target, limit) if target else limit
+
+    def save_image(batch, i, prediction, index):
+        """Writes image `i` of `batch` (its padded `prediction`) as the `index`-th result."""
+        height, width = int(batch["height"][i]), int(batch["width"][i])
+        valid_h, valid_w = _resized_size(data, height, width)
+        name = batch["image_name"][i].numpy().decode()
+        prediction = prediction[:valid_h, :valid_w]
+        visualization.save_visualization(
+            config.save_dir,
+            index,
+            batch["image"][i, :valid_h, :valid_w].numpy(),
+            prediction,
+            batch["label"][i, :valid_h, :valid_w, 0].numpy(),
+            colormap=colormap,
+            class_names=class_names,
+            ignore_label=data.ignore_label,
+            num_classes=options.num_classes,
+            alpha=config.overlay_alpha,
+            save_figure=config.save_figures,
+            image_name=name,
+        )
+        if config.also_save_raw_predictions:
+            raw = prediction
+            if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
+                raw = resize_labels(raw[None], [height, width]).numpy()[0]
+            if to_label_ids:
+                raw = visualization.train_id_to_label_id(raw)
+            visualization.save_png(
+                np.asarray(raw, np.uint8),
+                os.path.join(config.raw_dir, f"{name or f'{index:06d}'}.png"),
+            )
+
     visualised = []
     # Traced once for the model of every checkpoint; no autograph (the inference code has no
     # data-dependent Python control flow, and converting the model's code only slows tracing).
@@ -165,34 +197,7 @@ def visualize_checkpoint(config: VisConfig) -> List[Dict[str, object]]:
                 for i in range(predictions.shape[0]):
                     if limit is not None and index >= limit:
                         break
-                    height, width = int(batch["height"][i]), int(batch["width"][i])
-                    valid_h, valid_w = _resized_size(data, height, width)
-                    name = batch["image_name"][i].numpy().decode()
-                    prediction = predictions[i, :valid_h, :valid_w]
-                    visualization.save_visualization(
-                        config.save_dir,
-                        index,
-                        batch["image"][i, :valid_h, :valid_w].numpy(),
-                        prediction,
-                        batch["label"][i, :valid_h, :valid_w, 0].numpy(),
-                        colormap=colormap,
-                        class_names=class_names,
-                        ignore_label=data.ignore_label,
-                        num_classes=options.num_classes,
-                        alpha=config.overlay_alpha,
-                        save_figure=config.save_figures,
-                        image_name=name,
-                    )
-                    if config.also_save_raw_predictions:
-                        raw = prediction
-                        if (valid_h, valid_w) != (height, width):  # undo the resize (nearest)
-                            raw = resize_labels(raw[None], [height, width]).numpy()[0]
-                        if to_label_ids:
-                            raw = visualization.train_id_to_label_id(raw)
-                        visualization.save_png(
-                            np.asarray(raw, np.uint8),
-                            os.path.join(config.raw_dir, f"{name or f'{index:06d}'}.png"),
-                        )
+                    save_image(batch, i, predictions[i], index)
                     index += 1
                     progress.update(index)
                 if limit is not None and index >= limit:
