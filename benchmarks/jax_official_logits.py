@@ -55,14 +55,14 @@ def prepare(folder: str) -> None:
 
 
 def _forward(model, layer: str):
+    """The jitted forward pass of `model` up to `layer`, waited for."""
     import jax
     import keras
 
-    raw = keras.Model(model.input, model.get_layer(layer).output)
-    trainable = [v.value for v in raw.trainable_variables]
-    non_trainable = [v.value for v in raw.non_trainable_variables]
-    jitted = jax.jit(lambda x: raw.stateless_call(trainable, non_trainable, x, training=False)[0])
-    return lambda images: jax.block_until_ready(jitted(images))
+    from benchmarks.jax_training import jit_forward
+
+    forward = jit_forward(keras.Model(model.input, model.get_layer(layer).output))
+    return lambda images: jax.block_until_ready(forward(images))
 
 
 def compare(folder: str, precisions=("default", "highest")) -> dict:

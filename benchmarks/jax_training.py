@@ -152,15 +152,24 @@ def training_case(model, madds: float, crop: int, batch: int, steps: int) -> Dic
     }
 
 
+def jit_forward(model):
+    """The inference pass of `model` (its current weights) as one jitted function of the
+    images."""
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
+    return lambda images: forward(trainable, non_trainable, images)
+
+
 def inference_case(model, madds: float, crop: int, batch: int, steps: int) -> Dict:
     """Times the jitted forward pass of `model` at `crop`."""
     import jax
 
-    forward = jax.jit(lambda t, n, x: model.stateless_call(t, n, x, training=False)[0])
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
+    forward = jit_forward(model)
     images = jax.random.uniform(jax.random.PRNGKey(0), (batch, crop, crop, 3), maxval=255.0)
-    seconds = _timed(lambda: forward(trainable, non_trainable, images), steps)
+    seconds = _timed(lambda: forward(images), steps)
     return {
         "batch": batch,
         "images_per_s": batch / seconds,
