@@ -204,6 +204,27 @@ def _non_trainable_diffs(model, initial, ours, theirs) -> dict:
     }
 
 
+def _non_finite_step(trainer, batch) -> dict:
+    """A step on an image with a NaN: NonFiniteLossError, and nothing of the state changed."""
+    from deeplab.training.jax_trainer import NonFiniteLossError
+
+    before = _weights(trainer.model)
+    accumulators, step = list(trainer.accumulators), trainer.step
+    image = batch["image"].copy()
+    image[0, 0, 0, 0] = np.nan
+    try:
+        trainer.train_steps([dict(batch, image=image)], 1)
+        raised = False
+    except NonFiniteLossError:
+        raised = True
+    changed = max(
+        [_max_diff(value, before[name]) for name, value in _weights(trainer.model).items()]
+        + [_max_diff(a, b) for a, b in zip(trainer.accumulators, accumulators)]
+        + [abs(trainer.step - step)]
+    )
+    return {"raised": raised, "changed": float(changed)}
+
+
 def _frozen_batch_norm_steps(spec, folder, config, initial, batch) -> dict:
     """Two steps of the JAX trainer with BatchNorm frozen, the trainer's state saved after the
     first, the model and momentum reset to the initial ones and restored from the checkpoint
@@ -230,6 +251,7 @@ def _frozen_batch_norm_steps(spec, folder, config, initial, batch) -> dict:
     trainer.train_steps([batch], 1)
     after_two = _weights(model)
     out = {
+        "non_finite": _non_finite_step(trainer, batch),
         "restored": float(restored),
         "data_parallel": trainer.distribution is not None,
         # One XLA program for the three steps (a second would mean the inputs changed layout).

@@ -500,6 +500,7 @@ CLI_MODULES = {
     "export.py": "deeplab.cli.export",
     "deeplab.summary": "deeplab.cli.summary",
     "build_synthetic_data.py": "deeplab.cli.build_synthetic_data",
+    "deeplab.convert": "deeplab.cli.convert",
 }
 
 

@@ -485,6 +485,8 @@ def test_jax_trainer_gives_the_tensorflow_trainers_update_with_frozen_batch_norm
     assert result["devices"] == 2 and result["frozen"]["data_parallel"]
     assert result["frozen"]["restored"] == 0.0, result
     assert result["frozen"]["compiles"] == 1, result
+    # A NaN in the batch: the step raises and applies nothing (weights, momentum, step).
+    assert result["frozen"]["non_finite"] == {"raised": True, "changed": 0.0}, result
     for key in ("frozen_1", "frozen_2"):
         step = result["frozen"][key]
         assert step["max_update"] > 1e-2, step
@@ -523,11 +525,20 @@ def test_jax_trainer_gives_the_tensorflow_trainers_update_with_batch_norm_fine_t
 
 
 def test_convert_into_the_wrong_architecture_fails_as_export_does(tmp_path):
-    fixture, _ = helpers.official_fixture("mobilenet_v2_os8")
+    """Its main() in this process (the command line's end-to-end run is `_converted_checkpoint`'s
+    subprocess)."""
+    checkpoint = os.path.join(helpers.official_fixture("mobilenet_v2_os8")[0], "model.ckpt")
+
+    def convert(output, *model_flags):
+        return helpers.run_cli_in_process(
+            "deeplab.convert", f"--checkpoint_path={checkpoint}", f"--output_path={output}",
+            *model_flags,
+        )  # fmt: skip
+
     output = tmp_path / "wrong.weights.h5"
-    run = _convert(os.path.join(fixture, "model.ckpt"), output, "--model_variant=xception_65")
+    run = convert(output, "--model_variant=xception_65")
     assert run.returncode == 1
     assert "xception_65" in run.stderr and "Traceback" not in run.stderr
     assert not output.exists()
-    bad = _convert(os.path.join(fixture, "model.ckpt"), tmp_path / "weights.h5")
+    bad = convert(tmp_path / "weights.h5")
     assert bad.returncode == 2 and "weights.h5" in bad.stderr

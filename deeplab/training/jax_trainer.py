@@ -101,15 +101,12 @@ def make_train_step(model, config: TrainConfig, ignore_label: int, multipliers: 
         (total, (new_non_trainable, ce, reg)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             trainable, non_trainable, images, labels, step
         )
-        grads = [g * multipliers.get(i, 1.0) for i, g in enumerate(grads)]
+        grads = [g * multipliers[i] if i in multipliers else g for i, g in enumerate(grads)]
         finite = jnp.isfinite(total) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in grads]))
         lr = schedules.learning_rate_at(config.learning_rate, step)
         momentum = config.momentum
         new_accumulators = [momentum * a + g.astype(a.dtype) for a, g in zip(accumulators, grads)]
         new_trainable = [w - (lr * a).astype(w.dtype) for w, a in zip(trainable, new_accumulators)]
-
-        def keep(new, old):
-            return [jnp.where(finite, n, o) for n, o in zip(new, old)]
 
         scalars = {
             "total_loss": total,
@@ -118,12 +115,14 @@ def make_train_step(model, config: TrainConfig, ignore_label: int, multipliers: 
             "learning_rate": lr,
             "finite": finite.astype("float32"),
         }
-        return (
-            keep(new_trainable, trainable),
-            keep(new_non_trainable, non_trainable),
-            keep(new_accumulators, accumulators),
-            scalars,
+        # One conditional over the whole state rather than a select per variable: the same
+        # result, and the step compiles several times faster (780 selects are 780 kernels).
+        state = jax.lax.cond(
+            finite,
+            lambda: (new_trainable, new_non_trainable, new_accumulators),
+            lambda: (trainable, non_trainable, accumulators),
         )
+        return (*state, scalars)
 
     trainable = [v.value.sharding for v in model.trainable_variables]
     non_trainable = [v.value.sharding for v in model.non_trainable_variables]
