@@ -136,3 +136,12 @@ def test_the_header_gives_the_image_size(fmt):
     size = export_lib.encoded_image_size(tf.constant(buffer.getvalue()))
     assert size.numpy().tolist() == [37, 53]
     assert export_lib.encoded_image_size(tf.constant(b"not an image")).numpy().tolist() == [0, 0]
+
+
+def test_noserve_encoded_is_a_saved_model_flag():
+    from deeplab.export.runner import ExportConfig
+
+    options = tiny_options()
+    assert not ExportConfig("run", "exported", options, serve_encoded=False).serve_encoded
+    with pytest.raises(ValueError, match="--noserve_encoded applies to the SavedModel"):
+        ExportConfig("run", "frozen.pb", options, serve_encoded=False)

@@ -134,11 +134,18 @@ def test_train_eval_export(variant, data_dir, tmp_path):
     if variant in EVALUATED:
         _evaluate(logdir, data_dir, tmp_path / "metrics.json")
     export_dir = tmp_path / "export"
+    # serving_default alone (one traced model less); serve_encoded is test_export's.
     result = helpers.run_cli_in_process(
-        "export.py", f"--checkpoint_path={logdir}", f"--export_path={export_dir}"
+        "export.py",
+        f"--checkpoint_path={logdir}",
+        f"--export_path={export_dir}",
+        "--noserve_encoded",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    assert "(signatures: serving_default; " in result.stdout
+    signatures = tf.saved_model.load(str(export_dir)).signatures
+    assert list(signatures) == ["serving_default"]
+    serve = signatures["serving_default"]
     # At least the MobileNetV3 pooling window (65) on each side.
     images = np.random.default_rng(0).integers(0, 256, (1, 100, 130, 3), np.uint8)
     out = serve(images=tf.constant(images))

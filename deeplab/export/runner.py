@@ -46,6 +46,7 @@ class ExportConfig:
     resize_factor: Optional[int] = None
     keep_aspect_ratio: bool = True
     save_inference_graph: bool = False
+    serve_encoded: bool = True
     tflite: bool = False
     tflite_path: Optional[str] = None
     tflite_probabilities: bool = True
@@ -72,6 +73,8 @@ class ExportConfig:
                     f"--quantize={self.quantize} needs calibration images: give --dataset and "
                     "--dataset_dir of the training set"
                 )
+        if self.frozen_graph and not self.serve_encoded:
+            raise ValueError("--noserve_encoded applies to the SavedModel, not the frozen graph")
         if not self.frozen_graph and (
             self.settings.image_pyramid or not self.settings.prediction_with_upsampled_logits
         ):
@@ -163,6 +166,7 @@ def export(config: ExportConfig) -> str:
             options.num_classes,
             settings,
             metadata=metadata,
+            encoded_signature=config.serve_encoded,
             also=(
                 (
                     lambda folder, module: _write_tflite(
@@ -174,8 +178,9 @@ def export(config: ExportConfig) -> str:
             ),
         )
         print(
-            f"SavedModel written to {config.export_path} (signatures: serving_default, "
-            f"serve_encoded; {options.num_classes} classes, scales {scales}"
+            f"SavedModel written to {config.export_path} (signatures: serving_default"
+            + (", serve_encoded" if config.serve_encoded else "")
+            + f"; {options.num_classes} classes, scales {scales}"
             + (", flipped" if settings.add_flipped_images else "")
             + ")"
         )
