@@ -23,14 +23,13 @@ EXPORTS = {
 
 @pytest.fixture(scope="session")
 def exports(run, tmp_path_factory):
-    """The float32 and the int8 LiteRT models of the fixture run, written by export.py once per
-    test session: the int8 one in a subprocess (the end-to-end int8 run; the float one is
-    test_export's), the others through its main() in process."""
+    """The float32 and the int8 LiteRT models of the fixture run, written by export.py's main()
+    in process once per test session (the end-to-end int8 run is test_quiet_command_lines',
+    the float one test_export's)."""
 
     def export(root):
         for name, extra in EXPORTS.items():
-            run_cli = helpers.run_cli if name == "int8" else helpers.run_cli_in_process
-            result = run_cli(
+            result = helpers.run_cli_in_process(
                 "export.py",
                 f"--checkpoint_path={run.run_dir}",
                 f"--export_path={root / name}",
@@ -39,6 +38,7 @@ def exports(run, tmp_path_factory):
                 "--dataset=synthetic",
                 f"--dataset_dir={run.data_dir}",
                 "--num_calibration_images=8",
+                "--noserve_encoded",  # the SavedModel beside it is not used here
                 *extra,
             )
             assert result.returncode == 0, result.stderr[-3000:]

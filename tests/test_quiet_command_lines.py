@@ -1,6 +1,8 @@
 """Every documented command line as a newcomer runs it (TensorFlow's default native logging):
 `--help` is readable and exits 0; a tiny run of each prints no `E` line, no notice twice and
-no line over 200 characters; typo'd paths stop at once with one line (issue 21)."""
+no line over 200 characters; typo'd paths stop at once with one line (issue 21). On the same
+tiny run, what a user of the official code meets first: short errors for checkpoints that do
+not fit the flags, the official frozen-graph export, eval and vis progress over the split."""
 
 import json
 import os
@@ -9,7 +11,10 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from tests import helpers
 
 # One worker runs this module (its module fixtures are built once).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("quiet_command_lines")]
@@ -109,6 +114,8 @@ def test_a_tiny_run_is_quiet(runs, name):
     _assert_quiet(runs[name], runs["base"])
     if name == "train":
         assert runs[name].stderr.count("taking over the stale lock") == 1
+        # The final line reports the run's average throughput.
+        assert "images/s on average over 2 steps" in runs[name].stdout
 
 
 def test_typod_paths_stop_at_once_with_one_line(runs):
@@ -140,3 +147,108 @@ def test_typod_paths_stop_at_once_with_one_line(runs):
         assert not os.path.exists(path)
     assert not os.path.exists(base / "runs")  # no stray runs/eval
     assert not os.path.exists(base / "x")
+
+
+def _error_lines(out):
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    "flag, hint",
+    [
+        ("--num_classes=21", "likely flag: --num_classes=21 here, 7 in "),
+        ("--model_variant=xception_65", "likely flag: --model_variant=xception_65 here, "),
+    ],
+)
+def test_checkpoint_of_other_flags_gives_a_short_error(runs, flag, hint):
+    out = helpers.run_cli_in_process(
+        "eval.py",
+        f"--checkpoint_dir={runs['logdir']}",
+        f"--dataset_dir={runs['data']}",
+        "--eval_crop_size=81,81",
+        "--max_number_of_evaluations=1",
+        flag,
+    )
+    lines = _error_lines(out)
+    assert out.returncode == 1
+    assert len(lines) <= 10, "\n".join(lines)
+    assert not [line for line in lines if "Traceback" in line or "Value in checkpoint" in line]
+    text = "\n".join(lines)
+    assert "first differing variable: " in text and "shape in the checkpoint: " in text
+    assert hint in text and "model_options.json" in text
+    assert "Waiting for" not in text  # a checkpoint exists
+
+
+def test_export_writes_the_official_frozen_graph_quietly(runs):
+    import tensorflow as tf
+
+    from deeplab.checkpoints.official import load_checkpoint
+    from deeplab.export import frozen_graph
+    from deeplab.modeling import inference
+    from deeplab.modeling.options import ModelOptions
+
+    path = str(runs["base"] / "frozen" / "frozen_inference_graph.pb")
+    out = _run("export", [f"--checkpoint_path={runs['logdir']}", f"--export_path={path}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ImageTensor:0" in out.stdout
+    _assert_quiet(out, runs["base"])
+
+    # The official demo's way: a tf.compat.v1 graph and session.
+    image = np.random.RandomState(0).randint(0, 256, (480, 640, 3)).astype(np.uint8)
+    graph = tf.Graph()
+    with graph.as_default():
+        graph_def = tf.compat.v1.GraphDef.FromString(open(path, "rb").read())
+        tf.import_graph_def(graph_def, name="")
+        assert graph.get_tensor_by_name("ImageTensor:0").dtype == tf.uint8
+    with tf.compat.v1.Session(graph=graph) as session:
+        labels = session.run("SemanticPredictions:0", feed_dict={"ImageTensor:0": [image]})
+    assert labels.shape == (1, 480, 640)
+
+    with open(os.path.join(runs["logdir"], "model_options.json")) as f:
+        saved = json.load(f)
+    fields = {k: v for k, v in saved.items() if k in ModelOptions.__dataclass_fields__}
+    options = inference.inference_options(ModelOptions(**fields))
+    model, _ = inference.build_inference_model(options)
+    load_checkpoint(model, str(runs["logdir"]))
+    expected = inference.predict_labels(
+        model, image[None], logits_output_stride=inference.logits_output_stride(options)
+    ).numpy()
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(frozen_graph.run_frozen_graph(path, image), expected[0])
+
+
+def test_eval_and_vis_show_progress_over_the_split(runs):
+    common = [f"--checkpoint_dir={runs['logdir']}", f"--dataset_dir={runs['data']}"]
+    out = helpers.run_cli_in_process(
+        "eval.py", *common, "--eval_crop_size=81,81", "--max_number_of_evaluations=1"
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2/2" in out.stdout and "Unknown" not in out.stdout  # the split has 2 images
+    assert "Waiting for" not in out.stderr
+    # The official single-scale inference flags run through eval.py too.
+    out = helpers.run_cli_in_process(
+        "eval.py",
+        *common,
+        "--eval_crop_size=81,81",
+        "--max_number_of_evaluations=1",
+        "--image_pyramid=0.75,1.0",
+        "--merge_method=avg",
+        "--prediction_with_upsampled_logits=false",
+        f"--eval_logdir={runs['base'] / 'eval_pyramid'}",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "eval/miou_1.0_overall: " in out.stdout
+    out = helpers.run_cli_in_process(
+        "vis.py",
+        *common,
+        f"--vis_logdir={runs['base'] / 'vis_progress'}",
+        "--vis_crop_size=81,81",
+        "--max_number_of_iterations=1",
+        "--save_figures=false",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    progress = [line for line in out.stderr.splitlines() if "images (" in line]
+    assert [line.split("] ")[1].split(" (")[0] for line in progress] == [
+        "1/2 images",
+        "2/2 images",
+    ]

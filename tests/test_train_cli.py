@@ -1,5 +1,5 @@
-"""train.py: end to end in a subprocess (checkpoints, events, SIGKILL and resume; a live second
-trainer), flag errors, the synthetic preset and NaN stops through its `main()` in process."""
+"""train.py: end to end in a subprocess (SIGKILL and resume; a live second trainer); checkpoints
+and events, flag errors, the synthetic preset and NaN stops through its `main()` in process."""
 
 import glob
 import os
@@ -52,7 +52,8 @@ def test_train_writes_checkpoint_and_events_then_rerun_does_nothing(tmp_path, da
         "--training_number_of_steps=20",
         "--log_steps=10",
     ] + TINY
-    proc = helpers.run_cli("train.py", *args)
+    # In process: train.py's end-to-end subprocess runs are the SIGKILL / resume pair below.
+    proc = helpers.run_cli_in_process("train.py", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert tf.train.latest_checkpoint(logdir).endswith("ckpt-20")
     tags = _scalar_tags(logdir)
