@@ -86,6 +86,7 @@ def test_a_typod_or_empty_checkpoint_dir_stops_instead_of_waiting(tmp_path, scri
     assert cli_flags.checkpoint_source_problem(prefix) is None
 
 
+@pytest.mark.slow  # builds and runs a model: the full suite's, not the quick loop's
 def test_the_eval_bar_shows_the_confusion_matrix_miou_of_the_table(capsys):
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 1)])

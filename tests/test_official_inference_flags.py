@@ -24,6 +24,7 @@ def _image(height=65, width=81, seed=0):
     return np.random.RandomState(seed).randint(0, 256, (1, height, width, 3)).astype(np.float32)
 
 
+@pytest.mark.slow  # builds and runs a model: the full suite's, not the quick loop's
 def test_image_pyramid_merges_the_scales_as_the_official_multi_scale_logits(model):
     images = _image()
     single = inference.ImagePyramidModel(model, [1.0], "max", 16)(images).numpy()

@@ -111,6 +111,7 @@ def test_folded_training_step_normalizes_with_batch_statistics_and_updates_the_m
     np.testing.assert_allclose(first(x, training=False), expected, atol=1e-5)
 
 
+@pytest.mark.slow  # builds and runs a model: the full suite's, not the quick loop's
 def test_the_trainers_one_switch_gives_the_per_layer_switchs_loss_gradients_and_state():
     """The trainer traces its step once float and once fake-quantized under one `tf.cond` on
     the delay (`_switch_at_quantization_delay`); before and after the delay it computes what
