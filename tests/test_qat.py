@@ -300,6 +300,7 @@ def test_export_cli_writes_the_full_integer_model_of_a_qat_run(qat_run, tmp_path
         f"--export_path={tmp_path / 'exported'}",
         "--tflite",
         "--crop_size={},{}".format(*CROP),
+        "--noserve_encoded",  # the SavedModel beside it is not used here
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "full-integer int8 LiteRT model written" in result.stdout
