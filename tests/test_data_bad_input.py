@@ -106,6 +106,7 @@ def test_bad_examples_skipped_and_counted(tmp_path, capfd):
     assert "skipped so far: 4" in log
 
 
+@pytest.mark.slow  # a whole tf.data pipeline or checkpoint: the full suite's
 def test_missing_label_file(tmp_path):
     rng = np.random.default_rng(2)
     image, _ = _good(rng)
@@ -186,6 +187,7 @@ def _shards(tmp_path, rng, names_per_shard, split="val"):
     return paths
 
 
+@pytest.mark.slow  # a whole tf.data pipeline or checkpoint: the full suite's
 def test_truncated_shard_is_named_with_its_offset_or_skipped_and_counted(tmp_path, capfd):
     rng = np.random.default_rng(5)
     first, second = _shards(tmp_path, rng, [["a0", "a1"], ["b0", "b1", "b2"]])
@@ -205,6 +207,7 @@ def test_truncated_shard_is_named_with_its_offset_or_skipped_and_counted(tmp_pat
     assert "skipped so far: 1" in log
 
 
+@pytest.mark.slow  # a whole tf.data pipeline or checkpoint: the full suite's
 def test_garbled_record_is_named_and_intact_shards_read_whole(tmp_path):
     rng = np.random.default_rng(6)
     (shard,) = _shards(tmp_path, rng, [["c0", "c1", "c2"]])

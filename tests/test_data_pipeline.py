@@ -233,6 +233,7 @@ def test_distribute_datasets_from_function(synthetic_dir):
     assert sorted(single) == sorted(names)
 
 
+@pytest.mark.slow  # a whole tf.data pipeline or checkpoint: the full suite's
 def test_cache_and_finite_repeat(synthetic_dir, tmp_path):
     ds = pipeline.build_dataset(
         DataConfig(

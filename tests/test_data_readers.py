@@ -138,6 +138,7 @@ def test_tfds_oxford_pet_with_mock_data():
     assert np.all(batches[0]["label"][0, 8:] == 255)
 
 
+@pytest.mark.slow  # a whole tf.data pipeline or checkpoint: the full suite's
 def test_tfds_training_batches_with_mock_data():
     with tfds.testing.mock_data(as_dataset_fn=_pet_as_dataset):
         ds = pipeline.build_dataset(

@@ -320,6 +320,7 @@ def test_other_variants_are_refused_with_the_flag_named(tmp_path):
         dataclasses.replace(config, model_options=OPTIONS.replace(model_variant="xception_65"))
 
 
+@pytest.mark.slow  # a whole tf.data pipeline or checkpoint: the full suite's
 def test_float_checkpoint_has_no_ranges(tmp_path):
     model = build_deeplab_from_options(dataclasses.replace(OPTIONS, crop_size=None))
     prefix = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
