@@ -204,12 +204,23 @@ def _non_trainable_diffs(model, initial, ours, theirs) -> dict:
     }
 
 
+def _state_difference(trainer, state) -> float:
+    """Largest difference between the trainer's state now and `state` (its `_weights` by name,
+    `accumulators` and `step`)."""
+    return max(
+        [_max_diff(value, state[name]) for name, value in _weights(trainer.model).items()]
+        + [_max_diff(a, b) for a, b in zip(trainer.accumulators, state["accumulators"])]
+        + [abs(trainer.step - state["step"])]
+    )
+
+
 def _non_finite_step(trainer, batch) -> dict:
     """A step on an image with a NaN: NonFiniteLossError, and nothing of the state changed."""
     from deeplab.training.jax_trainer import NonFiniteLossError
 
-    before = _weights(trainer.model)
-    accumulators, step = list(trainer.accumulators), trainer.step
+    before = dict(
+        _weights(trainer.model), step=trainer.step, accumulators=list(trainer.accumulators)
+    )
     image = batch["image"].copy()
     image[0, 0, 0, 0] = np.nan
     try:
@@ -217,12 +228,7 @@ def _non_finite_step(trainer, batch) -> dict:
         raised = False
     except NonFiniteLossError:
         raised = True
-    changed = max(
-        [_max_diff(value, before[name]) for name, value in _weights(trainer.model).items()]
-        + [_max_diff(a, b) for a, b in zip(trainer.accumulators, accumulators)]
-        + [abs(trainer.step - step)]
-    )
-    return {"raised": raised, "changed": float(changed)}
+    return {"raised": raised, "changed": float(_state_difference(trainer, before))}
 
 
 def _frozen_batch_norm_steps(spec, folder, config, initial, batch) -> dict:
@@ -243,11 +249,7 @@ def _frozen_batch_norm_steps(spec, folder, config, initial, batch) -> dict:
     trainer.accumulators = [np.zeros_like(a) for a in trainer.accumulators]
     trainer.step = 0
     trainer.restore_or_initialize()
-    restored = max(
-        [_max_diff(value, saved[name]) for name, value in _weights(model).items()]
-        + [_max_diff(a, b) for a, b in zip(trainer.accumulators, saved["accumulators"])]
-        + [abs(trainer.step - saved["step"])]
-    )
+    restored = _state_difference(trainer, saved)
     trainer.train_steps([batch], 1)
     after_two = _weights(model)
     out = {

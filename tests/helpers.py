@@ -579,6 +579,11 @@ def run_cli_in_process(script, *args, timeout=600):
     return CliResult(code or 0, stdout.getvalue(), stderr.getvalue())
 
 
+def printed_lines(out):
+    """The non-blank lines a command line printed (stdout, then stderr)."""
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+
+
 def official_flags(script):
     """The flag names of the official research/deeplab `script` ("train", "eval", "vis",
     "export") and of common.py, which each official script also reads

@@ -8,10 +8,6 @@ import pytest
 from tests import helpers
 
 
-def _error_lines(out):
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
-
-
 @pytest.mark.slow
 def test_missing_dataset_dir_gives_one_error_line(tmp_path):
     missing = str(tmp_path / "nowhere")
@@ -22,7 +18,7 @@ def test_missing_dataset_dir_gives_one_error_line(tmp_path):
         f"--dataset_dir={missing}",
         f"--train_logdir={tmp_path / 'run'}",
     )
-    lines = _error_lines(out)
+    lines = helpers.printed_lines(out)
     assert out.returncode == 2  # a flag error, as every other
     assert len(lines) <= 10, "\n".join(lines)
     assert [

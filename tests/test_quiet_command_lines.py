@@ -153,10 +153,6 @@ def test_typod_paths_stop_at_once_with_one_line(runs):
     assert not os.path.exists(base / "x")
 
 
-def _error_lines(out):
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
-
-
 @pytest.mark.parametrize(
     "flag, hint",
     [
@@ -173,7 +169,7 @@ def test_checkpoint_of_other_flags_gives_a_short_error(runs, flag, hint):
         "--max_number_of_evaluations=1",
         flag,
     )
-    lines = _error_lines(out)
+    lines = helpers.printed_lines(out)
     assert out.returncode == 1
     assert len(lines) <= 10, "\n".join(lines)
     assert not [line for line in lines if "Traceback" in line or "Value in checkpoint" in line]
