@@ -69,7 +69,8 @@ def test_train_py_on_jax_resumes_after_sigkill_and_eval_py_evaluates_its_checkpo
     synthetic.build_synthetic_dataset(
         data_dir, seed=0, num_train=4, num_val=2, num_shards=1, min_size=40, max_size=64
     )
-    steps = 40
+    # Killed at its first checkpoint (steps 1-2): the resumed run has the steps after it.
+    steps = 12
     args = [f"--train_logdir={logdir}", f"--dataset_dir={data_dir}"] + helpers.TINY_FLAGS
     args += [f"--training_number_of_steps={steps}", "--save_interval_steps=1", "--log_steps=10"]
     # XLA's backend optimisation off (~40% less CPU for the step's compilation), and JAX's

@@ -42,9 +42,9 @@ def test_official_checkpoint_exported_with_the_official_flags(tmp_path):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_summary_cli_prints_the_official_figures(variant):
     facts = helpers.facts()[f"{variant}_19classes"]
-    # One end-to-end run of `python -m deeplab.summary`; the others run its main() in process.
-    run = helpers.run_cli if variant == "mobilenet_v3_small_seg" else helpers.run_cli_in_process
-    result = run(
+    # main() in process (the end-to-end run of `python -m deeplab.summary` is
+    # test_quiet_command_lines').
+    result = helpers.run_cli_in_process(
         "deeplab.summary", *facts["official_flags_argv"], "--num_classes=19", "--crop_size=769,769"
     )
     assert result.returncode == 0, result.stderr[-3000:]

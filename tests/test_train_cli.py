@@ -69,7 +69,7 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
     args = [
         f"--train_logdir={logdir}",
         f"--dataset_dir={data_dir}",
-        "--training_number_of_steps=60",
+        "--training_number_of_steps=24",
         "--save_interval_steps=3",
         "--log_steps=50",
         "--max_checkpoints_to_keep=2",
@@ -81,14 +81,14 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
 
     assert helpers.train_then_sigkill(args, reached_step_6) == -signal.SIGKILL
     killed_at = int(tf.train.latest_checkpoint(logdir).rsplit("-", 1)[1])
-    assert 6 <= killed_at < 60
+    assert 6 <= killed_at < 24
     resumed = helpers.run_cli("train.py", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     restored = re.search(r"Restored \S+ \(step (\d+)\)", resumed.stderr)
     assert restored and int(restored.group(1)) >= killed_at, resumed.stderr[-3000:]
-    assert tf.train.latest_checkpoint(logdir).endswith("ckpt-60")
-    assert f"from step {restored.group(1)} to 60" in resumed.stderr
-    assert "Finished at step 60" in resumed.stdout
+    assert tf.train.latest_checkpoint(logdir).endswith("ckpt-24")
+    assert f"from step {restored.group(1)} to 24" in resumed.stderr
+    assert "Finished at step 24" in resumed.stdout
 
 
 @pytest.mark.parametrize(
