@@ -1,6 +1,7 @@
 """export.py and `python -m deeplab.summary` with the MobileNetV3 variants and the official
-Cityscapes recipe flags (their main() in process, one summary subprocess; train -> eval ->
-export on the synthetic set is in test_model_zoo_cli.py)."""
+Cityscapes recipe flags (their main() in process: the end-to-end summary run is
+test_quiet_command_lines'; train -> eval -> export on the synthetic set is in
+test_model_zoo_cli.py)."""
 
 import json
 import os
