@@ -112,10 +112,11 @@ def test_output_shapes_at_every_stride(output_stride, decoder):
 @pytest.mark.slow
 def test_decoder_reads_block1_unit2_conv3_after_batch_norm():
     """The official low-level feature is `block1/unit_2/bottleneck_v1/conv3`: the BN output of
-    the unit's last conv, before the residual sum and ReLU."""
-    model = build_deeplab(model_variant="resnet_v1_101_beta", num_classes=3)
+    the unit's last conv, before the residual sum and ReLU (block1 is the same three units in
+    the 50- and the 101-layer network)."""
+    model = build_deeplab(model_variant="resnet_v1_50_beta", num_classes=3)
     source = model.get_layer("decoder.feature_projection0").input._keras_history.operation
-    assert source.name == "resnet_v1_101.block1.unit_2.bottleneck_v1.conv3.BatchNorm"
+    assert source.name == "resnet_v1_50.block1.unit_2.bottleneck_v1.conv3.BatchNorm"
 
 
 def _bn(x, layer):
