@@ -66,10 +66,11 @@ def test_train_writes_checkpoint_and_events_then_rerun_does_nothing(tmp_path, da
 
 def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
     logdir = str(tmp_path / "run")
+    steps = 24
     args = [
         f"--train_logdir={logdir}",
         f"--dataset_dir={data_dir}",
-        "--training_number_of_steps=24",
+        f"--training_number_of_steps={steps}",
         "--save_interval_steps=3",
         "--log_steps=50",
         "--max_checkpoints_to_keep=2",
@@ -81,14 +82,14 @@ def test_sigkill_then_rerun_resumes_to_the_final_step(tmp_path, data_dir):
 
     assert helpers.train_then_sigkill(args, reached_step_6) == -signal.SIGKILL
     killed_at = int(tf.train.latest_checkpoint(logdir).rsplit("-", 1)[1])
-    assert 6 <= killed_at < 24
+    assert 6 <= killed_at < steps
     resumed = helpers.run_cli("train.py", *args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     restored = re.search(r"Restored \S+ \(step (\d+)\)", resumed.stderr)
     assert restored and int(restored.group(1)) >= killed_at, resumed.stderr[-3000:]
-    assert tf.train.latest_checkpoint(logdir).endswith("ckpt-24")
-    assert f"from step {restored.group(1)} to 24" in resumed.stderr
-    assert "Finished at step 24" in resumed.stdout
+    assert tf.train.latest_checkpoint(logdir).endswith(f"ckpt-{steps}")
+    assert f"from step {restored.group(1)} to {steps}" in resumed.stderr
+    assert f"Finished at step {steps}" in resumed.stdout
 
 
 @pytest.mark.parametrize(
